@@ -1,0 +1,14 @@
+# The README's two commands: `make demo` (install, then the whole loop on the demo data) and
+# `make test` (install, then the test suite).
+PYTHON ?= python3
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo test
+install:
+	bash scripts/install.sh
+
+demo: install
+	kvloop demo --out $(DEMO_OUT)
+
+test: install
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,1 @@
+"""Batch evaluation: SROIE-style metrics, calibration, bootstrap CIs and reports."""

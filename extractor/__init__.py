@@ -1,0 +1,1 @@
+"""Extractor: document model, loaders, OCR, alignment and the BERT+LayoutLM ensemble."""

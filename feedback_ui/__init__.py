@@ -1,0 +1,1 @@
+"""Feedback store (SQLAlchemy) and the Streamlit correction UI."""

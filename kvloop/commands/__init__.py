@@ -1,0 +1,1 @@
+"""Thin entry points: one module per ``kvloop`` subcommand (``add_arguments`` + ``run``)."""

@@ -1,0 +1,28 @@
+"""Shared fixtures: where the SROIE sample lives, and a place for test artifacts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SROIE_DIR = Path(os.environ.get("KVLOOP_SROIE", REPO.parent / "shared" / "data" / "sroie"))
+ARTIFACTS = REPO / "test-artifacts"
+
+# Single-threaded tesseract: several in parallel beat one with OpenMP threads on 2 cores.
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+
+@pytest.fixture(scope="session")
+def sroie_dir() -> Path:
+    if not (SROIE_DIR / "key").is_dir():
+        pytest.skip(f"SROIE sample not found at {SROIE_DIR} (set KVLOOP_SROIE)")
+    return SROIE_DIR
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,1 @@
+"""Trainers: supervised fine-tuning, reward model, policy updates (PPO/GRPO, DPO)."""
