@@ -6,7 +6,8 @@ Two kinds live here:
   whether two values are the same. Strict collapses runs of whitespace; lenient removes all
   whitespace and folds case.
 * **value normalisers** (``normalize_value``): per field type, rewrite a value read off OCR words
-  into the form a person writes it (``27,JALAN`` -> ``27, JALAN``; ``RM 60.30`` -> ``60.30``).
+  into the form a person writes it (``27,JALAN`` -> ``27, JALAN``; amounts and dates as
+  printed, whitespace tidied).
   They never invent characters that are not implied by the type.
 """
 
@@ -41,20 +42,19 @@ _AMOUNT = re.compile(r"^-?\d{1,3}(?:[,]\d{3})*(?:\.\d{1,2})?$|^-?\d+(?:\.\d{1,2}
 
 
 def normalize_amount(s: str) -> str:
-    """Strip a currency prefix and spaces: ``RM 1,060.30`` -> ``1,060.30``.
+    """Tidy whitespace only: an amount is kept as printed, currency included.
 
-    The digits are kept as printed (thousands separators included) because gold values are
-    transcribed as printed.
+    SROIE gold totals are transcriptions: ``RM 3.90`` where the receipt prints the currency
+    beside the number on the total line, ``60.30`` where the number stands alone. Which words
+    belong to the value is the span's business (the aligner and the model), so stripping
+    ``RM`` here would make 69 of the 500 gold totals unreachable.
     """
-    v = collapse_ws(s)
-    v = _CURRENCY.sub("", v)
-    v = v.replace(" ", "")
-    return v
+    return collapse_ws(s)
 
 
 def parse_amount(s: str) -> float | None:
-    """The number an amount string denotes, or ``None`` when it is not an amount."""
-    v = normalize_amount(s)
+    """The number an amount string denotes (currency and spaces ignored), or ``None``."""
+    v = _CURRENCY.sub("", collapse_ws(s)).replace(" ", "")
     if not _AMOUNT.match(v):
         return None
     return float(v.replace(",", ""))

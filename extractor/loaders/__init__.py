@@ -1,0 +1,118 @@
+"""Turn whatever the user points at into ``Document`` objects: one entry point, ``load_documents``.
+
+What ``spec`` may be (checked in this order):
+
+* ``"demo"``: the synthetic demo receipts (``extractor.synth.load_demo``),
+* a SROIE folder (has ``box/`` and ``key/``),
+* a ``.jsonl`` file of ``Document.export()`` lines (what ``kvloop data --out`` writes),
+* a Label Studio JSON export (OCR template),
+* a FUNSD annotation file, or a folder of them (``annotations/`` or ``*.json`` with ``form``),
+* an image / PDF file or a folder of them, read by tesseract (``extractor.loaders.images``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport
+from extractor.splits import check_split, split_documents, split_ids
+
+OCR_MODES = ("provided", "tesseract")
+_EXPECTED = ("'demo', a SROIE folder (box/ and key/), a .jsonl file, a Label Studio JSON export, "
+             "FUNSD JSON annotations, or image/PDF files")
+
+__all__ = [
+    "OCR_MODES",
+    "DocumentLoadError",
+    "LoadFailure",
+    "LoadReport",
+    "detect_format",
+    "load_documents",
+]
+
+
+def detect_format(spec: str | Path) -> str:
+    """``demo`` / ``sroie`` / ``jsonl`` / ``labelstudio`` / ``funsd`` / ``images``, or raise
+    ``ValueError`` naming the path and what was expected."""
+    from extractor.loaders.funsd import funsd_files, is_funsd_file
+    from extractor.loaders.labelstudio import is_labelstudio_export
+    from extractor.loaders.sroie import is_sroie_dir
+
+    if str(spec) == "demo":
+        return "demo"
+    p = Path(spec)
+    if not p.exists():
+        raise ValueError(f"{p}: no such file or folder (expected {_EXPECTED})")
+    if is_sroie_dir(p):
+        return "sroie"
+    if p.is_file() and p.suffix.lower() == ".jsonl":
+        return "jsonl"
+    if p.is_file() and p.suffix.lower() == ".json":
+        if is_labelstudio_export(p):
+            return "labelstudio"
+        if is_funsd_file(p):
+            return "funsd"
+        raise ValueError(f"{p}: a JSON file that is neither a Label Studio export (a list of "
+                         f"tasks) nor a FUNSD annotation (an object with 'form')")
+    if p.is_dir() and funsd_files(p):
+        return "funsd"
+    from extractor.loaders.images import IMAGE_SUFFIXES, find_inputs
+    from extractor.ocr import PDF_SUFFIXES
+
+    if p.is_dir() and find_inputs(p) or p.suffix.lower() in IMAGE_SUFFIXES | PDF_SUFFIXES:
+        return "images"
+    raise ValueError(f"{p}: not a dataset kvloop can read (expected {_EXPECTED})")
+
+
+def load_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided",
+                   workers: int = 2, progress: bool = True) -> LoadReport:
+    """Load ``spec`` (see the module docstring) and keep the documents of ``split``.
+
+    ``ocr="tesseract"`` re-reads the page images of datasets that carry their own OCR (SROIE,
+    FUNSD, Label Studio) with tesseract and its variants (cached on disk); image folders and the
+    demo set are always tesseract-read, and JSONL holds whatever words were saved.
+    """
+    check_split(split)
+    if ocr not in OCR_MODES:
+        raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {ocr!r}")
+    fmt = detect_format(spec)
+    if fmt == "sroie":
+        from extractor.loaders.sroie import load_sroie, sroie_ids
+
+        # Split the folder's full listing first, so only the needed receipts are read.
+        return load_sroie(spec, split_ids(sroie_ids(spec), split), ocr=ocr, workers=workers,
+                          progress=progress)
+    report = _load_other(fmt, spec, ocr, workers, progress)
+    if ocr == "tesseract" and fmt in ("funsd", "labelstudio"):
+        from extractor.loaders.sroie import tesseract_documents
+
+        report = tesseract_documents(report, workers=workers, progress=progress)
+    report.documents = split_documents(report.documents, split)
+    return report
+
+
+def _load_other(fmt: str, spec: str | Path, ocr: str, workers: int,
+                progress: bool) -> LoadReport:
+    if fmt == "demo":
+        from extractor.synth import load_demo
+
+        return load_demo(progress=progress)
+    if fmt == "jsonl":
+        from extractor.loaders.jsonl import load_jsonl
+
+        return load_jsonl(spec)
+    if fmt == "labelstudio":
+        from extractor.loaders.labelstudio import load_labelstudio
+
+        return load_labelstudio(spec)
+    if fmt == "funsd":
+        from extractor.loaders.funsd import load_funsd
+
+        return load_funsd(spec, progress=progress)
+    from extractor.loaders.images import load_image_folder
+    from extractor.ocr import DEFAULT_VARIANTS
+
+    # Variants cost one tesseract pass each; ask for them only when the user asked for
+    # tesseract explicitly (``provided`` means "whatever the source gives": one pass).
+    configs = DEFAULT_VARIANTS if ocr == "tesseract" else DEFAULT_VARIANTS[:1]
+    return load_image_folder(spec, configs, workers=workers, progress=progress)

@@ -1,0 +1,137 @@
+"""The extractor as a predictor: documents in, ranked candidates with calibrated confidence out.
+
+``load_predictor(model_dir)`` reads a directory written by ``KVEnsemble.save_pretrained`` (the
+trainer writes one) and returns a :class:`KVPredictor`. ``predict`` is preprocess (words ->
+windows) -> model (batched, length-bucketed, under ``inference_mode``) -> postprocess (k-best
+span decoding per field, merging OCR variants, calibration); it has no side effects.
+
+Merging OCR passes: every pass (``doc.words`` and each of ``doc.variants``) is decoded alone;
+a value's merged score is its mean probability over the passes (a uniform mixture: values read
+the same way by several passes rise, values only one pass can read stay in the k-best list).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Schema, Word
+from extractor.model.calibrate import Calibrator
+from extractor.model.decode import FieldDecoding, decode_field
+from extractor.model.ensemble import KVEnsemble
+from extractor.model.zoo import VERSION_PREFIX
+from extractor.normalize import lenient_key
+
+
+def model_version(model_dir: str | Path) -> str:
+    """``kv.ensemble.v1@<hash>``: a hash of both members' weights and the fusion/calibration."""
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    for part in ("bert/model.safetensors", "layoutlm/model.safetensors"):
+        with open(d / part, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    meta = json.loads((d / "kvloop.json").read_text(encoding="utf-8"))
+    h.update(json.dumps([meta.get("fusion_raw"), meta.get("calibration"),
+                         meta.get("absent_threshold", 0.5)]).encode())
+    return f"{VERSION_PREFIX}@{h.hexdigest()[:12]}"
+
+
+class KVPredictor:
+    """A loaded ensemble plus its calibrator; see the module docstring."""
+
+    def __init__(self, model: KVEnsemble, calibrator: Calibrator | None = None,
+                 version: str = f"{VERSION_PREFIX}@unsaved",
+                 absent_threshold: float = 0.5) -> None:
+        self.model = model.eval()
+        self.calibrator = calibrator or Calibrator()
+        self.version = version
+        # P(absent) at or above which a field is reported missing; fitted on the calibration
+        # split with the calibrator (a field almost always present warrants a higher bar).
+        self.absent_threshold = absent_threshold
+
+    @property
+    def schema(self) -> Schema:
+        return self.model.schema
+
+    # -- model -------------------------------------------------------------------------------
+    def _passes(self, doc: Document) -> list[tuple[str, list[Word]]]:
+        return [(doc.ocr, doc.words)] + list(doc.variants.items())
+
+    @torch.inference_mode()
+    def pass_log_probs(self, docs: Sequence[Document], member: str = "fused",
+                       batch_size: int = 8, with_variants: bool = True,
+                       ) -> list[list[torch.Tensor]]:
+        """Per document, per OCR pass: per-word tag log-probs [n, L] of ``member``."""
+        pages, owner = [], []
+        for i, doc in enumerate(docs):
+            for _, words in (self._passes(doc) if with_variants else [(doc.ocr, doc.words)]):
+                pages.append(([w.text for w in words], doc.normalized_boxes(words)))
+                owner.append(i)
+        outs = self.model.word_log_probs(pages, members=(member,), batch_size=batch_size)
+        per_doc: list[list[torch.Tensor]] = [[] for _ in docs]
+        for i, o in zip(owner, outs):
+            per_doc[i].append(o[member])
+        return per_doc
+
+    # -- postprocess -------------------------------------------------------------------------
+    def _field_result(self, doc: Document, field: str, lps: Sequence[torch.Tensor],
+                      k: int) -> FieldResult:
+        passes = self._passes(doc)[:len(lps)]
+        decs: list[tuple[str, FieldDecoding]] = [
+            (name, decode_field(words, lp, self.schema, field, k=k,
+                                max_len=self.model.max_span_len,
+                                source="model" if p == 0 else f"variant:{name}"))
+            for p, ((name, words), lp) in enumerate(zip(passes, lps))]
+        merged: dict[str, Candidate] = {}
+        for p, (_, dec) in enumerate(decs):
+            for c in dec.candidates:
+                key = lenient_key(c.value)
+                if key not in merged:  # variant word indices do not point into doc.words
+                    merged[key] = Candidate(c.value, 0.0, c.word_indices if p == 0 else [],
+                                            c.source)
+                merged[key].score += c.score / len(decs)
+        cands = sorted(merged.values(), key=lambda c: -c.score)[:k]
+        absent = sum(d.absent_prob for _, d in decs) / len(decs)
+        # "absent" is compared with "present" (all spans together), not with the single best
+        # span, which would drop fields whose mass is spread over several spans.
+        if not cands or absent >= self.absent_threshold:
+            return FieldResult(field, [], self.calibrator(absent))
+        for c in cands:
+            c.logprob = float(torch.tensor(max(c.score, 1e-300)).log())
+        return FieldResult(field, cands, self.calibrator(cands[0].score))
+
+    def results_from_log_probs(self, docs: Sequence[Document],
+                               per_doc: Sequence[Sequence[torch.Tensor]],
+                               k: int = 5) -> list[ExtractionResult]:
+        """Decode already computed per-pass log-probs (lets benchmarks reuse one forward)."""
+        out = []
+        for doc, lps in zip(docs, per_doc):
+            fields = {f: self._field_result(doc, f, lps, k) for f in self.schema.field_names}
+            out.append(ExtractionResult(doc.id, self.version, fields,
+                                        doc_hash=doc.content_hash()))
+        return out
+
+    # -- public API --------------------------------------------------------------------------
+    def predict(self, docs: list[Document], k: int = 5,
+                batch_size: int = 8) -> list[ExtractionResult]:
+        """k-best candidates per field (fused model, OCR variants merged), calibrated."""
+        return self.results_from_log_probs(docs, self.pass_log_probs(docs, "fused", batch_size),
+                                           k)
+
+    def word_tags(self, doc: Document) -> list[str]:
+        """Fused argmax BIO label per word of ``doc.words`` (for seqeval)."""
+        lp = self.pass_log_probs([doc], "fused", with_variants=False)[0][0]
+        labels = self.schema.labels
+        return [labels[i] for i in lp.argmax(-1).tolist()]
+
+
+def load_predictor(model_dir: str | Path) -> KVPredictor:
+    """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)."""
+    model, meta = KVEnsemble.from_pretrained(model_dir)
+    return KVPredictor(model, Calibrator.from_dict(meta.get("calibration")),
+                       model_version(model_dir), float(meta.get("absent_threshold", 0.5)))

@@ -1,0 +1,504 @@
+"""The Streamlit correction UI: renders and handles callbacks, nothing else.
+
+All logic (queue, leases, saving, undo, uploads) lives in ``feedback_ui.service`` and the
+store. Run it with ``kvloop review --store URL``; the command passes its options as
+environment variables (``KVLOOP_STORE``, ``KVLOOP_MODEL``, ``KVLOOP_AUDIT_RATE``,
+``KVLOOP_AUDIT_SEED``, ``KVLOOP_UPLOAD_DIR``, ``KVLOOP_DATASET``, ``KVLOOP_LEASE_S``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import streamlit as st
+import streamlit.components.v1 as components
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from feedback_ui import imaging
+from feedback_ui.routing import RoutingConfig
+from feedback_ui.service import (
+    FieldChoice,
+    FieldView,
+    InvalidValueError,
+    QueueFilter,
+    ReviewService,
+    ReviewTask,
+    resolve_choice,
+    schema_of_model,
+)
+from feedback_ui.store import FeedbackStore, StoreError
+
+STATE_BADGE = {
+    "auto_accepted": ":green-badge[auto-accepted]",
+    "confirmed": ":blue-badge[confirmed]",
+    "needs_review": ":orange-badge[needs review]",
+    "failed_validation": ":red-badge[failed validation]",
+}
+ZOOMS = {"Page": 1.0, "Zoom 2x": 2.0, "Zoom 4x": 4.0}
+RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
+ss = st.session_state
+
+
+# -- cached resources (shared by every browser session; thread-safe) ------------------------
+
+@st.cache_resource(show_spinner=False)
+def get_service(url: str, audit_rate: float, seed: int, dataset: str, lease_s: float,
+                model_dir: str | None) -> ReviewService:
+    """One engine/sessionmaker per store URL; sessions are opened per action."""
+    return ReviewService(FeedbackStore(url), schema_of_model(model_dir),
+                         routing=RoutingConfig(audit_rate, seed), dataset=dataset,
+                         lease_ttl_s=lease_s)
+
+
+@st.cache_resource(show_spinner="Loading the model...")
+def get_uploader(url: str, model_dir: str, upload_dir: str) -> Any:
+    """The model bundle (loaded once) wrapped for uploads: OCR, then extraction."""
+    from feedback_ui.ingest import Uploader
+
+    return Uploader.load(model_dir, upload_dir)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def page_with_boxes(doc_id: str, content_hash: str, boxes: tuple[tuple[str, tuple[int, ...]], ...],
+                    active: str | None, window: tuple[int, int, int, int], _task: ReviewTask
+                    ) -> Any:
+    """The shown part of the page with field boxes (cached: reruns and undo are cheap)."""
+    return imaging.render(_task.doc, {k: list(v) for k, v in boxes}, active, window,
+                          RENDER_WIDTH)
+
+
+def service() -> ReviewService:
+    return get_service(os.environ.get("KVLOOP_STORE", "sqlite:///feedback.db"),
+                       float(os.environ.get("KVLOOP_AUDIT_RATE", "0.05")),
+                       int(os.environ.get("KVLOOP_AUDIT_SEED", "0")),
+                       os.environ.get("KVLOOP_DATASET", "default"),
+                       float(os.environ.get("KVLOOP_LEASE_S", "900")),
+                       os.environ.get("KVLOOP_MODEL"))
+
+
+# -- session state and callbacks ------------------------------------------------------------
+
+def init_state() -> None:
+    defaults: dict[str, Any] = {"operator": "", "task": None, "pending": {}, "active": None,
+                                "flash": None, "queue_done": False, "last_click": None,
+                                "click_field": None, "click_words": {}, "focus": None, "skipped": set(),
+                                "page": "Review", "zoom": "Page"}
+    for k, v in defaults.items():
+        if k not in ss:
+            ss[k] = v
+
+
+def edit_key(task: ReviewTask, name: str) -> str:
+    return f"edit::{task.doc_id}::{name}"
+
+
+def flash(kind: str, text: str) -> None:
+    ss.flash = (kind, text)
+
+
+def current_filter() -> QueueFilter:
+    return QueueFilter(model_version=ss.get("f_version") or None,
+                       field=ss.get("f_field") or None,
+                       confidence_below=ss.get("f_below") if ss.get("f_below_on") else None,
+                       status=ss.get("f_status", "unreviewed"))
+
+
+def show_task(task: ReviewTask | None) -> None:
+    """Make ``task`` the form's document, with text boxes set to the shown values."""
+    # last_click is kept: the image component (one key for every document, so its iframe is
+    # reused) keeps returning the last click; only a click with a new timestamp is new.
+    ss.task, ss.pending, ss.click_field, ss.click_words = task, {}, None, {}
+    ss.queue_done = task is None
+    if task is None:
+        ss.active = None
+        return
+    for fv in task.fields:
+        ss[edit_key(task, fv.name)] = fv.value or ""
+    ss.active = first_attention(task)
+
+
+def first_attention(task: ReviewTask, after: str | None = None) -> str:
+    """The next field (after ``after``) that needs review or failed validation."""
+    names = [f.name for f in task.fields]
+    start = names.index(after) + 1 if after in names else 0
+    order = names[start:] + names[:start]
+    for name in order:
+        if task.field(name).state in ("needs_review", "failed_validation"):
+            return name
+    return order[0] if after is None else names[(names.index(after) + 1) % len(names)]
+
+
+def open_next(exclude: tuple[str, ...] = ()) -> None:
+    # Documents skipped in this session stay out of the way until the queue is refreshed.
+    try:
+        show_task(service().next_document(ss.operator, current_filter(),
+                                          exclude=set(exclude) | ss.skipped))
+    except StoreError as e:
+        flash("error", str(e))
+
+
+def cb_pick(name: str, index: int) -> None:
+    task: ReviewTask = ss.task
+    ss.pending[name] = FieldChoice("pick", pick_index=index)
+    ss[edit_key(task, name)] = task.field(name).candidates[index].value
+    ss.active = first_attention(task, after=name)
+
+
+def cb_not_present(name: str) -> None:
+    ss.pending[name] = FieldChoice("not_present")
+    ss[edit_key(ss.task, name)] = ""
+
+
+def cb_typed(name: str) -> None:
+    # Enter in a text box moves on (focus too) to the next field that needs attention.
+    ss.active = first_attention(ss.task, after=name)
+    ss.focus = ss.active
+
+
+def cb_focus(name: str) -> None:
+    ss.active = name
+
+
+def form_choices(task: ReviewTask) -> dict[str, FieldChoice]:
+    return {fv.name: resolve_choice(fv, ss.get(edit_key(task, fv.name)), ss.pending.get(fv.name))
+            for fv in task.fields}
+
+
+def cb_save(accept_all: bool = False) -> None:
+    task: ReviewTask | None = ss.task
+    if task is None:
+        return
+    svc = service()
+    try:
+        if accept_all:
+            svc.accept_all(task, ss.operator)
+        else:
+            svc.save_correction(task, form_choices(task), ss.operator)
+    except (InvalidValueError, StoreError, ValueError, KeyError) as e:
+        flash("error", str(e))
+        return
+    flash("success", f"Saved {task.doc_id}.")
+    open_next(exclude=(task.doc_id,))
+
+
+def cb_skip() -> None:
+    task: ReviewTask | None = ss.task
+    if task is not None:
+        service().skip(task, ss.operator)
+        ss.skipped.add(task.doc_id)
+        flash("info", f"Skipped {task.doc_id}.")
+        open_next(exclude=(task.doc_id,))
+
+
+def cb_undo() -> None:
+    svc = service()
+    try:
+        reopened = svc.undo_last(ss.operator)
+    except StoreError as e:
+        flash("error", str(e))
+        return
+    task: ReviewTask | None = ss.task
+    if task is not None and task.doc_id != reopened.doc_id:
+        svc.skip(task, ss.operator)
+    show_task(reopened)
+    flash("info", f"Undid your last save of {reopened.doc_id}; it is open again.")
+
+
+def cb_open_doc() -> None:
+    doc_id = (ss.get("goto") or "").strip()
+    if not doc_id:
+        return
+    old: ReviewTask | None = ss.task
+    try:
+        task = service().open(doc_id, ss.operator)
+    except (StoreError, KeyError) as e:
+        flash("error", str(e).strip('"'))
+        return
+    if old is not None and old.doc_id != doc_id:
+        service().skip(old, ss.operator)
+    show_task(task)
+
+
+def cb_operator() -> None:
+    old: ReviewTask | None = ss.task
+    if old is not None:
+        service().skip(old, old.lease.operator)
+    show_task(None)
+    ss.queue_done = False
+
+
+def cb_refresh() -> None:
+    ss.queue_done, ss.skipped = False, set()
+
+
+def cb_filters() -> None:
+    """New filters: give back the open document and take the first one they select."""
+    old: ReviewTask | None = ss.task
+    if old is not None:
+        service().skip(old, ss.operator)
+    show_task(None)
+    ss.queue_done = False
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def sidebar(svc: ReviewService) -> None:
+    with st.sidebar:
+        st.text_input("Operator name", key="operator", on_change=cb_operator,
+                      placeholder="your name")
+        st.radio("Page", ["Review", "Queue", "Upload", "History", "Stats"], key="page")
+        st.divider()
+        st.caption("Queue filters")
+        st.selectbox("Model version", [""] + svc.store.model_versions(), key="f_version",
+                      format_func=lambda v: v or "latest of any", on_change=cb_filters)
+        st.selectbox("Field", [""] + svc.schema.field_names, key="f_field",
+                      format_func=lambda v: v or "any field", on_change=cb_filters)
+        st.checkbox("Only confidence below", key="f_below_on", on_change=cb_filters)
+        st.slider("Confidence below", 0.0, 1.0, 0.9, 0.05, key="f_below", on_change=cb_filters,
+                  label_visibility="collapsed")
+        st.radio("Show", ["unreviewed", "reviewed", "all"], key="f_status", horizontal=True,
+                 on_change=cb_filters)
+        p = svc.progress(current_filter())
+        st.progress(p.done / p.total if p.total else 1.0,
+                    text=f"Reviewed {p.done} of {p.total} queued documents")
+        st.text_input("Open document id", key="goto", on_change=cb_open_doc)
+
+
+def show_flash() -> None:
+    if ss.flash:
+        kind, text = ss.flash
+        {"error": st.error, "success": st.success}.get(kind, st.info)(text)
+        ss.flash = None
+
+
+def form_indices(task: ReviewTask, fv: FieldView) -> tuple[int, ...]:
+    """Words to outline for a field: those of the candidate its text box now holds."""
+    text = ss.get(edit_key(task, fv.name)) or ""
+    clicked = ss.click_words.get(fv.name, [])
+    if clicked and text == " ".join(task.doc.words[i].text for i in clicked):
+        return tuple(clicked)
+    for c in fv.candidates:
+        if c.value == text:
+            return tuple(c.word_indices)
+    return tuple(fv.word_indices) if text == (fv.value or "") else ()
+
+
+def apply_click(task: ReviewTask, window: tuple[int, int, int, int]) -> None:
+    """Fill the field under edit with the word the operator clicked on the page image.
+
+    Runs before the image is drawn so the boxes already show the new value; the click is read
+    from the component's state (its coordinates are on the image shown with ``window``).
+    """
+    click = ss.get("page_image")
+    if not click or click == ss.last_click or not ss.active:
+        return
+    ss.last_click = click
+    shown = (float(click.get("width") or RENDER_WIDTH), float(click.get("height") or 1))
+    idx = imaging.word_at(task.doc, *imaging.display_to_page(click["x"], click["y"], shown,
+                                                             window))
+    if idx is None:
+        return
+    # The first click on a field replaces its value; further clicks append words.
+    key, word = edit_key(task, ss.active), task.doc.words[idx].text
+    appending = ss.click_field == ss.active
+    ss[key] = f"{ss.get(key, '')} {word}".strip() if appending else word
+    ss.click_words[ss.active] = (ss.click_words.get(ss.active, []) if appending else []) + [idx]
+    ss.click_field = ss.active
+
+
+def render_image(task: ReviewTask) -> None:
+    st.segmented_control("Zoom", list(ZOOMS), key="zoom", label_visibility="collapsed")
+    # The zoom window centres on the active field's words as the form stands (the words it
+    # shows were computed before this run's click is applied, so click coordinates match).
+    anchor: list[int] = []
+    if ss.active:
+        fv = task.field(ss.active)
+        anchor = list(form_indices(task, fv)) or fv.word_indices
+    window = imaging.field_window(task.doc, anchor, ZOOMS.get(ss.zoom or "Page", 1.0))
+    apply_click(task, window)
+    boxes = tuple((fv.name, form_indices(task, fv)) for fv in task.fields)
+    img = page_with_boxes(task.doc_id, task.doc.content_hash(), boxes, ss.active, window, task)
+    st.caption(f"Click a word to fill **{ss.active}** (more clicks add words)"
+               if ss.active else "")
+    streamlit_image_coordinates(img, key="page_image", image_format="JPEG", jpeg_quality=85,
+                                cursor="crosshair", width="stretch")
+
+
+def render_field(task: ReviewTask, fv: FieldView) -> None:
+    active = fv.name == ss.active
+    with st.container(border=True):
+        head = st.columns([3, 2, 1])
+        head[0].markdown(f"**{fv.name}** {STATE_BADGE[fv.state]}"
+                         + (" :red[(editing)]" if active else ""))
+        head[1].markdown(f"confidence `{fv.confidence:.2f}`"
+                         + (f" · by {fv.reviewed_by}" if fv.reviewed_by else ""))
+        head[2].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
+                       disabled=active, type="tertiary")
+        if fv.problem:
+            st.caption(f":red[{fv.problem}]")
+        st.text_input(f"{fv.name} value", key=edit_key(task, fv.name), on_change=cb_typed,
+                      args=(fv.name,), label_visibility="collapsed",
+                      placeholder="(not present)")
+        cols = st.columns(len(fv.candidates) + 1)
+        for i, c in enumerate(fv.candidates):
+            cols[i].button(f"{i + 1}: {c.value} ({c.score:.2f})", key=f"pick::{fv.name}::{i}",
+                           on_click=cb_pick, args=(fv.name, i),
+                           shortcut=str(i + 1) if active and i < 9 else None,
+                           help=f"Use alternative {i + 1}", width="stretch")
+        cols[-1].button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
+                        args=(fv.name,), width="stretch")
+        choice = resolve_choice(fv, ss.get(edit_key(task, fv.name)), ss.pending.get(fv.name))
+        if choice.action == "edit":
+            problem = service().check(task, fv.name, choice.value)
+            if problem:
+                st.caption(f":red[{problem}]")
+        if choice.action != "accept":
+            st.caption(f"will save: **{choice.action}**"
+                       + (f" #{choice.pick_index + 1}" if choice.pick_index is not None else ""))
+
+
+def move_focus() -> None:
+    """Put the keyboard in the text box of ``ss.focus`` (Streamlit has no focus API).
+
+    The script runs in a zero-height component iframe, which is same-origin with the app.
+    """
+    if not ss.focus:
+        return
+    label = json.dumps(f"{ss.focus} value")
+    components.html("<script>const sel = 'input[aria-label=' + JSON.stringify(" + label
+                    + ") + ']'; const f = () => { const el = window.parent.document"
+                    ".querySelector(sel); if (el) { el.focus(); el.select(); } "
+                    "else setTimeout(f, 50); }; f();</script>", height=0)
+    ss.focus = None
+
+
+def review_page(svc: ReviewService) -> None:
+    if not ss.operator.strip():
+        st.info("Enter your operator name in the sidebar to start reviewing.")
+        return
+    if ss.task is None and not ss.queue_done:
+        open_next()
+        show_flash()
+    task: ReviewTask | None = ss.task
+    bar = st.columns([2, 2, 1, 1])
+    bar[2].button("Undo last save", on_click=cb_undo, width="stretch")
+    if task is None:
+        st.success("Nothing left to review with these filters.")
+        bar[3].button("Refresh queue", on_click=cb_refresh, width="stretch")
+        return
+    bar[0].button("Accept all and next", on_click=cb_save, kwargs={"accept_all": True},
+                  type="primary", shortcut="Ctrl+Shift+Enter", width="stretch")
+    bar[1].button("Save and next", on_click=cb_save, type="primary", shortcut="Ctrl+Enter",
+                  width="stretch")
+    bar[3].button("Skip", on_click=cb_skip, width="stretch")
+    audit = " · audit sample" if task.route.audit else ""
+    st.markdown(f"#### {task.doc_id} · model `{task.result.model_version}`{audit} · "
+                f"locked for you until {task.lease.expires_at:%H:%M} UTC")
+    left, right = st.columns([5, 6])
+    with left:
+        render_image(task)
+    with right:
+        for fv in task.fields:
+            render_field(task, fv)
+        st.caption("Keys: 1-5 pick an alternative of the field being edited (outside a text "
+                   "box) · Enter in a box moves to the next field that needs attention · "
+                   "Ctrl+Enter save and next · Ctrl+Shift+Enter accept all and next")
+        move_focus()
+    if ss.get("warmed") != task.doc_id:
+        # Decode the next document's page while the operator works on this one.
+        ss.warmed = task.doc_id
+        width = int(RENDER_WIDTH * ZOOMS.get(ss.zoom or "Page", 1.0))
+        for doc in svc.upcoming(ss.operator, current_filter(), exclude=(task.doc_id,)):
+            imaging.warm(doc, width)
+
+
+def upload_page() -> None:
+    st.subheader("Upload images or PDFs")
+    model_dir = os.environ.get("KVLOOP_MODEL")
+    if not model_dir:
+        st.warning("Uploads need a model: start the UI with `kvloop review --model DIR`.")
+        return
+    files = st.file_uploader("Receipts", type=["jpg", "jpeg", "png", "tif", "tiff", "pdf"],
+                             accept_multiple_files=True, key="uploads")
+    if st.button("Run OCR and extraction", disabled=not files):
+        uploader = get_uploader(os.environ.get("KVLOOP_STORE", ""), model_dir,
+                                os.environ.get("KVLOOP_UPLOAD_DIR", "uploads"))
+        with st.spinner("OCR and extraction..."):
+            report = uploader.ingest(service(), [(f.name, f.getvalue()) for f in files or []])
+        if report.added:
+            st.success(f"Added {len(report.added)} page(s) to the queue: "
+                       + ", ".join(report.added))
+        if report.skipped:
+            st.info("Already in the store: " + ", ".join(report.skipped))
+        for name, problem in report.failures:
+            st.error(f"{name}: {problem}")
+        ss.queue_done = False
+
+
+def queue_page(svc: ReviewService) -> None:
+    st.subheader("Queue")
+    items = svc.queue(current_filter(), ss.operator)
+    p = svc.progress(current_filter())
+    st.caption(f"{len(items)} document(s) listed with the sidebar filters, most uncertain "
+               f"first · reviewed {p.done} of {p.total}")
+    st.dataframe([{"document": q.doc_id, "lowest confidence": round(q.min_confidence, 3),
+                   "fields to review": ", ".join(q.review_fields) or "(audit sample)",
+                   "model": q.model_version, "reviewed": q.reviewed,
+                   "locked": q.leased_by or ""} for q in items], hide_index=True)
+
+
+def history_page(svc: ReviewService) -> None:
+    st.subheader("Document history")
+    default = ss.task.doc_id if ss.task else ""
+    doc_id = st.text_input("Document id", value=default, key="hist_doc")
+    if not doc_id:
+        return
+    rows = svc.history(doc_id)
+    if not rows:
+        st.info(f"No review recorded for {doc_id!r}.")
+        return
+    st.dataframe([{"save": h.save_id, "when (UTC)": f"{h.ended_at:%Y-%m-%d %H:%M:%S}",
+                   "operator": h.operator, "field": h.field, "action": h.action,
+                   "before": h.before, "after": h.after, "undone": h.undone} for h in rows],
+                 hide_index=True)
+
+
+def stats_page(svc: ReviewService) -> None:
+    st.subheader("Stats")
+    s = svc.stats()
+    c = st.columns(4)
+    c[0].metric("Reviewed today", s.store.docs_reviewed_since)
+    c[1].metric("Saves today", s.store.saves_since)
+    c[2].metric("Queue progress", f"{s.queue_done} / {s.queue_total}")
+    c[3].metric("Agreement with model",
+                "n/a" if s.store.agreement is None else f"{s.store.agreement:.1%}")
+    st.dataframe([{"field": f, "reviewed": n, "corrections": s.store.corrections_per_field.get(f, 0),
+                   "agreement": f"{s.store.agreement_per_field[f]:.1%}"}
+                  for f, n in s.store.actions_per_field.items()], hide_index=True)
+    if s.store.per_operator_since:
+        st.caption("Saves today per operator: " + ", ".join(
+            f"{k}: {v}" for k, v in s.store.per_operator_since.items()))
+
+
+def main() -> None:
+    st.set_page_config(page_title="kvloop review", layout="wide")
+    init_state()
+    svc = service()
+    sidebar(svc)
+    show_flash()
+    page = ss.page
+    if page == "Review":
+        review_page(svc)
+    elif page == "Queue":
+        queue_page(svc)
+    elif page == "Upload":
+        upload_page()
+    elif page == "History":
+        history_page(svc)
+    else:
+        stats_page(svc)
+
+
+main()

@@ -1,0 +1,134 @@
+"""The page image an operator looks at, with each field's word boxes drawn on it."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from extractor.document import Box, Document
+
+# One colour per field position in the schema; the field under edit gets a thick outline.
+PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
+ACTIVE = "#d62728"
+
+
+@lru_cache(maxsize=12)  # a 2400 px page is ~17 MB: bound the memory
+def _load(source: str, page: int, width: int) -> Image.Image:
+    path = Path(source)
+    if path.suffix.lower() == ".pdf":
+        import fitz  # pymupdf
+
+        with fitz.open(path) as pdf:
+            # PDF pages are numbered from 1 in Documents (images use page 0).
+            p = pdf[max(page - 1, 0)]
+            pix = p.get_pixmap(dpi=max(36, min(300, int(72 * width / max(p.rect.width, 1)))))
+            img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
+    else:
+        with Image.open(path) as im:
+            # JPEG: decode at the smallest DCT scale still >= the width needed (a 5000x7000
+            # scan shown 700 px wide decodes at 1/4 size, several times faster).
+            im.draft("RGB", (width, max(1, width * im.height // max(im.width, 1))))
+            img = im.convert("RGB")
+    if img.width > width:
+        img = img.resize((width, max(1, round(img.height * width / img.width))),
+                         Image.Resampling.BILINEAR)
+    return img
+
+
+def page_image(doc: Document, width: int = 1400) -> Image.Image | None:
+    """The document's page as RGB at most ``width`` pixels wide (cached; do not modify it).
+
+    ``None`` when the page has no readable image file.
+    """
+    if not doc.source or not Path(doc.source).is_file():
+        return None
+    try:
+        return _load(doc.source, doc.page, width)
+    except (OSError, ValueError, IndexError, RuntimeError):
+        return None
+
+
+def warm(doc: Document, width: int) -> threading.Thread:
+    """Decode a page in the background so opening that document later is instant."""
+    t = threading.Thread(target=page_image, args=(doc, width), daemon=True)
+    t.start()
+    return t
+
+
+def blank_page(doc: Document, max_side: int = 1600) -> Image.Image:
+    """A white page of the document's size with its words printed, for pages with no image."""
+    scale = min(1.0, max_side / max(doc.width, doc.height, 1))
+    img = Image.new("RGB", (max(1, int(doc.width * scale)), max(1, int(doc.height * scale))),
+                    "white")
+    draw = ImageDraw.Draw(img)
+    for w in doc.words:
+        draw.text((w.box[0] * scale, w.box[1] * scale), w.text, fill="black")
+    return img
+
+
+def word_at(doc: Document, x: float, y: float) -> int | None:
+    """Index of the smallest word box holding the page point (x, y), with 2 px of slack."""
+    best: tuple[float, int] | None = None
+    for i, w in enumerate(doc.words):
+        x0, y0, x1, y1 = w.box
+        if x0 - 2 <= x <= x1 + 2 and y0 - 2 <= y <= y1 + 2:
+            area = (x1 - x0) * (y1 - y0)
+            if best is None or area < best[0]:
+                best = (area, i)
+    return None if best is None else best[1]
+
+
+def field_window(doc: Document, indices: list[int], factor: float) -> Box:
+    """A page region 1/``factor`` of the page in size, centred on the given words.
+
+    Zooming crops instead of enlarging: the crop is shown at the column's width, so the
+    operator reads small print without scrolling. Without words, the top of the page is shown.
+    """
+    w, h = doc.width / factor, doc.height / factor
+    boxes = [doc.words[i].box for i in indices if 0 <= i < len(doc.words)]
+    if boxes:
+        cx = (min(b[0] for b in boxes) + max(b[2] for b in boxes)) / 2
+        cy = (min(b[1] for b in boxes) + max(b[3] for b in boxes)) / 2
+    else:
+        cx, cy = doc.width / 2, h / 2
+    x0 = min(max(0.0, cx - w / 2), doc.width - w)
+    y0 = min(max(0.0, cy - h / 2), doc.height - h)
+    return (int(x0), int(y0), int(x0 + w), int(y0 + h))
+
+
+def display_to_page(x: float, y: float, shown: tuple[float, float], window: Box
+                    ) -> tuple[float, float]:
+    """Map a click on the shown image (``shown`` = its displayed size) to page coordinates."""
+    fx, fy = x / max(shown[0], 1), y / max(shown[1], 1)
+    return window[0] + fx * (window[2] - window[0]), window[1] + fy * (window[3] - window[1])
+
+
+def render(doc: Document, fields: dict[str, list[int]], active: str | None, window: Box,
+           width: int) -> Image.Image:
+    """The ``window`` of the page with field boxes drawn, ``width`` pixels wide."""
+    factor = doc.width / max(window[2] - window[0], 1)
+    img = page_image(doc, int(min(2400, width * factor))) or blank_page(doc)
+    img = draw_fields(img, doc, fields, active)
+    sx, sy = img.width / max(doc.width, 1), img.height / max(doc.height, 1)
+    img = img.crop((int(window[0] * sx), int(window[1] * sy), int(window[2] * sx),
+                    int(window[3] * sy)))
+    return img.resize((width, max(1, round(img.height * width / max(img.width, 1)))))
+
+
+def draw_fields(img: Image.Image, doc: Document, fields: dict[str, list[int]],
+                active: str | None = None) -> Image.Image:
+    """Outline each field's words (``fields``: name -> word indices); ``active`` in red."""
+    sx, sy = img.width / max(doc.width, 1), img.height / max(doc.height, 1)
+    out = img.copy()
+    draw = ImageDraw.Draw(out)
+    for k, (name, idx) in enumerate(fields.items()):
+        colour, width = (ACTIVE, 4) if name == active else (PALETTE[k % len(PALETTE)], 2)
+        for i in idx:
+            if 0 <= i < len(doc.words):
+                x0, y0, x1, y1 = doc.words[i].box
+                draw.rectangle((x0 * sx - 2, y0 * sy - 2, x1 * sx + 2, y1 * sy + 2),
+                               outline=colour, width=width)
+    return out

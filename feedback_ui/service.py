@@ -1,0 +1,405 @@
+"""The review service: what the correction UI (and its tests) call. No Streamlit in here.
+
+It joins the store (documents, results, history, leases), routing (what needs review) and,
+for uploads, OCR and the extractor. Objects handed to the UI are plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from extractor.document import (
+    RECEIPT_SCHEMA,
+    Candidate,
+    Document,
+    ExtractionResult,
+    FieldSpec,
+    Schema,
+)
+from extractor.normalize import collapse_ws, validate_value
+from feedback_ui.checks import field_problem
+from feedback_ui.routing import Route, RoutingConfig, most_uncertain_first, route
+from feedback_ui.store import (
+    FeedbackStore,
+    FieldAction,
+    HistoryEntry,
+    Lease,
+    LeaseHeldError,
+    SaveRecord,
+    StoreStats,
+)
+from feedback_ui.store.records import Action
+
+FieldState = Literal["auto_accepted", "confirmed", "needs_review", "failed_validation"]
+Status = Literal["unreviewed", "reviewed", "all"]
+
+
+class InvalidValueError(ValueError):
+    """Typed values that do not parse; nothing was saved."""
+
+    def __init__(self, doc_id: str, problems: dict[str, str]) -> None:
+        msg = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        super().__init__(f"document {doc_id!r} not saved: {msg}")
+        self.problems = problems
+
+
+@dataclass
+class QueueFilter:
+    """Which documents the queue lists."""
+
+    model_version: str | None = None
+    field: str | None = None
+    confidence_below: float | None = None
+    status: Status = "unreviewed"
+
+
+@dataclass
+class QueueItem:
+    """One document in the review queue."""
+
+    doc_id: str
+    extraction_id: int
+    model_version: str
+    min_confidence: float
+    review_fields: list[str]
+    audit: bool
+    reviewed: bool
+    leased_by: str | None = None
+
+
+@dataclass
+class Progress:
+    """Reviewed documents out of those the filter routes to review."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class FieldView:
+    """One field as the operator sees it."""
+
+    spec: FieldSpec
+    value: str | None
+    confidence: float
+    candidates: list[Candidate]
+    state: FieldState
+    problem: str | None
+    model_value: str | None
+    seen_action_id: int | None = None
+    reviewed_by: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def word_indices(self) -> list[int]:
+        """Words of the shown value (the model candidate it matches, if any)."""
+        for c in self.candidates:
+            if c.value == self.value:
+                return c.word_indices
+        return []
+
+
+@dataclass
+class ReviewTask:
+    """A document opened for review under the operator's lease."""
+
+    doc: Document
+    result: ExtractionResult
+    extraction_id: int
+    route: Route
+    fields: list[FieldView]
+    lease: Lease
+    started_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def doc_id(self) -> str:
+        return self.doc.id
+
+    def field(self, name: str) -> FieldView:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"document {self.doc_id!r} has no field {name!r}")
+
+
+@dataclass
+class FieldChoice:
+    """What the operator chose for a field: accept, pick candidate n, edit, clear, not present."""
+
+    action: Action = "accept"
+    value: str | None = None
+    pick_index: int | None = None
+
+
+@dataclass
+class Stats:
+    """What the stats page shows."""
+
+    store: StoreStats
+    queue_total: int
+    queue_done: int
+
+
+def schema_of_model(model_dir: str | Path | None) -> Schema:
+    """The schema a saved model extracts (its ``kvloop.json``), or the receipt schema."""
+    if not model_dir:
+        return RECEIPT_SCHEMA
+    meta = Path(model_dir) / "kvloop.json"
+    try:
+        return Schema.from_dict(json.loads(meta.read_text(encoding="utf-8"))["schema"])
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{meta}: cannot read the model's schema ({e})") from e
+
+
+class ReviewService:
+    """Queue, open, save, undo and stats over one store, for one schema."""
+
+    def __init__(self, store: FeedbackStore, schema: Schema = RECEIPT_SCHEMA, *,
+                 routing: RoutingConfig | None = None, lease_ttl_s: float = 900.0,
+                 dataset: str = "default", k: int = 5) -> None:
+        self.store, self.schema, self.routing = store, schema, routing or RoutingConfig()
+        self.lease_ttl_s, self.dataset, self.k = lease_ttl_s, dataset, k
+        self._routes: dict[int, Route] = {}  # extraction id -> route (results are immutable)
+        self._lock = threading.Lock()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def add(self, docs: Iterable[Document], results: Iterable[ExtractionResult]
+            ) -> tuple[int, int]:
+        """Add documents and their results atomically; returns (new docs, results)."""
+        return self.store.add_batch(docs, results, dataset=self.dataset)
+
+    # -- queue ----------------------------------------------------------------------------
+
+    def _latest_routes(self, model_version: str | None) -> dict[str, tuple[int, Route]]:
+        index = self.store.extraction_index()
+        latest: dict[str, int] = {}
+        for eid, doc_id, version in index:
+            if model_version is None or version == model_version:
+                latest[doc_id] = eid
+        with self._lock:
+            todo = [e for e in latest.values() if e not in self._routes]
+        if todo:
+            results = self.store.results(todo)
+            docs = self.store.documents({r.doc_id for r in results.values()})
+            new = {e: route(r, self.schema, docs.get(r.doc_id), self.routing)
+                   for e, r in results.items()}
+            with self._lock:
+                self._routes.update(new)
+        return {d: (e, self._routes[e]) for d, e in latest.items()}
+
+    def queue(self, flt: QueueFilter | None = None, operator: str = "") -> list[QueueItem]:
+        """Documents to review, most uncertain first, narrowed by ``flt``."""
+        flt = flt or QueueFilter()
+        routes = self._latest_routes(flt.model_version)
+        reviewed = self.store.reviewed_doc_ids()
+        leased = self.store.leased_by_others(operator) if operator else set()
+        items = []
+        for r in most_uncertain_first([r for _, r in routes.values()]):
+            if not self._matches(r, flt, r.doc_id in reviewed):
+                continue
+            items.append(QueueItem(doc_id=r.doc_id, extraction_id=routes[r.doc_id][0],
+                                   model_version=r.model_version,
+                                   min_confidence=r.min_confidence,
+                                   review_fields=r.review_fields, audit=r.audit,
+                                   reviewed=r.doc_id in reviewed,
+                                   leased_by="another operator" if r.doc_id in leased else None))
+        return items
+
+    def _matches(self, r: Route, flt: QueueFilter, reviewed: bool, *,
+                 check_status: bool = True) -> bool:
+        if not r.needs_review and not reviewed:
+            return False
+        if check_status and flt.status != "all" and reviewed != (flt.status == "reviewed"):
+            return False
+        if flt.field is not None:
+            conf = r.confidences.get(flt.field, 0.0)
+            if flt.field not in r.review_fields and not (
+                    flt.confidence_below is not None and conf < flt.confidence_below):
+                return False
+            if flt.confidence_below is not None and conf >= flt.confidence_below:
+                return False
+        elif flt.confidence_below is not None and r.min_confidence >= flt.confidence_below:
+            return False
+        return True
+
+    def progress(self, flt: QueueFilter | None = None) -> Progress:
+        """How many of the documents this filter routes to review are reviewed."""
+        flt = flt or QueueFilter()
+        routes = self._latest_routes(flt.model_version)
+        reviewed = self.store.reviewed_doc_ids()
+        total = done = 0
+        for _, r in routes.values():
+            rev = r.doc_id in reviewed
+            if (r.needs_review or rev) and self._matches(r, flt, rev, check_status=False):
+                total += 1
+                done += rev
+        return Progress(done=done, total=total)
+
+    # -- one document ---------------------------------------------------------------------
+
+    def open(self, doc_id: str, operator: str, model_version: str | None = None) -> ReviewTask:
+        """Take the lease on ``doc_id`` and build what the operator sees.
+
+        Raises ``LeaseHeldError`` while someone else reviews it.
+        """
+        latest = self.store.latest_result(doc_id, model_version)
+        if latest is None:
+            raise KeyError(f"document {doc_id!r} has no extraction result"
+                           + (f" from model {model_version!r}" if model_version else ""))
+        lease = self.store.acquire_lease(doc_id, operator, self.lease_ttl_s)
+        eid, result = latest
+        doc = self.store.get_document(doc_id)
+        r = self._routes.get(eid) or route(result, self.schema, doc, self.routing)
+        current = self.store.current(doc_id)
+        views = []
+        for spec in self.schema.fields:
+            fr = result.fields.get(spec.name)
+            cands = fr.candidates[: self.k] if fr else []
+            model_value = fr.value if fr else None
+            cur = current.get(spec.name)
+            value = cur.value if cur else model_value
+            problem = field_problem(value, spec, doc)
+            state: FieldState
+            if cur is not None:
+                state = "confirmed"
+            elif problem:
+                state = "failed_validation"
+            elif spec.name in r.review_fields:
+                state = "needs_review"
+            else:
+                state = "auto_accepted"
+            views.append(FieldView(spec=spec, value=value, confidence=fr.confidence if fr else 0.0,
+                                   candidates=cands, state=state, problem=problem,
+                                   model_value=model_value,
+                                   seen_action_id=cur.action_id if cur else None,
+                                   reviewed_by=cur.operator if cur else None))
+        return ReviewTask(doc=doc, result=result, extraction_id=eid, route=r, fields=views,
+                          lease=lease)
+
+    def next_document(self, operator: str, flt: QueueFilter | None = None,
+                      exclude: Iterable[str] = ()) -> ReviewTask | None:
+        """Open the most uncertain queued document nobody else holds; ``None`` when done."""
+        skip = set(exclude)
+        for item in self.queue(flt, operator):
+            if item.doc_id in skip or item.leased_by:
+                continue
+            try:
+                return self.open(item.doc_id, operator, flt.model_version if flt else None)
+            except LeaseHeldError:
+                continue  # taken between listing and opening
+        return None
+
+    def upcoming(self, operator: str, flt: QueueFilter | None = None,
+                 exclude: Iterable[str] = (), n: int = 1) -> list[Document]:
+        """The next ``n`` documents ``next_document`` would open (no lease taken)."""
+        skip = set(exclude)
+        ids = [q.doc_id for q in self.queue(flt, operator)
+               if q.doc_id not in skip and not q.leased_by][:n]
+        docs = self.store.documents(ids)
+        return [docs[i] for i in ids if i in docs]
+
+    def candidates_for(self, doc_id: str, field_name: str, k: int | None = None
+                       ) -> list[Candidate]:
+        """The model's top-k candidates for one field of a document's latest result."""
+        latest = self.store.latest_result(doc_id)
+        if latest is None:
+            return []
+        fr = latest[1].fields.get(field_name)
+        return fr.candidates[: k or self.k] if fr else []
+
+    def check(self, task: ReviewTask, name: str, value: str | None) -> str | None:
+        """Why ``value`` would be a bad value for field ``name`` of ``task`` (or ``None``)."""
+        return field_problem(value, task.field(name).spec, task.doc)
+
+    def _final(self, fv: FieldView, choice: FieldChoice) -> tuple[Action, str | None]:
+        if choice.action == "accept":
+            return "accept", fv.value
+        if choice.action == "pick":
+            idx = choice.pick_index
+            if idx is None or not 0 <= idx < len(fv.candidates):
+                raise ValueError(f"field {fv.name!r}: no alternative number {idx}")
+            return "pick", fv.candidates[idx].value
+        if choice.action == "edit":
+            typed = collapse_ws(choice.value or "")
+            return ("edit", typed) if typed else ("clear", None)
+        return choice.action, None
+
+    def save_correction(self, task: ReviewTask, choices: dict[str, FieldChoice],
+                        operator: str, *, release: bool = True) -> SaveRecord:
+        """Save every field of ``task`` (fields without a choice are accepted as shown).
+
+        Raises ``InvalidValueError`` (typed value that does not parse), ``StaleValueError``,
+        ``LeaseLostError``; in each case nothing is written.
+        """
+        unknown = set(choices) - {f.name for f in task.fields}
+        if unknown:
+            raise KeyError(f"document {task.doc_id!r} has no field(s) {sorted(unknown)}")
+        actions, problems = [], {}
+        for fv in task.fields:
+            action, final = self._final(fv, choices.get(fv.name, FieldChoice()))
+            if action in ("edit", "pick") and final is not None:
+                msg = validate_value(final, fv.spec.type)
+                if msg:
+                    problems[fv.name] = msg
+            actions.append(FieldAction(
+                field=fv.name, action=action, final_value=final, shown_value=fv.value,
+                shown_confidence=fv.confidence, candidates_shown=fv.candidates,
+                pick_index=choices[fv.name].pick_index if action == "pick" else None,
+                seen_action_id=fv.seen_action_id))
+        if problems:
+            raise InvalidValueError(task.doc_id, problems)
+        return self.store.save_review(task.doc_id, operator, actions,
+                                      started_at=task.started_at,
+                                      extraction_id=task.extraction_id, dataset=self.dataset,
+                                      release=release)
+
+    def accept_all(self, task: ReviewTask, operator: str) -> SaveRecord:
+        """Confirm every field as shown."""
+        return self.save_correction(task, {}, operator)
+
+    def skip(self, task: ReviewTask, operator: str) -> None:
+        """Leave the document for later (its lease is released)."""
+        self.store.release_lease(task.doc_id, operator)
+
+    def undo_last(self, operator: str) -> ReviewTask:
+        """Undo ``operator``'s last save and reopen that document."""
+        undo = self.store.undo_last(operator, self.lease_ttl_s)
+        return self.open(undo.doc_id, operator)
+
+    def history(self, doc_id: str) -> list[HistoryEntry]:
+        return self.store.history(doc_id)
+
+    def stats(self, now: datetime | None = None) -> Stats:
+        """Reviewed today (UTC), corrections per field, agreement with the model, progress."""
+        now = now or datetime.now(timezone.utc)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        p = self.progress(QueueFilter(status="all"))
+        return Stats(store=self.store.stats(midnight), queue_total=p.total, queue_done=p.done)
+
+
+def resolve_choice(fv: FieldView, text: str | None, pending: FieldChoice | None) -> FieldChoice:
+    """What the form says for one field: the text box's content and the last button pressed.
+
+    A pick or "not present" stands while the text box still shows what it put there; any
+    other text differing from the shown value is an edit; an emptied box is a clear.
+    """
+    text = collapse_ws(text or "")
+    if (pending is not None and pending.action == "pick" and pending.pick_index is not None
+            and 0 <= pending.pick_index < len(fv.candidates)
+            and text == collapse_ws(fv.candidates[pending.pick_index].value)):
+        return pending
+    if pending is not None and pending.action == "not_present" and not text:
+        return pending
+    if text == collapse_ws(fv.value or ""):
+        return FieldChoice("accept")
+    return FieldChoice("edit", value=text)

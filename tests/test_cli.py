@@ -1,0 +1,37 @@
+"""The console command lists only subcommands that exist and parse their own arguments."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from kvloop.cli import SUBCOMMANDS, main
+
+
+def test_help_lists_every_subcommand(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_subcommand_module_is_real(name):
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    assert callable(module.add_arguments) and callable(module.run)
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_subcommand_help_runs_in_a_new_process(name):
+    proc = subprocess.run([sys.executable, "-m", "kvloop.cli", name, "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"kvloop {name}" in proc.stdout
+
+
+def test_unknown_subcommand_fails():
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])

@@ -1,0 +1,67 @@
+"""KVPredictor: result structure, OCR-variant merging, tags, no side effects (tiny model)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from extractor.document import Document, ExtractionResult, Word
+from extractor.model.predictor import KVPredictor
+from extractor.model.zoo import build_model
+
+
+def _mock_doc(with_variant: bool = False) -> Document:
+    words = [Word(t, (10 * i, 10, 10 * i + 8, 20)) for i, t in
+             enumerate(["SHOP", "SDN", "BHD", "19/10/2018", "TOTAL", "60.30"])]
+    variants = {"psm6": [Word("TOTAL", (40, 10, 48, 20)), Word("60.80", (50, 10, 58, 20))]}
+    return Document("r1", words, 100, 40, variants=variants if with_variant else {})
+
+
+def test_predict_returns_k_ranked_candidates_per_field() -> None:
+    pred = KVPredictor(build_model("tiny", seed=0))
+    doc = _mock_doc()
+    before = copy.deepcopy(doc.export())
+    res = pred.predict([doc], k=3)[0]
+    assert doc.export() == before  # no side effects
+    assert isinstance(res, ExtractionResult) and set(res.fields) == set(pred.schema.field_names)
+    assert res.model_version == pred.version and res.doc_hash == doc.content_hash()
+    for fr in res.fields.values():
+        assert len(fr.candidates) <= 3
+        assert 0.0 <= fr.confidence <= 1.0
+        scores = [c.score for c in fr.candidates]
+        assert scores == sorted(scores, reverse=True)
+    assert ExtractionResult.from_dict(res.export()).export() == res.export()
+
+
+def test_variants_add_candidates_and_mix_scores() -> None:
+    model = build_model("tiny", seed=0)
+    # make "B-TOTAL" likely everywhere so every pass proposes amounts
+    with torch.no_grad():
+        b = model.schema.label2id["B-TOTAL"]
+        model.bert.classifier.bias[b] += 6.0
+        model.layoutlm.classifier.bias[b] += 6.0
+    pred = KVPredictor(model)
+    plain = pred.predict([_mock_doc(False)], k=10)[0].fields["total"]
+    mixed = pred.predict([_mock_doc(True)], k=10)[0].fields["total"]
+    vals = {c.value: c for c in mixed.candidates}
+    assert "60.80" in vals and vals["60.80"].source == "variant:psm6"
+    assert vals["60.80"].word_indices == []
+    assert "60.80" not in {c.value for c in plain.candidates}
+    # a value only the main pass reads keeps half its mass in a two-pass mixture
+    p_main = {c.value: c.score for c in plain.candidates}
+    if "SHOP" in p_main and "SHOP" in vals:
+        assert abs(vals["SHOP"].score - p_main["SHOP"] / 2) < 1e-6
+
+
+def test_word_tags_one_label_per_word() -> None:
+    pred = KVPredictor(build_model("tiny", seed=0))
+    doc = _mock_doc(True)
+    tags = pred.word_tags(doc)
+    assert len(tags) == len(doc.words) and set(tags) <= set(pred.schema.labels)
+
+
+def test_empty_document_gives_absent_fields() -> None:
+    pred = KVPredictor(build_model("tiny", seed=0))
+    res = pred.predict([Document("empty", [], 10, 10)])[0]
+    assert all(fr.candidates == [] for fr in res.fields.values())

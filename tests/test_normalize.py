@@ -1,0 +1,55 @@
+"""SROIE comparison keys and per-type value normalisers, checked by hand."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from extractor.normalize import (
+    lenient_key, normalize_amount, normalize_text, normalize_value, parse_amount, parse_date,
+    strict_key, validate_value,
+)
+
+
+def test_strict_and_lenient_keys():
+    assert strict_key("  27,  JALAN\nDEDAP ") == "27, JALAN DEDAP"
+    assert lenient_key("27, Jalan  DEDAP") == "27,jalandedap"
+    assert strict_key(None) == "" == lenient_key(None)
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("27,JALAN DEDAP 13,", "27, JALAN DEDAP 13,"),
+    ("81100 JOHOR BAHRU,JOHOR.", "81100 JOHOR BAHRU, JOHOR."),
+    ("TOTAL 1,060.30", "TOTAL 1,060.30"),            # digit commas stay
+    ("SELANGOR,(MR DIY)", "SELANGOR, (MR DIY)"),
+])
+def test_normalize_text_spaces_after_commas(raw, expected):
+    assert normalize_text(raw) == expected
+
+
+@pytest.mark.parametrize("raw, expected, number", [
+    ("RM60.30", "RM60.30", 60.30), ("RM  1,060.30", "RM 1,060.30", 1060.30),
+    ("60.30", "60.30", 60.3), ("$ 5", "$ 5", 5.0), ("TOTAL", "TOTAL", None),
+    ("6O.30", "6O.30", None),
+])
+def test_amounts(raw, expected, number):
+    assert normalize_amount(raw) == expected
+    assert parse_amount(raw) == number
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("19/10/2018", date(2018, 10, 19)), ("12-01-19", date(2019, 1, 12)),
+    ("25 DEC 2018", date(2018, 12, 25)), ("hello", None), ("99/99/2018", None),
+])
+def test_parse_date_day_first(raw, expected):
+    assert parse_date(raw) == expected
+
+
+def test_normalize_value_by_type_and_validation():
+    assert normalize_value("RM  9.90", "amount") == "RM 9.90"
+    assert normalize_value(" 19/10/2018 ", "date") == "19/10/2018"
+    assert validate_value("12.x", "amount") and "not an amount" in validate_value("12.x", "amount")
+    assert validate_value("32/13/2018", "date") is not None
+    assert validate_value("19/10/2018", "date") is None
+    assert validate_value("", "amount") is None

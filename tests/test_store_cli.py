@@ -1,0 +1,74 @@
+"""``kvloop store`` and ``kvloop review`` command lines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from test_service import receipt
+
+from extractor.document import write_jsonl
+from feedback_ui.store import FeedbackStore, FieldAction
+from kvloop.cli import main
+from kvloop.commands import review
+
+
+def test_import_export_history_stats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pairs = [receipt(1, 0.9), receipt(2, 0.3)]
+    write_jsonl(str(tmp_path / "docs.jsonl"), [d for d, _ in pairs])
+    lines = [json.dumps(r.export()) for _, r in pairs]
+    lines.insert(1, json.dumps({"doc_id": "ghost", "model_version": "m1", "fields": {}}))
+    lines.insert(2, json.dumps({"model_version": "m1"}))
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    db = str(tmp_path / "f.db")
+    rc = main(["store", "import-results", "--store", db, "--documents",
+               str(tmp_path / "docs.jsonl"), "--results", str(tmp_path / "results.jsonl")])
+    out = capsys.readouterr().out
+    assert rc == 1  # bad records are reported, the good ones are stored
+    assert "stored 2 new document(s), 2 result(s), 2 failure(s)" in out
+    assert "unknown document 'ghost'" in out and "record 3: KeyError" in out
+    store = FeedbackStore(db)
+    assert store.document_ids() == ["rcpt1", "rcpt2"] and len(store.extraction_index()) == 2
+
+    store.acquire_lease("rcpt1", "ann")
+    store.save_review("rcpt1", "ann", [FieldAction("total", "edit", "1.50", "50.00", 0.9, [])],
+                      started_at=datetime.now(timezone.utc))
+    assert main(["store", "export", "--store", db, "--kind", "corrected", "--out",
+                 str(tmp_path / "c.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [(r["doc_id"], r["values"]) for r in rows] == [("rcpt1", {"total": "1.50"})]
+    capsys.readouterr()
+    assert main(["store", "history", "--store", db, "rcpt1"]) == 0
+    assert "ann          total      edit        '50.00' -> '1.50'" in capsys.readouterr().out
+    assert main(["store", "stats", "--store", db]) == 0
+    assert "reviewed today 1" in capsys.readouterr().out
+
+
+def review_args(**kw: object) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    review.add_arguments(p)
+    argv = ["--store", str(kw.pop("store"))] + [x for k, v in kw.items()
+                                                 for x in (f"--{k}", str(v))]
+    return p.parse_args(argv)
+
+
+def test_review_binds_loopback_by_default(tmp_path: Path) -> None:
+    cmd, env = review.streamlit_command(review_args(store=tmp_path / "f.db", port=8765))
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--server.port") + 1] == "8765"
+    assert env["KVLOOP_STORE"] == f"sqlite:///{tmp_path / 'f.db'}"
+    assert env["KVLOOP_UPLOAD_DIR"] == str(tmp_path / "uploads")
+    assert env["KVLOOP_LEASE_S"] == "900.0"
+
+
+def test_review_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert review.run(review_args(store=tmp_path / "f.db", model=tmp_path / "nope")) == 2
+    assert "model folder" in capsys.readouterr().err
+    (tmp_path / "not-a-model").mkdir()
+    assert review.run(review_args(store=tmp_path / "f.db", model=tmp_path / "not-a-model")) == 2
+    assert "cannot read the model's schema" in capsys.readouterr().err
+    assert review.run(review_args(store=tmp_path / "no" / "dir" / "f.db")) == 1
+    assert "cannot open store" in capsys.readouterr().err

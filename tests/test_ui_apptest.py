@@ -1,0 +1,199 @@
+"""The Streamlit app driven by ``AppTest`` over a real service and a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_service import receipt
+
+from feedback_ui.store import FeedbackStore
+
+APP = str(Path(__file__).resolve().parents[1] / "feedback_ui" / "app.py")
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FeedbackStore:
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    s = FeedbackStore(url)
+    pairs = [receipt(1, 0.9), receipt(2, 0.3), receipt(3, 0.99), receipt(4, 0.6, "32/13/2018")]
+    s.add_batch([d for d, _ in pairs], [r for _, r in pairs])
+    monkeypatch.setenv("KVLOOP_STORE", url)
+    monkeypatch.setenv("KVLOOP_AUDIT_RATE", "0")
+    return s
+
+
+def start(operator: str | None = "ann") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if operator:
+        at.sidebar.text_input(key="operator").input(operator).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def heading(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("#### "))
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_asks_for_operator_then_opens_most_uncertain_document(store: FeedbackStore) -> None:
+    at = start(operator=None)
+    assert "Enter your operator name" in at.info[0].value
+    at.sidebar.text_input(key="operator").input("ann").run()
+    assert heading(at).startswith("#### rcpt2")
+    assert at.text_input(key="edit::rcpt2::total").value == "50.00"
+    assert "Reviewed 0 of 3" in at.sidebar.get("progress")[0].proto.text
+    assert store.lease_of("rcpt2").operator == "ann"
+
+
+def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="pick::total::1").click().run()
+    assert at.text_input(key="edit::rcpt2::total").value == "2.50"
+    at.text_input(key="edit::rcpt2::company").input("KEDAI MAJU SDN BHD")
+    click(at, "Save and next")
+    assert at.success[0].value == "Saved rcpt2."
+    assert heading(at).startswith("#### rcpt4")
+    assert store.current_values("rcpt2") == {"company": "KEDAI MAJU SDN BHD",
+                                             "date": "01/02/2018", "address": None,
+                                             "total": "2.50"}
+    actions = {h.field: (h.action, h.operator) for h in store.history("rcpt2")}
+    assert actions == {"company": ("edit", "ann"), "date": ("accept", "ann"),
+                       "address": ("accept", "ann"), "total": ("pick", "ann")}
+    assert store.lease_of("rcpt2") is None and store.lease_of("rcpt4").operator == "ann"
+
+
+def test_not_present_and_accept_all(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="absent::date").click().run()
+    click(at, "Save and next")
+    assert store.current_values("rcpt2")["date"] is None
+    click(at, "Accept all and next")  # rcpt4, with its bad date accepted as shown
+    assert store.current_values("rcpt4")["date"] == "32/13/2018"
+    assert heading(at).startswith("#### rcpt1")
+
+
+def test_unparsable_value_is_reported_and_nothing_saved(store: FeedbackStore) -> None:
+    at = start()
+    at.text_input(key="edit::rcpt2::total").input("twelve").run()
+    assert "'twelve' is not an amount" in " ".join(m.value for m in at.caption)  # live
+    click(at, "Save and next")
+    assert "total: 'twelve' is not an amount" in at.error[0].value
+    assert heading(at).startswith("#### rcpt2")  # still on the same document
+    assert store.history("rcpt2") == []
+
+
+def test_lease_conflict_shows_holder_and_queue_moves_on(store: FeedbackStore) -> None:
+    store.acquire_lease("rcpt2", "bob")
+    at = start()
+    assert heading(at).startswith("#### rcpt4")  # bob's document is skipped
+    at.sidebar.text_input(key="goto").input("rcpt2").run()
+    assert "being reviewed by 'bob'" in at.error[0].value
+    assert heading(at).startswith("#### rcpt4")
+    assert store.lease_of("rcpt2").operator == "bob"
+
+
+def test_undo_last_save_reopens_document(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="pick::total::1").click().run()
+    click(at, "Save and next")
+    assert store.current_values("rcpt2")["total"] == "2.50"
+    click(at, "Undo last save")
+    assert heading(at).startswith("#### rcpt2")
+    assert at.text_input(key="edit::rcpt2::total").value == "50.00"
+    assert store.current_values("rcpt2") == {}
+    assert all(h.undone for h in store.history("rcpt2"))
+    assert store.lease_of("rcpt4") is None  # the document that was open is given back
+
+
+def test_stats_and_history_pages(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="pick::total::1").click().run()
+    click(at, "Save and next")
+    at.sidebar.radio(key="page").set_value("Stats").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Reviewed today"] == "1" and metrics["Queue progress"] == "1 / 3"
+    assert metrics["Agreement with model"] == "75.0%"
+    at.sidebar.radio(key="page").set_value("History").run()
+    at.text_input(key="hist_doc").input("rcpt2").run()
+    table = at.dataframe[0].value
+    row = table[table["field"] == "total"].iloc[0]
+    assert (row["before"], row["after"], row["action"]) == ("50.00", "2.50", "pick")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from extractor.model.zoo import build_model
+
+    model_dir = tmp_path_factory.mktemp("tiny-model")
+    build_model("tiny", seed=0).save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.mark.slow
+def test_upload_page_queues_good_files_and_explains_bad_ones(
+        store: FeedbackStore, tiny_model_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_service import receipt_png
+
+    monkeypatch.setenv("KVLOOP_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("KVLOOP_UPLOAD_DIR", str(tmp_path / "uploads"))
+    at = start()
+    at.sidebar.radio(key="page").set_value("Upload").run()
+    uploader = at.get("file_uploader")[0]
+    uploader.upload("shop.png", receipt_png(["KEDAI MAJU SDN BHD", "TOTAL 8.90"]), "image/png")
+    uploader.upload("broken.jpg", b"\xff\xd8 definitely not a jpeg", "image/jpeg")
+    at.run()
+    click(at, "Run OCR and extraction")
+    assert at.success[0].value.startswith("Added 1 page(s) to the queue: shop-")
+    assert at.error[0].value.startswith("broken.jpg: cannot read image")
+    new = [d for d in store.document_ids() if d.startswith("shop-")]
+    assert len(new) == 1 and store.latest_result(new[0]) is not None
+    assert not any(d.startswith("broken") for d in store.document_ids())
+
+
+def test_filters_pick_the_queue_and_progress(store: FeedbackStore) -> None:
+    at = start()
+    assert heading(at).startswith("#### rcpt2")
+    at.sidebar.selectbox(key="f_field").set_value("date").run()
+    assert heading(at).startswith("#### rcpt4")  # the only document whose date needs review
+    assert store.lease_of("rcpt2") is None  # the document left is given back
+    assert "Reviewed 0 of 1" in at.sidebar.get("progress")[0].proto.text
+    click(at, "Accept all and next")
+    assert "Nothing left to review" in at.success[-1].value
+    at.sidebar.selectbox(key="f_field").set_value("").run()
+    at.sidebar.checkbox(key="f_below_on").check().run()
+    at.sidebar.slider(key="f_below").set_value(0.65).run()
+    assert heading(at).startswith("#### rcpt2")  # 0.3 < 0.65; rcpt1 (0.9) is filtered out
+    at.sidebar.radio(key="f_status").set_value("reviewed").run()
+    assert heading(at).startswith("#### rcpt4")
+    assert "confirmed" in " ".join(m.value for m in at.markdown)
+
+
+def test_queue_page_lists_most_uncertain_first(store: FeedbackStore) -> None:
+    at = start()
+    at.sidebar.radio(key="page").set_value("Queue").run()
+    table = at.dataframe[0].value
+    assert list(table["document"]) == ["rcpt2", "rcpt4", "rcpt1"]
+    assert list(table["fields to review"])[:2] == ["total", "date, total"]
+    assert "reviewed 0 of 3" in at.caption[0].value
+
+
+def test_skip_gives_the_document_back(store: FeedbackStore) -> None:
+    at = start()
+    click(at, "Skip")
+    assert heading(at).startswith("#### rcpt4")
+    assert store.lease_of("rcpt2") is None and store.history("rcpt2") == []
+    click(at, "Save and next")
+    assert heading(at).startswith("#### rcpt1")  # the skipped rcpt2 does not come back
+    click(at, "Save and next")
+    assert "Nothing left to review" in at.success[-1].value
+    click(at, "Refresh queue")
+    assert heading(at).startswith("#### rcpt2")

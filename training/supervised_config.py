@@ -1,0 +1,69 @@
+"""Configuration of supervised (gold-label) training of the extractor ensemble.
+
+Parameters, by group:
+
+* data: ``data`` (a loader spec: SROIE folder, JSONL, images, ``demo``), ``ocr``,
+  ``train_split`` / ``dev_split`` / ``calib_split`` (see ``extractor.splits``; the model is
+  fitted on ``fit`` = train minus the calibration fifth, which stays unseen for calibration),
+  ``max_docs`` (cap per split, for tests);
+* model: ``arch`` (``extractor.model.zoo.ARCHS``) or ``init`` (a saved model to continue), ``max_length``, ``stride``, ``max_span_len``;
+* optimisation: ``epochs``, ``lr`` (pretrained encoders), ``head_lr`` (new heads, layout
+  embeddings, fusion weights), ``batch_size`` (windows), ``warmup_ratio``, ``weight_decay``,
+  ``grad_clip``, ``loss_weights`` (bert, layoutlm, fused);
+* control: ``seed``, ``patience`` (epochs without dev F1 gain before stopping), ``threads``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from extractor.splits import SPLITS
+
+
+@dataclass
+class SupervisedConfig:
+    data: str = field(default="", metadata={"help": "dataset spec (SROIE folder, JSONL, demo)"})
+    out: str = field(default="", metadata={"help": "output model directory"})
+    ocr: str = field(default="provided", metadata={"help": "'provided' or 'tesseract'"})
+    train_split: str = field(default="fit", metadata={"help": "split to fit on"})
+    dev_split: str = field(default="dev", metadata={"help": "split for early stopping"})
+    calib_split: str = field(default="calibration", metadata={"help": "split for calibration"})
+    max_docs: int | None = field(default=None, metadata={"help": "cap documents per split"})
+    arch: str = field(default="minilm", metadata={"help": "model architecture (zoo name)"})
+    init: str | None = field(default=None, metadata={
+        "help": "continue from a saved model directory instead of fresh zoo weights"})
+    max_length: int = field(default=512, metadata={"help": "tokens per window, specials incl."})
+    stride: int = field(default=128, metadata={"help": "token overlap between windows"})
+    max_span_len: int = field(default=48, metadata={"help": "longest value span, in words"})
+    epochs: int = field(default=6, metadata={"help": "maximum epochs"})
+    lr: float = field(default=1e-4, metadata={"help": "learning rate of pretrained weights"})
+    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of new parameters"})
+    batch_size: int = field(default=8, metadata={"help": "windows per step"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up share"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm"})
+    loss_weights: tuple[float, float, float] = field(
+        default=(1.0, 1.0, 1.0), metadata={"help": "CE weights: bert, layoutlm, fused"})
+    seed: int = field(default=13, metadata={"help": "random seed"})
+    patience: int = field(default=2, metadata={"help": "early-stopping patience (epochs)"})
+    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+
+    def __post_init__(self) -> None:
+        for name in ("train_split", "dev_split", "calib_split"):
+            if getattr(self, name) not in SPLITS:
+                raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")
+        if self.ocr not in ("provided", "tesseract"):
+            raise ValueError(f"ocr must be 'provided' or 'tesseract', got {self.ocr!r}")
+        if not 8 <= self.max_length <= 512:
+            raise ValueError(f"max_length must be in [8, 512], got {self.max_length}")
+        if not 0 <= self.stride < self.max_length - 2:
+            raise ValueError(f"stride must be in [0, max_length - 2), got {self.stride}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        if self.lr <= 0 or self.head_lr <= 0:
+            raise ValueError("learning rates must be > 0")
+        self.loss_weights = tuple(float(w) for w in self.loss_weights)  # type: ignore[assignment]
+
+    def export(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,270 @@
+"""Supervised training of the BERT + LayoutLM ensemble from gold field values.
+
+Gold values become BIO word labels through ``extractor.align.align_document`` (labels on each
+word's first sub-token), long pages are cut into overlapping windows, and every step minimises
+``CE(bert) + CE(layoutlm) + CE(fused)`` (``training.losses.joint_tagging_loss``) over a
+length-bucketed batch. After each epoch the decoder runs on the dev split; the best field F1
+(lenient) is kept, training stops after ``patience`` epochs without a gain, and the top-1
+confidence is then calibrated on the calibration split, which the model never trained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from extractor.align import align_document
+from extractor.document import RECEIPT_SCHEMA, Document, Schema
+from extractor.model.calibrate import Calibrator, fit_calibrator
+from extractor.model.ensemble import KVEnsemble
+from extractor.model.features import Window, collate
+from extractor.model.layoutlm import LAYOUT_EMBEDDINGS
+from extractor.model.metrics import score_results
+from extractor.model.predictor import KVPredictor, model_version
+from extractor.model.zoo import build_model
+from extractor.normalize import lenient_key
+from training.losses import joint_tagging_loss
+from training.supervised_config import SupervisedConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_split(spec: str, split: str, ocr: str = "provided",
+               max_docs: int | None = None) -> list[Document]:
+    """Documents of one split of a dataset spec, failures logged (the batch goes on)."""
+    from extractor.loaders import load_documents
+    report = load_documents(spec, split=split, ocr=ocr)
+    for f in report.failures:
+        log.warning("skipped %s: %s", f.path, f.reason)
+    docs = report.documents
+    return docs[:max_docs] if max_docs else docs
+
+
+def training_windows(model: KVEnsemble, docs: Sequence[Document],
+                     schema: Schema) -> tuple[list[Window], dict[str, int]]:
+    """Labelled windows for every document, and how many gold fields could not be aligned."""
+    l2i = schema.label2id
+    wins: list[Window] = []
+    unaligned: dict[str, int] = {}
+    for i, doc in enumerate(docs):
+        al = align_document(doc, schema)
+        for name in al.unaligned:
+            unaligned[name] = unaligned.get(name, 0) + 1
+        boxes = doc.normalized_boxes()
+        w, _ = model.windows([w.text for w in doc.words], boxes, doc=i,
+                             labels=[l2i[t] for t in al.tags])
+        wins += w
+    return wins, unaligned
+
+
+def epoch_batches(wins: Sequence[Window], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length windows (sorted within random pools of 16 batches)."""
+    order = list(range(len(wins)))
+    rng.shuffle(order)
+    pool = batch_size * 16
+    batches = []
+    for p in range(0, len(order), pool):
+        chunk = sorted(order[p:p + pool], key=lambda i: len(wins[i].input_ids))
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def param_groups(model: KVEnsemble, cfg: SupervisedConfig) -> list[dict[str, Any]]:
+    """Pretrained encoder weights at ``lr``; new heads, layout embeddings, fusion at ``head_lr``.
+
+    No weight decay on biases and LayerNorm weights (as in BERT's recipe).
+    """
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        new = ("classifier" in name or name == "fusion_raw"
+               or any(e in name for e in LAYOUT_EMBEDDINGS))
+        decay = p.ndim > 1 and "LayerNorm" not in name
+        groups.setdefault((new, decay), []).append(p)
+    return [{"params": ps, "lr": cfg.head_lr if new else cfg.lr,
+             "weight_decay": cfg.weight_decay if decay else 0.0}
+            for (new, decay), ps in groups.items()]
+
+
+def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
+             calibrator: Calibrator | None = None) -> dict[str, Any]:
+    """Field scores of the fused decoder on ``docs`` (eval mode restored by the caller)."""
+    model.eval()
+    pred = KVPredictor(model, calibrator)
+    results = pred.predict(list(docs), k=k)
+    return score_results([d.gold or {} for d in docs], results, k_max=k).summary()
+
+
+ABSENT_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)  # 1.01: never absent
+
+
+def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
+                    ) -> tuple[Calibrator, float]:
+    """Absent threshold (best lenient F1) then temperature + bias, both fitted on ``docs``.
+
+    One forward pass; every threshold is decoded from the same log-probs. Identity and 0.5
+    when ``docs`` is empty.
+    """
+    if not docs:
+        return Calibrator(), 0.5
+    model.eval()
+    pred = KVPredictor(model)
+    lps = pred.pass_log_probs(list(docs))
+    golds = [d.gold or {} for d in docs]
+    best = (-1.0, 0.5)
+    for thr in ABSENT_THRESHOLDS:
+        pred.absent_threshold = thr
+        f1 = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
+        if f1["lenient"]["f1"] > best[0] + 1e-9:
+            best = (f1["lenient"]["f1"], thr)
+    pred.absent_threshold = best[1]
+    conf, correct = [], []
+    for doc, res in zip(docs, pred.results_from_log_probs(docs, lps)):
+        for name, fr in res.fields.items():
+            g = (doc.gold or {}).get(name)
+            if fr.value is None and g is None:
+                continue
+            conf.append(fr.confidence)
+            correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
+                           else fr.value is None)
+    return fit_calibrator(conf, correct), best[1]
+
+
+def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> Calibrator:
+    """Refit calibration and absent threshold of a saved model; rewrites its kvloop.json."""
+    model, meta = KVEnsemble.from_pretrained(model_dir)
+    cal, thr = fit_calibration(model, docs)
+    path = Path(model_dir) / "kvloop.json"
+    meta["calibration"] = cal.export()
+    meta["absent_threshold"] = thr
+    path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    meta["version"] = model_version(model_dir)
+    path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return cal
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_epoch: int
+    best_dev_f1: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class SupervisedTrainer:
+    """Config + data in, a saved, calibrated model directory out (see module docstring)."""
+
+    def __init__(self, cfg: SupervisedConfig, schema: Schema = RECEIPT_SCHEMA,
+                 train_docs: Sequence[Document] | None = None,
+                 dev_docs: Sequence[Document] | None = None,
+                 calib_docs: Sequence[Document] | None = None) -> None:
+        self.cfg, self.schema = cfg, schema
+        torch.set_num_threads(cfg.threads)
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        load = (lambda s: load_split(cfg.data, s, cfg.ocr, cfg.max_docs))
+        self.train_docs = list(train_docs) if train_docs is not None else load(cfg.train_split)
+        self.dev_docs = list(dev_docs) if dev_docs is not None else load(cfg.dev_split)
+        self.calib_docs = list(calib_docs) if calib_docs is not None else load(cfg.calib_split)
+        if not self.train_docs:
+            raise ValueError(f"{cfg.data}: no training documents in split {cfg.train_split!r}")
+        if cfg.init:
+            self.model, _ = KVEnsemble.from_pretrained(cfg.init)
+            if self.model.schema.labels != schema.labels:
+                raise ValueError(f"{cfg.init}: model was trained for another schema")
+        else:
+            self.model = build_model(cfg.arch, schema, seed=cfg.seed,
+                                     max_length=cfg.max_length, stride=cfg.stride,
+                                     max_span_len=cfg.max_span_len)
+
+    def train_step(self, batch: Sequence[Window], opt: torch.optim.Optimizer,
+                   sched: Any = None) -> dict[str, float]:
+        """One joint step; returns the loss parts."""
+        self.model.train()
+        feats = collate(batch, self.model.tokenizer.pad_token_id)
+        lp = self.model(**feats)
+        loss, parts = joint_tagging_loss(lp.bert, lp.layoutlm, lp.fused, feats["labels"],
+                                         self.cfg.loss_weights)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        return {"loss": float(loss.detach()), **parts}
+
+    def train(self) -> TrainResult:
+        cfg, out = self.cfg, Path(self.cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        wins, unaligned = training_windows(self.model, self.train_docs, self.schema)
+        log.info("%d training windows from %d documents; unaligned gold fields: %s",
+                 len(wins), len(self.train_docs), unaligned)
+        rng = random.Random(cfg.seed)
+        steps_per_epoch = -(-len(wins) // cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        warm = max(1, int(cfg.warmup_ratio * total))
+        opt = torch.optim.AdamW(param_groups(self.model, cfg))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+        history: list[dict[str, Any]] = []
+        best_f1, best_epoch, best_state = -1.0, 0, None
+        log_path = out / "train_log.jsonl"
+        log_path.write_text("", encoding="utf-8")
+        for epoch in range(1, cfg.epochs + 1):
+            t0, losses = time.time(), []
+            bar = tqdm(epoch_batches(wins, cfg.batch_size, rng), desc=f"epoch {epoch}",
+                       unit="step")
+            for batch in bar:
+                parts = self.train_step([wins[i] for i in batch], opt, sched)
+                losses.append(parts)
+                bar.set_postfix(loss=f"{parts['loss']:.3f}")
+            row: dict[str, Any] = {"epoch": epoch, "train_seconds": round(time.time() - t0, 1)}
+            for key in ("loss", "bert", "layoutlm", "fused"):
+                row[f"train_{key}"] = sum(p[key] for p in losses) / max(1, len(losses))
+            if self.dev_docs:
+                dev = evaluate(self.model, self.dev_docs)
+                row.update(dev_f1=dev["lenient"]["f1"], dev_strict_f1=dev["strict"]["f1"],
+                           dev_recall_at_5=dev["recall_at"].get(5))
+            row["fusion_weights"] = self.model.fusion_weights.tolist()
+            history.append(row)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            log.info("epoch %d: %s", epoch, row)
+            score = row.get("dev_f1", -row["train_loss"])
+            if score > best_f1:
+                best_f1, best_epoch = score, epoch
+                best_state = copy.deepcopy(self.model.state_dict())
+            self.model.save_pretrained(out / "checkpoint-last",
+                                       {"training": cfg.export(), "epoch": epoch})
+            if epoch - best_epoch >= cfg.patience:
+                log.info("no dev gain for %d epochs: stopping", cfg.patience)
+                break
+        if best_state is not None:
+            self.model.load_state_dict(best_state)
+        calibrator, threshold = self.calibrate()
+        self.save(out, calibrator, threshold, history, best_epoch)
+        return TrainResult(out, best_epoch, best_f1, history)
+
+    def calibrate(self) -> tuple[Calibrator, float]:
+        """Calibration and absent threshold fitted on the calibration split."""
+        return fit_calibration(self.model, self.calib_docs)
+
+    def save(self, out: Path, calibrator: Calibrator, absent_threshold: float,
+             history: list[dict[str, Any]], best_epoch: int) -> None:
+        extra = {"calibration": calibrator.export(), "absent_threshold": absent_threshold,
+                 "training": self.cfg.export(),
+                 "best_epoch": best_epoch, "history": history}
+        self.model.save_pretrained(out, extra)
+        meta = json.loads((out / "kvloop.json").read_text(encoding="utf-8"))
+        meta["version"] = model_version(out)
+        (out / "kvloop.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
