@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Literal
 
 Box = tuple[int, int, int, int]
 """A pixel box ``(x0, y0, x1, y1)``: left, top, right, bottom, origin at the top-left."""
@@ -37,7 +38,7 @@ class Word:
                 "line": self.line}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Word":
+    def from_dict(cls, d: dict[str, Any]) -> Word:
         box = d["box"]
         if len(box) != 4:
             raise ValueError(f"word box must have 4 numbers, got {box!r}")
@@ -81,12 +82,12 @@ class Document:
         sx, sy = 1000.0 / max(self.width, 1), 1000.0 / max(self.height, 1)
 
         def clip(v: float) -> int:
-            return max(0, min(1000, int(round(v))))
+            return max(0, min(1000, round(v)))
 
         return [(clip(w.box[0] * sx), clip(w.box[1] * sy), clip(w.box[2] * sx), clip(w.box[3] * sy))
                 for w in (self.words if words is None else words)]
 
-    def with_words(self, words: list[Word], ocr: str) -> "Document":
+    def with_words(self, words: list[Word], ocr: str) -> Document:
         """The same page read by another OCR pass (gold and source kept, no variants)."""
         return Document(id=self.id, words=words, width=self.width, height=self.height,
                         source=self.source, page=self.page, ocr=ocr, gold=self.gold,
@@ -103,7 +104,7 @@ class Document:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Document":
+    def from_dict(cls, d: dict[str, Any]) -> Document:
         for key in ("id", "words", "width", "height"):
             if key not in d:
                 raise ValueError(f"document is missing required key {key!r}")
@@ -144,7 +145,7 @@ class FieldSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FieldSpec":
+    def from_dict(cls, d: dict[str, Any]) -> FieldSpec:
         return cls(**d)
 
 
@@ -188,7 +189,7 @@ class Schema:
         return {"name": self.name, "fields": [f.export() for f in self.fields]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Schema":
+    def from_dict(cls, d: dict[str, Any]) -> Schema:
         return cls(name=d["name"], fields=[FieldSpec.from_dict(f) for f in d["fields"]])
 
 
@@ -223,7 +224,7 @@ class Candidate:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Candidate":
+    def from_dict(cls, d: dict[str, Any]) -> Candidate:
         return cls(value=str(d["value"]), score=float(d["score"]),
                    word_indices=[int(i) for i in d.get("word_indices", [])],
                    source=str(d.get("source", "model")), logprob=d.get("logprob"))
@@ -254,7 +255,7 @@ class FieldResult:
                 "candidates": [c.export() for c in self.candidates]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FieldResult":
+    def from_dict(cls, d: dict[str, Any]) -> FieldResult:
         return cls(name=d["name"], confidence=float(d.get("confidence", 0.0)),
                    candidates=[Candidate.from_dict(c) for c in d.get("candidates", [])])
 
@@ -282,7 +283,7 @@ class ExtractionResult:
                 "fields": {k: v.export() for k, v in self.fields.items()}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ExtractionResult":
+    def from_dict(cls, d: dict[str, Any]) -> ExtractionResult:
         return cls(doc_id=str(d["doc_id"]), model_version=str(d["model_version"]),
                    created_at=d.get("created_at") or utc_now(), doc_hash=d.get("doc_hash"),
                    fields={k: FieldResult.from_dict(v) for k, v in d["fields"].items()})

@@ -37,7 +37,7 @@ def lenient_key(s: str | None) -> str:
 
 # -- amounts ---------------------------------------------------------------------------------
 
-_CURRENCY = re.compile(r"^(?:RM|MYR|USD|EUR|GBP|SGD|\$|€|£)\s*", re.I)
+_CURRENCY = re.compile(r"^(?:RM|MYR|USD|EUR|GBP|SGD|\$|€|£)\s*", re.IGNORECASE)
 _AMOUNT = re.compile(r"^-?\d{1,3}(?:[,]\d{3})*(?:\.\d{1,2})?$|^-?\d+(?:\.\d{1,2})?$")
 
 

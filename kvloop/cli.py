@@ -13,24 +13,24 @@ import sys
 
 # name -> (module, one-line help). A subcommand is listed here only once it works.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("kvloop.commands.demo", "Run the whole loop on the embedded synthetic demo data: "
-             "generate, train, extract, report, review into a store"),
-    "data": ("kvloop.commands.data", "Load a dataset (SROIE folder, images/PDFs, JSONL, demo) "
-             "and write it as kvloop JSONL, reporting failures"),
+    "demo": ("kvloop.commands.demo", ("Run the whole loop on the embedded synthetic demo data: "
+             "generate, train, extract, report, review into a store")),
+    "demo-data": ("kvloop.commands.demo_data", ("Generate the synthetic demo receipts "
+                  "(rendered, then OCR'd)")),
+    "data": ("kvloop.commands.data", ("Load a dataset (SROIE folder, images/PDFs, JSONL, demo) "
+             "and write it as kvloop JSONL, reporting failures")),
     "ocr": ("kvloop.commands.ocr", "Run tesseract OCR (with variants) over images or PDFs"),
+    "align": ("kvloop.commands.align", ("Align gold values to OCR words as BIO tags and report "
+              "what could not be aligned")),
+    "train": ("kvloop.commands.train", ("Train the extractor ensemble: 'base' = supervised from "
+              "gold labels, with dev early stopping and calibration")),
+    "extract": ("kvloop.commands.extract", ("Extract key-value fields (k-best candidates, "
+                "calibrated confidence) from images, PDFs or a dataset into JSONL")),
     "eval": ("kvloop.commands.eval", "Evaluate models or results files: HTML/JSON/Markdown report"),
-    "align": ("kvloop.commands.align", "Align gold values to OCR words as BIO tags and report "
-              "what could not be aligned"),
-    "review": ("kvloop.commands.review", "Start the Streamlit correction UI on a feedback store "
-               "(127.0.0.1 by default)"),
-    "store": ("kvloop.commands.store", "Feedback store: import results, export corrections, "
-              "history, stats"),
-    "demo-data": ("kvloop.commands.demo_data", "Generate the synthetic demo receipts "
-                  "(rendered, then OCR'd)"),
-    "train": ("kvloop.commands.train", "Train the extractor ensemble: 'base' = supervised from "
-              "gold labels, with dev early stopping and calibration"),
-    "extract": ("kvloop.commands.extract", "Extract key-value fields (k-best candidates, "
-                "calibrated confidence) from images, PDFs or a dataset into JSONL"),
+    "review": ("kvloop.commands.review", ("Start the Streamlit correction UI on a feedback store "
+               "(127.0.0.1 by default)")),
+    "store": ("kvloop.commands.store", ("Feedback store: import results, export corrections, "
+              "history, stats")),
 }
 
 

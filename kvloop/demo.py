@@ -83,7 +83,7 @@ def train_model(cfg: DemoConfig, docs: list[Document]) -> Path:
     return out
 
 
-def simulated_choice(view, gold: str | None):  # noqa: ANN001 (service types, imported lazily)
+def simulated_choice(view, gold: str | None):
     """What an operator who knows the true value does with one field."""
     from feedback_ui.service import FieldChoice
 
@@ -98,7 +98,7 @@ def simulated_choice(view, gold: str | None):  # noqa: ANN001 (service types, im
 
 
 def review_queue(store_url: str, docs: list[Document], results: list[ExtractionResult],
-                 cfg: DemoConfig, schema) -> tuple[int, Counter, int]:  # noqa: ANN001
+                 cfg: DemoConfig, schema) -> tuple[int, Counter, int]:
     """Load the store and let the simulated operator work through the routed queue."""
     from feedback_ui.routing import RoutingConfig
     from feedback_ui.service import ReviewService

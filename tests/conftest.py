@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,15 @@ def sroie_dir() -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback for the whole session (its URL)."""
+    from feedback_ui.store import pgtemp
+
+    reason = pgtemp.pg_available()
+    if reason:
+        pytest.skip(reason)
+    with pgtemp.temporary_cluster() as url:
+        yield url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from extractor.normalize import lenient_key
@@ -16,16 +18,16 @@ def demo_run(tmp_path_factory):
 
 
 def test_demo_writes_data_model_report_and_store(demo_run):
-    cfg, s = demo_run
+    _, s = demo_run
     assert (s.data_dir / "documents.jsonl").is_file()
     assert (s.model_dir / "kvloop.json").is_file()
-    assert all(open(p).read() for p in s.report.values())
+    assert all(Path(p).read_text() for p in s.report.values())
     assert s.documents == 3  # the dev fifth of 15
     assert s.reviewed == s.queued >= 1
 
 
 def test_simulated_review_leaves_gold_values_in_the_store(demo_run):
-    cfg, s = demo_run
+    _, s = demo_run
     store = FeedbackStore(s.store_url)
     try:
         corrected = list(store.iter_corrected())

@@ -7,8 +7,16 @@ import json
 import pytest
 
 from extractor.document import (
-    RECEIPT_SCHEMA, Candidate, Document, ExtractionResult, FieldResult, FieldSpec, Schema, Word,
-    read_jsonl, write_jsonl,
+    RECEIPT_SCHEMA,
+    Candidate,
+    Document,
+    ExtractionResult,
+    FieldResult,
+    FieldSpec,
+    Schema,
+    Word,
+    read_jsonl,
+    write_jsonl,
 )
 
 
@@ -80,7 +88,7 @@ def test_content_hash_depends_on_words_only():
 def test_jsonl_round_trip_and_bad_line(tmp_path):
     path = tmp_path / "docs.jsonl"
     assert write_jsonl(str(path), [_mock_document(), _mock_document()]) == 2
-    assert [Document.from_dict(d) for d in read_jsonl(str(path))][0] == _mock_document()
+    assert Document.from_dict(next(read_jsonl(str(path)))) == _mock_document()
     path.write_text('{"id": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"docs.jsonl:2"):
         list(read_jsonl(str(path)))

@@ -7,8 +7,14 @@ from datetime import date
 import pytest
 
 from extractor.normalize import (
-    lenient_key, normalize_amount, normalize_text, normalize_value, parse_amount, parse_date,
-    strict_key, validate_value,
+    lenient_key,
+    normalize_amount,
+    normalize_text,
+    normalize_value,
+    parse_amount,
+    parse_date,
+    strict_key,
+    validate_value,
 )
 
 

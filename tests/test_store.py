@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -29,15 +28,6 @@ from feedback_ui.store import (
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 _db_counter = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    reason = pgtemp.pg_available()
-    if reason:
-        pytest.skip(reason)
-    with pgtemp.temporary_cluster() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

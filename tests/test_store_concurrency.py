@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,15 +14,6 @@ from extractor.document import Candidate, Document, ExtractionResult, FieldResul
 from feedback_ui.store import FeedbackStore, FieldAction, LeaseHeldError, pgtemp
 
 WORKERS, DOCS, ROUNDS = 4, 6, 3
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[str]:
-    reason = pgtemp.pg_available()
-    if reason:
-        pytest.skip(reason)
-    with pgtemp.temporary_cluster() as url:
-        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

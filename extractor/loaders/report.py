@@ -32,7 +32,7 @@ class LoadReport:
     def add_failure(self, err: DocumentLoadError) -> None:
         self.failures.append(LoadFailure(err.path, err.reason))
 
-    def extend(self, other: "LoadReport") -> None:
+    def extend(self, other: LoadReport) -> None:
         self.documents.extend(other.documents)
         self.failures.extend(other.failures)
 

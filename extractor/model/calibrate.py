@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from eval.calibration import ece, reliability_bins
+
 _EPS = 1e-6
 
 
@@ -71,21 +73,9 @@ def fit_calibrator(confidences: Sequence[float], correct: Sequence[bool],
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool],
                                n_bins: int = 10) -> float:
-    """ECE: sum over equal-width confidence bins of ``|bin| / N * |accuracy - confidence|``.
+    """ECE over equal-width bins (``eval.calibration``, the one implementation reports use).
 
     >>> round(expected_calibration_error([0.9, 0.9, 0.1, 0.1], [True, True, False, False]), 3)
     0.1
     """
-    if not confidences:
-        return 0.0
-    n = len(confidences)
-    total = 0.0
-    for b in range(n_bins):
-        lo, hi = b / n_bins, (b + 1) / n_bins
-        idx = [i for i, c in enumerate(confidences)
-               if (lo < c <= hi) or (b == 0 and c == 0.0)]
-        if idx:
-            acc = sum(bool(correct[i]) for i in idx) / len(idx)
-            conf = sum(confidences[i] for i in idx) / len(idx)
-            total += len(idx) / n * abs(acc - conf)
-    return total
+    return ece(reliability_bins(list(confidences), list(correct), n_bins))

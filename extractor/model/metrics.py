@@ -1,33 +1,23 @@
-"""SROIE task-3 style field scores used for early stopping and the extractor benchmark.
+"""Field scores for early stopping and the extractor benchmark, on ``eval.metrics``.
 
-Micro-averaged over (document, field) pairs: a prediction is a non-empty top value, a gold is
-a non-null gold value, a hit is a prediction equal to the gold under the comparison key
-(``strict_key`` or ``lenient_key``). Oracle recall@k asks whether the gold value is among the
-first k candidates (lenient).
+One scoring implementation serves training, benchmarks and reports: this adapter feeds
+``ExtractionResult`` objects to ``eval.metrics.FieldMatch`` (SROIE task-3 P/R/F1, strict and
+lenient) and ``OracleRecallAtK`` (lenient), and keeps the (confidence, correct) pairs that
+calibration and ECE need.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
+from eval.metrics import FieldMatch, OracleRecallAtK
 from extractor.document import ExtractionResult
-from extractor.normalize import lenient_key, strict_key
-
-KEYS: dict[str, Callable[[str | None], str]] = {"lenient": lenient_key, "strict": strict_key}
+from extractor.normalize import lenient_key
 
 
-def prf(hits: int, n_pred: int, n_gold: int) -> dict[str, float]:
-    p = hits / n_pred if n_pred else 0.0
-    r = hits / n_gold if n_gold else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
-
-
-@dataclass
 class FieldScores:
-    """Accumulates field-level hits; ``update`` per document, ``summary`` at the end.
+    """Accumulates field-level scores; ``update`` per document, ``summary`` at the end.
 
     >>> from extractor.document import FieldResult, Candidate, ExtractionResult
     >>> s = FieldScores(k_max=2)
@@ -38,44 +28,46 @@ class FieldScores:
     (0.0, 1.0)
     """
 
-    k_max: int = 5
-    counts: dict[str, dict[str, list[int]]] = field(
-        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: [0, 0, 0])))
-    recall_hits: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    n_gold: int = 0
-    confidences: list[float] = field(default_factory=list)
-    correct: list[bool] = field(default_factory=list)
+    def __init__(self, k_max: int = 5) -> None:
+        self.k_max = k_max
+        self.reset()
 
     def reset(self) -> None:
-        self.__init__(self.k_max)  # type: ignore[misc]
+        self.fields: list[str] = []
+        self.matches: dict[str, FieldMatch] = {}
+        self.recall: OracleRecallAtK | None = None
+        self.confidences: list[float] = []
+        self.correct: list[bool] = []
+
+    def _ensure_fields(self, names: Sequence[str]) -> None:
+        if not self.fields:  # the schema is known from the first result
+            self.fields = list(names)
+            self.matches = {k: FieldMatch(self.fields, key=k) for k in ("lenient", "strict")}
+            self.recall = OracleRecallAtK(self.fields, max_k=self.k_max, key="lenient")
 
     def update(self, gold: dict[str, str | None], result: ExtractionResult) -> None:
+        self._ensure_fields(list(result.fields))
+        gold = {k: (v if v is not None and lenient_key(v) else None) for k, v in gold.items()}
+        for m in self.matches.values():
+            m.update(gold, result.values())
+        assert self.recall is not None
+        self.recall.update(gold, {n: [c.value for c in fr.candidates]
+                                  for n, fr in result.fields.items()})
         for name, fr in result.fields.items():
             g = gold.get(name)
-            has_gold = g is not None and bool(lenient_key(g))
-            for mode, key in KEYS.items():
-                c = self.counts[mode][name]
-                c[1] += fr.value is not None
-                c[2] += has_gold
-                c[0] += bool(has_gold and fr.value is not None and key(fr.value) == key(g))
-            if fr.value is not None or has_gold:
+            if fr.value is not None or g is not None:  # (absent, absent) says nothing
                 self.confidences.append(fr.confidence)
-                self.correct.append(lenient_key(fr.value) == lenient_key(g) if has_gold
+                self.correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
                                     else fr.value is None)
-            if has_gold:
-                self.n_gold += 1
-                keys = [lenient_key(c.value) for c in fr.candidates]
-                for k in range(1, self.k_max + 1):
-                    self.recall_hits[k] += lenient_key(g) in keys[:k]
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for mode in KEYS:
-            tot = [sum(c[i] for c in self.counts[mode].values()) for i in range(3)]
-            out[mode] = prf(*tot)
-            out[mode]["per_field"] = {n: prf(*c)["f1"] for n, c in self.counts[mode].items()}
-        out["recall_at"] = {k: (self.recall_hits[k] / self.n_gold if self.n_gold else 0.0)
-                            for k in range(1, self.k_max + 1)}
+        for mode, m in self.matches.items():
+            s = m.summary()
+            out[mode] = dict(s["overall"])
+            out[mode]["per_field"] = {n: f["f1"] for n, f in s["fields"].items()}
+        rec = self.recall.summary()["overall"] if self.recall else {}
+        out["recall_at"] = {k: rec.get(f"@{k}", 0.0) for k in range(1, self.k_max + 1)}
         return out
 
 
