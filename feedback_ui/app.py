@@ -38,6 +38,7 @@ STATE_BADGE = {
 }
 ZOOMS = {"Page": 1.0, "Zoom 2x": 2.0, "Zoom 4x": 4.0}
 RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
+JPEG_QUALITY = 85
 ss = st.session_state
 
 
@@ -63,10 +64,12 @@ def get_uploader(url: str, model_dir: str, upload_dir: str) -> Any:
 @st.cache_resource(max_entries=64, show_spinner=False)
 def page_with_boxes(doc_id: str, content_hash: str, boxes: tuple[tuple[str, tuple[int, ...]], ...],
                     active: str | None, window: tuple[int, int, int, int], _task: ReviewTask
-                    ) -> Any:
-    """The shown part of the page with field boxes (cached: reruns and undo are cheap)."""
-    return imaging.render(_task.doc, {k: list(v) for k, v in boxes}, active, window,
-                          RENDER_WIDTH)
+                    ) -> imaging.EncodedImage:
+    """The shown part of the page with field boxes, JPEG-encoded once (cached: reruns that do
+    not change the drawing, e.g. typing in a text box, neither draw nor encode again)."""
+    return imaging.EncodedImage.of(
+        imaging.render(_task.doc, {k: list(v) for k, v in boxes}, active, window, RENDER_WIDTH),
+        quality=JPEG_QUALITY)
 
 
 def service() -> ReviewService:
@@ -322,8 +325,9 @@ def render_image(task: ReviewTask) -> None:
     img = page_with_boxes(task.doc_id, task.doc.content_hash(), boxes, ss.active, window, task)
     st.caption(f"Click a word to fill **{ss.active}** (more clicks add words)"
                if ss.active else "")
-    streamlit_image_coordinates(img, key="page_image", image_format="JPEG", jpeg_quality=85,
-                                cursor="crosshair", width="stretch")
+    # ``img`` holds the JPEG bytes already: the component's "save" copies them, no re-encode.
+    streamlit_image_coordinates(img, key="page_image", image_format="JPEG",
+                                jpeg_quality=JPEG_QUALITY, cursor="crosshair", width="stretch")
 
 
 def render_field(task: ReviewTask, fv: FieldView) -> None:

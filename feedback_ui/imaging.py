@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -36,6 +38,40 @@ def _load(source: str, page: int, width: int) -> Image.Image:
         img = img.resize((width, max(1, round(img.height * width / img.width))),
                          Image.Resampling.BILINEAR)
     return img
+
+
+class EncodedImage:
+    """A drawn page encoded once as JPEG; ``save`` writes those bytes (no re-encoding).
+
+    The image component encodes what it is given on every script run by calling its
+    ``save(buffer, format=...)``; handing it this object instead of the PIL image makes a
+    rerun that shows the same drawing cost a copy of ~40 KB instead of a JPEG encode.
+    """
+
+    def __init__(self, data: bytes, size: tuple[int, int]) -> None:
+        self.data, self.size = data, size
+
+    @property
+    def width(self) -> int:
+        return self.size[0]
+
+    @property
+    def height(self) -> int:
+        return self.size[1]
+
+    @classmethod
+    def of(cls, img: Image.Image, quality: int = 85) -> EncodedImage:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=quality)
+        return cls(buf.getvalue(), img.size)
+
+    def save(self, fp: Any, format: str | None = None, **_: Any) -> None:
+        if format is not None and format.upper() not in ("JPEG", "JPG"):
+            raise ValueError(f"EncodedImage holds JPEG bytes, not {format}")
+        fp.write(self.data)
+
+    def to_pil(self) -> Image.Image:
+        return Image.open(io.BytesIO(self.data))
 
 
 def page_image(doc: Document, width: int = 1400) -> Image.Image | None:

@@ -197,3 +197,32 @@ def test_skip_gives_the_document_back(store: FeedbackStore) -> None:
     assert "Nothing left to review" in at.success[-1].value
     click(at, "Refresh queue")
     assert heading(at).startswith("#### rcpt2")
+
+
+def test_encoded_page_is_handed_to_the_image_component_as_is() -> None:
+    """The drawn page is JPEG-encoded once; the component copies those bytes, never re-encodes."""
+    import base64
+    import io
+
+    from PIL import Image
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    from feedback_ui.imaging import EncodedImage
+
+    enc = EncodedImage.of(Image.new("RGB", (70, 99), "white"), quality=85)
+    assert (enc.width, enc.height) == (70, 99) and enc.to_pil().format == "JPEG"
+    buf = io.BytesIO()
+    enc.save(buf, format="JPEG", quality=10)  # what the component calls: quality is ignored
+    assert buf.getvalue() == enc.data
+    with pytest.raises(ValueError):
+        enc.save(io.BytesIO(), format="PNG")
+    sent: dict[str, str] = {}
+    import streamlit_image_coordinates as sic
+
+    orig = sic._component_func
+    sic._component_func = lambda **kw: sent.update(kw)
+    try:
+        streamlit_image_coordinates(enc, key="x", image_format="JPEG", jpeg_quality=85)
+    finally:
+        sic._component_func = orig
+    assert sent["src"] == "data:image/jpeg;base64," + base64.b64encode(enc.data).decode()
