@@ -10,7 +10,6 @@ A FUNSD file is ``{"form": [entity, ...]}``; an entity has ``id``, ``text``, ``b
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from extractor.document import Box, Document, Word
-from extractor.loaders.report import DocumentLoadError, LoadReport
+from extractor.loaders.report import DocumentLoadError, LoadReport, read_json
 from extractor.loaders.sroie import reading_order
 
 _KEY_JUNK = re.compile(r"[\s:#.\-]+")
@@ -125,12 +124,7 @@ def _image_for(ann: Path) -> Path | None:
 
 def load_funsd_file(path: str | Path, key_map: dict[str, str] | None = None) -> Document:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DocumentLoadError(str(path), f"cannot read FUNSD file ({e})") from None
-    except json.JSONDecodeError as e:
-        raise DocumentLoadError(str(path), f"not valid JSON ({e.msg}, line {e.lineno})") from None
+    data = read_json(path, "FUNSD file")
     img = _image_for(path)
     size = None
     if img is not None:

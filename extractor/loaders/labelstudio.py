@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from extractor.document import RECEIPT_SCHEMA, Document, Schema, Word
-from extractor.loaders.report import DocumentLoadError, LoadReport
+from extractor.loaders.report import DocumentLoadError, LoadReport, read_json
 from extractor.loaders.sroie import reading_order, split_line
 
 _GEOMETRY = ("rectangle", "rectanglelabels")
@@ -86,12 +86,7 @@ def parse_task(task: dict[str, Any], schema: Schema = RECEIPT_SCHEMA) -> Documen
 def load_labelstudio(path: str | Path, schema: Schema = RECEIPT_SCHEMA) -> LoadReport:
     """Every task of an export; a bad task becomes a failure named ``file#task-id``."""
     path = Path(path)
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise DocumentLoadError(str(path), f"cannot read export ({e})") from None
-    except json.JSONDecodeError as e:
-        raise DocumentLoadError(str(path), f"not valid JSON ({e.msg}, line {e.lineno})") from None
+    tasks = read_json(path, "Label Studio export")
     if not isinstance(tasks, list):
         raise DocumentLoadError(str(path), "a Label Studio export is a JSON list of tasks")
     report = LoadReport()

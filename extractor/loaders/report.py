@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from extractor.document import Document
 
@@ -40,3 +43,18 @@ class LoadReport:
         lines = [f"loaded {len(self.documents)} document(s), {len(self.failures)} failure(s)"]
         lines += [f"  FAILED {f.path}: {f.reason}" for f in self.failures]
         return "\n".join(lines)
+
+
+def read_json(path: str | Path, what: str, encoding: str = "utf-8") -> Any:
+    """Parse a JSON file; a missing, unreadable or malformed file raises ``DocumentLoadError``
+    naming the file, what it should be (``what``: "key file", "FUNSD file", ...) and why."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding=encoding))
+    except FileNotFoundError:
+        raise DocumentLoadError(str(path), f"{what} is missing") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DocumentLoadError(str(path), f"cannot read {what} ({e})") from None
+    except json.JSONDecodeError as e:
+        raise DocumentLoadError(str(path), f"{what} is not valid JSON ({e.msg}, "
+                                           f"line {e.lineno})") from None

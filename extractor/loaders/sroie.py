@@ -9,7 +9,6 @@ replaces the provided words by engineer B's tesseract passes (cached on disk).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from extractor.document import RECEIPT_SCHEMA, Box, Document, Schema, Word
-from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport
+from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, read_json
 
 if TYPE_CHECKING:
     from extractor.ocr import OcrConfig
@@ -130,15 +129,7 @@ def lines_to_words(lines: Sequence[Line]) -> list[Word]:
 def read_key_file(path: str | Path, schema: Schema = RECEIPT_SCHEMA) -> dict[str, str | None]:
     """Gold values of the schema's fields (``None`` for a field the key file lacks)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise DocumentLoadError(str(path), "key file is missing") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DocumentLoadError(str(path), f"cannot read key file ({e})") from None
-    except json.JSONDecodeError as e:
-        raise DocumentLoadError(str(path), f"key file is not valid JSON ({e.msg}, "
-                                           f"line {e.lineno})") from None
+    data = read_json(path, "key file", encoding="utf-8-sig")
     if not isinstance(data, dict):
         raise DocumentLoadError(str(path), f"key file must hold a JSON object, got "
                                            f"{type(data).__name__}")
