@@ -39,6 +39,7 @@ STATE_BADGE = {
 ZOOMS = {"Page": 1.0, "Zoom 2x": 2.0, "Zoom 4x": 4.0}
 RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
 JPEG_QUALITY = 85
+MAX_ALTERNATIVES = 5  # candidate buttons per field (keys 1-5)
 ss = st.session_state
 
 
@@ -93,8 +94,10 @@ def init_state() -> None:
             ss[k] = v
 
 
-def edit_key(task: ReviewTask, name: str) -> str:
-    return f"edit::{task.doc_id}::{name}"
+def edit_key(name: str) -> str:
+    # One key per field for every document: the browser updates the five text boxes in place
+    # instead of replacing them on each "save and next" (the document is ``ss.task``).
+    return f"edit::{name}"
 
 
 def flash(kind: str, text: str) -> None:
@@ -118,7 +121,7 @@ def show_task(task: ReviewTask | None) -> None:
         ss.active = None
         return
     for fv in task.fields:
-        ss[edit_key(task, fv.name)] = fv.value or ""
+        ss[edit_key(fv.name)] = fv.value or ""
     ss.active = first_attention(task)
 
 
@@ -145,13 +148,13 @@ def open_next(exclude: tuple[str, ...] = ()) -> None:
 def cb_pick(name: str, index: int) -> None:
     task: ReviewTask = ss.task
     ss.pending[name] = FieldChoice("pick", pick_index=index)
-    ss[edit_key(task, name)] = task.field(name).candidates[index].value
+    ss[edit_key(name)] = task.field(name).candidates[index].value
     ss.active = first_attention(task, after=name)
 
 
 def cb_not_present(name: str) -> None:
     ss.pending[name] = FieldChoice("not_present")
-    ss[edit_key(ss.task, name)] = ""
+    ss[edit_key(name)] = ""
 
 
 def cb_typed(name: str) -> None:
@@ -165,7 +168,7 @@ def cb_focus(name: str) -> None:
 
 
 def form_choices(task: ReviewTask) -> dict[str, FieldChoice]:
-    return {fv.name: resolve_choice(fv, ss.get(edit_key(task, fv.name)), ss.pending.get(fv.name))
+    return {fv.name: resolve_choice(fv, ss.get(edit_key(fv.name)), ss.pending.get(fv.name))
             for fv in task.fields}
 
 
@@ -278,7 +281,7 @@ def show_flash() -> None:
 
 def form_indices(task: ReviewTask, fv: FieldView) -> tuple[int, ...]:
     """Words to outline for a field: those of the candidate its text box now holds."""
-    text = ss.get(edit_key(task, fv.name)) or ""
+    text = ss.get(edit_key(fv.name)) or ""
     clicked = ss.click_words.get(fv.name, [])
     if clicked and text == " ".join(task.doc.words[i].text for i in clicked):
         return tuple(clicked)
@@ -304,7 +307,7 @@ def apply_click(task: ReviewTask, window: tuple[int, int, int, int]) -> None:
     if idx is None:
         return
     # The first click on a field replaces its value; further clicks append words.
-    key, word = edit_key(task, ss.active), task.doc.words[idx].text
+    key, word = edit_key(ss.active), task.doc.words[idx].text
     appending = ss.click_field == ss.active
     ss[key] = f"{ss.get(key, '')} {word}".strip() if appending else word
     ss.click_words[ss.active] = (ss.click_words.get(ss.active, []) if appending else []) + [idx]
@@ -333,27 +336,29 @@ def render_image(task: ReviewTask) -> None:
 def render_field(task: ReviewTask, fv: FieldView) -> None:
     active = fv.name == ss.active
     with st.container(border=True):
-        head = st.columns([3, 2, 1])
+        # One line of text and one button: every element here is drawn five times per page.
+        head = st.columns([5, 1])
         head[0].markdown(f"**{fv.name}** {STATE_BADGE[fv.state]}"
-                         + (" :red[(editing)]" if active else ""))
-        head[1].markdown(f"confidence `{fv.confidence:.2f}`"
+                         + (" :red[(editing)]" if active else "")
+                         + f" · confidence `{fv.confidence:.2f}`"
                          + (f" · by {fv.reviewed_by}" if fv.reviewed_by else ""))
-        head[2].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
+        head[1].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
                        disabled=active, type="tertiary")
         if fv.problem:
             st.caption(f":red[{fv.problem}]")
-        st.text_input(f"{fv.name} value", key=edit_key(task, fv.name), on_change=cb_typed,
+        st.text_input(f"{fv.name} value", key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
                       placeholder="(not present)")
-        cols = st.columns(len(fv.candidates) + 1)
-        for i, c in enumerate(fv.candidates):
+        # As many columns on every document, so the layout is updated, not rebuilt.
+        cols = st.columns(MAX_ALTERNATIVES + 1)
+        for i, c in enumerate(fv.candidates[:MAX_ALTERNATIVES]):
             cols[i].button(f"{i + 1}: {c.value} ({c.score:.2f})", key=f"pick::{fv.name}::{i}",
                            on_click=cb_pick, args=(fv.name, i),
                            shortcut=str(i + 1) if active and i < 9 else None,
                            help=f"Use alternative {i + 1}", width="stretch")
         cols[-1].button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
                         args=(fv.name,), width="stretch")
-        choice = resolve_choice(fv, ss.get(edit_key(task, fv.name)), ss.pending.get(fv.name))
+        choice = resolve_choice(fv, ss.get(edit_key(fv.name)), ss.pending.get(fv.name))
         if choice.action == "edit":
             problem = service().check(task, fv.name, choice.value)
             if problem:

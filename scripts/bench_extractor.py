@@ -38,25 +38,6 @@ from extractor.model.metrics import score_results
 from extractor.model.predictor import KVPredictor, load_predictor
 
 
-def member_log_probs(pred: KVPredictor, docs: Sequence[Document], members: Sequence[str],
-                     with_variants: bool = True, batch_size: int = 8,
-                     ) -> dict[str, list[list[torch.Tensor]]]:
-    """Per member, per document, per OCR pass: word log-probs (one forward for all members)."""
-    pages, owner = [], []
-    for i, doc in enumerate(docs):
-        passes = [doc.words] + (list(doc.variants.values()) if with_variants else [])
-        for words in passes:
-            pages.append(([w.text for w in words], doc.normalized_boxes(words)))
-            owner.append(i)
-    with torch.inference_mode():
-        outs = pred.model.word_log_probs(pages, members=members, batch_size=batch_size)
-    res: dict[str, list[list[torch.Tensor]]] = {m: [[] for _ in docs] for m in members}
-    for i, o in zip(owner, outs):
-        for m in members:
-            res[m][i].append(o[m])
-    return res
-
-
 def scores(pred: KVPredictor, docs: Sequence[Document], lps: list[list[torch.Tensor]],
            k: int) -> dict[str, Any]:
     results = pred.results_from_log_probs(docs, lps, k)
@@ -138,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = load_documents(args.data, split=args.split, ocr=args.ocr)
     docs = rep.documents
     members = ("bert", "layoutlm", "fused")
-    lps = member_log_probs(pred, docs, members)
+    lps = pred.member_pass_log_probs(docs, members)
     res: dict[str, Any] = {
         "model_version": pred.version, "split": args.split, "ocr": args.ocr,
         "n_docs": len(docs), "load_failures": len(rep.failures),

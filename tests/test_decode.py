@@ -151,3 +151,15 @@ def test_all_span_combinations_sum_to_one() -> None:
     p = sum(span_lp[s, e - s].exp().item()
             for s, e in itertools.combinations_with_replacement(range(4), 2))
     assert math.isclose(p + absent.exp().item(), 1.0, rel_tol=1e-9)
+
+
+def test_typed_fields_offer_only_values_of_their_type() -> None:
+    """The model's best total span is the currency word alone; best date span a bare day."""
+    words = [Word(t, (0, 0, 1, 1)) for t in ["TOTAL", "RM", "60.30", "DATE", "04", "JAN", "2017"]]
+    lp = tag_lp([{"O": 0.9}, {"B-TOTAL": 0.6}, {"B-TOTAL": 0.3}, {"O": 0.9},
+                 {"B-DATE": 0.5}, {"I-DATE": 0.3}, {"I-DATE": 0.3}])
+    total = decode_field(words, lp, RECEIPT_SCHEMA, "total", k=3).candidates
+    assert total[0].value == "60.30" and "RM" not in [c.value for c in total]
+    date = decode_field(words, lp, RECEIPT_SCHEMA, "date", k=3).candidates
+    assert date[0].value == "04 JAN 2017"
+    assert all(c.value not in ("04", "JAN", "2017", "JAN 2017") for c in date)

@@ -11,6 +11,7 @@ import torch
 
 from extractor.document import RECEIPT_SCHEMA, Document, FieldSpec, Schema, Word
 from extractor.model.ensemble import KVEnsemble
+from extractor.model.layoutlm import SINUSOIDAL_ROW_NORM
 from extractor.model.zoo import ARCHS, build_model, default_cfgs
 
 
@@ -37,9 +38,9 @@ def test_zoo_names_and_errors(tiny: KVEnsemble) -> None:
     assert tiny.bert.config.vocab_size == tiny.tokenizer.vocab_size
 
 
-def test_layoutlm_starts_as_bert(tiny: KVEnsemble) -> None:
+def test_layoutlm_zero_init_starts_as_bert() -> None:
     """Zero layout embeddings: the LayoutLM encoder computes BERT's hidden states at init."""
-    fresh = build_model("tiny", seed=1).eval()
+    fresh = build_model("tiny", seed=1, layout_init="zero").eval()
     ids = torch.tensor([[101, 7592, 2088, 102]])
     box = torch.tensor([[[0, 0, 0, 0], [10, 20, 30, 40], [500, 600, 700, 800],
                          [1000, 1000, 1000, 1000]]])
@@ -49,6 +50,21 @@ def test_layoutlm_starts_as_bert(tiny: KVEnsemble) -> None:
         h_l = fresh.layoutlm.layoutlm(input_ids=ids, bbox=box,
                                       attention_mask=mask).last_hidden_state
     assert torch.allclose(h_b, h_l, atol=1e-6)
+
+
+def test_layoutlm_sinusoidal_init_is_small_smooth_and_seeded() -> None:
+    """Default start: near coordinates get near codes, far ones do not; same seed, same code."""
+    a = build_model("tiny", seed=1).layoutlm.layoutlm.embeddings
+    b = build_model("tiny", seed=1).layoutlm.layoutlm.embeddings
+    x = a.x_position_embeddings.weight.detach()
+    assert torch.equal(x, b.x_position_embeddings.weight)
+    norms = x.norm(dim=1)
+    assert torch.allclose(norms, torch.full_like(norms, SINUSOIDAL_ROW_NORM), atol=1e-5)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(x[500], x[501], dim=0) > 0.9 > cos(x[500], x[900], dim=0)
+    assert not torch.allclose(x, a.y_position_embeddings.weight)  # one rotation per table
+    with pytest.raises(ValueError, match="layout_init"):
+        build_model("tiny", layout_init="random")
 
 
 def test_forward_shapes_and_fusion(tiny: KVEnsemble) -> None:

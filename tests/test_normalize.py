@@ -25,12 +25,11 @@ def test_strict_and_lenient_keys():
 
 
 @pytest.mark.parametrize("raw, expected", [
-    ("27,JALAN DEDAP 13,", "27, JALAN DEDAP 13,"),
-    ("81100 JOHOR BAHRU,JOHOR.", "81100 JOHOR BAHRU, JOHOR."),
-    ("TOTAL 1,060.30", "TOTAL 1,060.30"),            # digit commas stay
-    ("SELANGOR,(MR DIY)", "SELANGOR, (MR DIY)"),
+    ("27,JALAN  DEDAP 13,", "27,JALAN DEDAP 13,"),   # kept as printed (see the docstring)
+    (" 81100 JOHOR\nBAHRU,JOHOR. ", "81100 JOHOR BAHRU,JOHOR."),
+    ("TOTAL 1,060.30", "TOTAL 1,060.30"),
 ])
-def test_normalize_text_spaces_after_commas(raw, expected):
+def test_normalize_text_keeps_text_as_printed(raw, expected):
     assert normalize_text(raw) == expected
 
 
@@ -47,6 +46,9 @@ def test_amounts(raw, expected, number):
 @pytest.mark.parametrize("raw, expected", [
     ("19/10/2018", date(2018, 10, 19)), ("12-01-19", date(2019, 1, 12)),
     ("25 DEC 2018", date(2018, 12, 25)), ("hello", None), ("99/99/2018", None),
+    ("20180304", date(2018, 3, 4)), ("01-NOV-2017", date(2017, 11, 1)),
+    # a day, a month or a year alone is not a date (the parser would fill in today's)
+    ("04", None), ("2017", None), ("JAN 2017", None), ("3.20", None),
 ])
 def test_parse_date_day_first(raw, expected):
     assert parse_date(raw) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,13 @@ from extractor.loaders import load_documents
 from extractor.model.predictor import load_predictor
 from training.supervised_config import SupervisedConfig
 from training.supervised_trainer import (
+    ABSENT_THRESHOLDS,
+    FUSION_GRID,
     SupervisedTrainer,
     epoch_batches,
+    mixed_windows,
     param_groups,
+    pass_windows,
     recalibrate,
     training_windows,
 )
@@ -71,6 +76,39 @@ def test_train_saves_a_loadable_calibrated_model(receipts: list, tmp_path: Path)
     assert pred.version.startswith("kv.ensemble.v1@")
     results = pred.predict(receipts[3:4])
     assert set(results[0].fields) == {"company", "date", "address", "total"}
-    cal = recalibrate(out, receipts[:6])
-    assert cal.n > 0
-    assert load_predictor(out).calibrator == cal
+    fit = recalibrate(out, receipts[:6])
+    assert fit.calibrator.n > 0
+    reloaded = load_predictor(out)
+    assert reloaded.calibrator == fit.calibrator
+    assert reloaded.absent_threshold == fit.absent_threshold
+    # the chosen fusion weights are the grid's best and are what the saved model fuses with
+    assert len(fit.grid) == len(FUSION_GRID) * len(ABSENT_THRESHOLDS)
+    assert fit.lenient_f1 == max(g["lenient_f1"] for g in fit.grid)
+    assert torch.allclose(reloaded.model.fusion_weights,
+                          torch.tensor(fit.fusion_weights).clamp(min=1e-6), atol=1e-6)
+
+
+def test_ocr_mix_reads_pages_from_their_other_passes(receipts: list, tmp_path: Path) -> None:
+    """Each pass gets its own gold alignment; mix 0 keeps the first pass, 1 always another."""
+    doc = receipts[0]
+    # a second "OCR pass" of the same page that missed the first line
+    first_line = doc.words[0].line
+    other = [w for w in doc.words if w.line != first_line]
+    docs = [replace(doc, variants={"partial": other})]
+    tr = SupervisedTrainer(_cfg(tmp_path, ocr_mix=0.5), train_docs=docs, dev_docs=[],
+                           calib_docs=[])
+    per_pass, _ = pass_windows(tr.model, docs, tr.schema)
+    assert len(per_pass) == 1 and len(per_pass[0]) == 2
+    first, lower = per_pass[0]
+    n_tokens = [sum(len(w.input_ids) - 2 for w in p) for p in (first, lower)]
+    assert n_tokens[0] > n_tokens[1]
+    # gold is aligned to each pass's own words: both carry field labels
+    for p in (first, lower):
+        assert any(lab > 0 for w in p for lab in w.labels)
+    rng = random.Random(0)
+    assert mixed_windows(per_pass, 0.0, rng) == list(first)
+    assert mixed_windows(per_pass, 1.0, rng) == list(lower)
+    picks = [mixed_windows(per_pass, 0.5, rng) == list(lower) for _ in range(200)]
+    assert 60 < sum(picks) < 140
+    with pytest.raises(ValueError, match="ocr_mix"):
+        SupervisedConfig(ocr_mix=1.5)

@@ -48,7 +48,7 @@ def test_asks_for_operator_then_opens_most_uncertain_document(store: FeedbackSto
     assert "Enter your operator name" in at.info[0].value
     at.sidebar.text_input(key="operator").input("ann").run()
     assert heading(at).startswith("#### rcpt2")
-    assert at.text_input(key="edit::rcpt2::total").value == "50.00"
+    assert at.text_input(key="edit::total").value == "50.00"
     assert "Reviewed 0 of 3" in at.sidebar.get("progress")[0].proto.text
     assert store.lease_of("rcpt2").operator == "ann"
 
@@ -56,11 +56,14 @@ def test_asks_for_operator_then_opens_most_uncertain_document(store: FeedbackSto
 def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None:
     at = start()
     at.button(key="pick::total::1").click().run()
-    assert at.text_input(key="edit::rcpt2::total").value == "2.50"
-    at.text_input(key="edit::rcpt2::company").input("KEDAI MAJU SDN BHD")
+    assert at.text_input(key="edit::total").value == "2.50"
+    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")
     click(at, "Save and next")
     assert at.success[0].value == "Saved rcpt2."
     assert heading(at).startswith("#### rcpt4")
+    # the text boxes (one key per field for every document) now hold rcpt4's values
+    assert at.text_input(key="edit::company").value == "KEDAI MAJU"
+    assert at.text_input(key="edit::date").value == "32/13/2018"
     assert store.current_values("rcpt2") == {"company": "KEDAI MAJU SDN BHD",
                                              "date": "01/02/2018", "address": None,
                                              "total": "2.50"}
@@ -82,7 +85,7 @@ def test_not_present_and_accept_all(store: FeedbackStore) -> None:
 
 def test_unparsable_value_is_reported_and_nothing_saved(store: FeedbackStore) -> None:
     at = start()
-    at.text_input(key="edit::rcpt2::total").input("twelve").run()
+    at.text_input(key="edit::total").input("twelve").run()
     assert "'twelve' is not an amount" in " ".join(m.value for m in at.caption)  # live
     click(at, "Save and next")
     assert "total: 'twelve' is not an amount" in at.error[0].value
@@ -107,7 +110,7 @@ def test_undo_last_save_reopens_document(store: FeedbackStore) -> None:
     assert store.current_values("rcpt2")["total"] == "2.50"
     click(at, "Undo last save")
     assert heading(at).startswith("#### rcpt2")
-    assert at.text_input(key="edit::rcpt2::total").value == "50.00"
+    assert at.text_input(key="edit::total").value == "50.00"
     assert store.current_values("rcpt2") == {}
     assert all(h.undone for h in store.history("rcpt2"))
     assert store.lease_of("rcpt4") is None  # the document that was open is given back

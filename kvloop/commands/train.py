@@ -14,9 +14,9 @@ from dataclasses import fields
 from training.supervised_config import SupervisedConfig
 
 STAGES = ("base", "calibrate")
-_FLAGS = ("data", "out", "ocr", "epochs", "lr", "head_lr", "batch_size", "max_length", "stride",
-          "seed", "arch", "patience", "train_split", "dev_split", "calib_split", "max_docs",
-          "threads", "max_span_len", "init")
+_FLAGS = ("data", "out", "ocr", "ocr_mix", "epochs", "lr", "head_lr", "layout_lr", "batch_size",
+          "max_length", "stride", "seed", "arch", "layout_init", "patience", "train_split",
+          "dev_split", "calib_split", "max_docs", "threads", "max_span_len", "init")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kind = {int: int, float: float}.get(type(default), str)
         if name == "max_docs":
             kind = int
+        if name == "layout_lr":
+            kind = float
         if name == "init":
             kind = str
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
@@ -52,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.stage == "calibrate":
         from training.supervised_trainer import load_split, recalibrate
-        cal = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr, cfg.max_docs))
-        print(f"{cfg.out}: calibration {cal.export()}")
+        fit = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr, cfg.max_docs))
+        print(f"{cfg.out}: fusion weights {list(fit.fusion_weights)}, absent threshold "
+              f"{fit.absent_threshold}, lenient F1 {fit.lenient_f1}, calibration "
+              f"{fit.calibrator.export()}")
         return 0
     from training.supervised_trainer import SupervisedTrainer
     result = SupervisedTrainer(cfg).train()
