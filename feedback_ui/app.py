@@ -403,12 +403,14 @@ def review_page(svc: ReviewService) -> None:
                   width="stretch")
     bar[3].button("Skip", on_click=cb_skip, width="stretch")
     audit = " · audit sample" if task.route.audit else ""
-    st.markdown(f"#### {task.doc_id} · model `{task.result.model_version}`{audit} · "
-                f"locked for you until {task.lease.expires_at:%H:%M} UTC")
     left, right = st.columns([5, 6])
+    # The page image is sent first, the heading beside it after: the browser then draws the
+    # picture while it lays out the field cards, instead of after them.
     with left:
         render_image(task)
     with right:
+        st.markdown(f"#### {task.doc_id} · model `{task.result.model_version}`{audit} · "
+                    f"locked for you until {task.lease.expires_at:%H:%M} UTC")
         for fv in task.fields:
             render_field(task, fv)
         st.caption("Keys: 1-5 pick an alternative of the field being edited (outside a text "
