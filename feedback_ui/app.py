@@ -272,10 +272,17 @@ def sidebar(svc: ReviewService) -> None:
         st.text_input("Open document id", key="goto", on_change=cb_open_doc)
 
 
-def show_flash() -> None:
+def show_flash(slot: Any) -> None:
+    """The pending message. Errors go in ``slot``, a placeholder that is on every page, so they
+    do not shift the elements below (the browser then updates the page image and the field
+    cards in place instead of building them again); confirmations ("Saved ...") are toasts,
+    which float over the page and move nothing."""
     if ss.flash:
         kind, text = ss.flash
-        {"error": st.error, "success": st.success}.get(kind, st.info)(text)
+        if kind == "error":
+            slot.error(text)
+        else:
+            st.toast(text, icon=":material/check_circle:" if kind == "success" else None)
         ss.flash = None
 
 
@@ -389,7 +396,6 @@ def review_page(svc: ReviewService) -> None:
         return
     if ss.task is None and not ss.queue_done:
         open_next()
-        show_flash()
     task: ReviewTask | None = ss.task
     bar = st.columns([2, 2, 1, 1])
     bar[2].button("Undo last save", on_click=cb_undo, width="stretch")
@@ -498,7 +504,7 @@ def main() -> None:
     init_state()
     svc = service()
     sidebar(svc)
-    show_flash()
+    flash_slot = st.empty()
     page = ss.page
     if page == "Review":
         review_page(svc)
@@ -510,6 +516,7 @@ def main() -> None:
         history_page(svc)
     else:
         stats_page(svc)
+    show_flash(flash_slot)  # after the page: its callbacks and queue moves may set one
 
 
 main()

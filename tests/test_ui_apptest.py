@@ -59,7 +59,7 @@ def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None
     assert at.text_input(key="edit::total").value == "2.50"
     at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")
     click(at, "Save and next")
-    assert at.success[0].value == "Saved rcpt2."
+    assert at.toast[0].value == "Saved rcpt2."
     assert heading(at).startswith("#### rcpt4")
     # the text boxes (one key per field for every document) now hold rcpt4's values
     assert at.text_input(key="edit::company").value == "KEDAI MAJU"
