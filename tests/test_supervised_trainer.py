@@ -21,7 +21,6 @@ from training.supervised_trainer import (
     param_groups,
     pass_windows,
     recalibrate,
-    training_windows,
 )
 
 
@@ -45,7 +44,8 @@ def test_config_validates() -> None:
 def test_train_step_lowers_the_loss(receipts: list, tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, lr=1e-3, head_lr=1e-2)
     tr = SupervisedTrainer(cfg, train_docs=receipts[:2], dev_docs=[], calib_docs=[])
-    wins, _ = training_windows(tr.model, receipts[:2], tr.schema)
+    per_pass, _ = pass_windows(tr.model, receipts[:2], tr.schema, variants=False)
+    wins = [w for passes in per_pass for w in passes[0]]
     batch = wins[:4]
     opt = torch.optim.AdamW(param_groups(tr.model, cfg))
     before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}

@@ -51,13 +51,6 @@ def load_split(spec: str, split: str, ocr: str = "provided",
     return docs[:max_docs] if max_docs else docs
 
 
-def training_windows(model: KVEnsemble, docs: Sequence[Document],
-                     schema: Schema) -> tuple[list[Window], dict[str, int]]:
-    """Labelled windows for every document, and how many gold fields could not be aligned."""
-    per_pass, unaligned = pass_windows(model, docs, schema, variants=False)
-    return [w for passes in per_pass for w in passes[0]], unaligned
-
-
 def pass_windows(model: KVEnsemble, docs: Sequence[Document], schema: Schema,
                  variants: bool = True) -> tuple[list[list[list[Window]]], dict[str, int]]:
     """Per document, per OCR pass (``doc.words`` first, then ``doc.variants`` when
