@@ -17,6 +17,7 @@ the candidate lists are what matters here, not their quality), then measures
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import statistics
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -98,51 +100,58 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextlib.contextmanager
+def streamlit_server(cmd: list[str], port: int) -> Iterator[None]:
+    """Run ``cmd`` (a Streamlit server on ``port``), wait until it answers, stop it after."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                       timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 def bench_browser(url: str, ids: list[str], heading_times: list[float],
                   think_s: float = 0.0) -> list[float]:
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "kvloop.cli", "review", "--store", url,
-                             "--port", str(port), "--audit-rate", "0"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     times: list[float] = []
-    try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(base)
-            page.get_by_label("Operator name").fill("bench-browser")
-            page.get_by_label("Operator name").press("Enter")
-            frame = page.frame_locator("iframe[title*='image_coordinates']")
-            heading = page.locator("h4")
-            expect(heading).to_contain_text(" · model", timeout=60000)
-            expect(frame.locator("img")).to_be_visible(timeout=60000)
-            img = frame.locator("img")
-            for _ in range(len(ids) - 1):
-                current = heading.inner_text().split(" · ")[0]
-                old_src = img.get_attribute("src") or ""
-                time.sleep(think_s)
-                t0 = time.perf_counter()
-                page.get_by_role("button", name="Save and next").click()
-                expect(heading).not_to_contain_text(current + " ·", timeout=60000)
-                heading_times.append(time.perf_counter() - t0)
-                # The next page's image: a new src, decoded (pixels ready, not only the tag).
-                img.evaluate("(i, old) => new Promise(ok => { const f = () => "
-                             "(i.src !== old && i.complete) ? i.decode().then(ok, ok) : "
-                             "setTimeout(f, 5); f(); })", old_src)
-                times.append(time.perf_counter() - t0)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    server = [sys.executable, "-m", "kvloop.cli", "review", "--store", url, "--port", str(port),
+              "--audit-rate", "0"]
+    with streamlit_server(server, port), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(base)
+        page.get_by_label("Operator name").fill("bench-browser")
+        page.get_by_label("Operator name").press("Enter")
+        frame = page.frame_locator("iframe[title*='image_coordinates']")
+        heading = page.locator("h4")
+        expect(heading).to_contain_text(" · model", timeout=60000)
+        expect(frame.locator("img")).to_be_visible(timeout=60000)
+        img = frame.locator("img")
+        for _ in range(len(ids) - 1):
+            current = heading.inner_text().split(" · ")[0]
+            old_src = img.get_attribute("src") or ""
+            time.sleep(think_s)
+            t0 = time.perf_counter()
+            page.get_by_role("button", name="Save and next").click()
+            expect(heading).not_to_contain_text(current + " ·", timeout=60000)
+            heading_times.append(time.perf_counter() - t0)
+            # The next page's image: a new src, decoded (pixels ready, not only the tag).
+            img.evaluate("(i, old) => new Promise(ok => { const f = () => "
+                         "(i.src !== old && i.complete) ? i.decode().then(ok, ok) : "
+                         "setTimeout(f, 5); f(); })", old_src)
+            times.append(time.perf_counter() - t0)
+        browser.close()
     return times
 
 
@@ -162,38 +171,25 @@ def bench_floor(n: int) -> list[float]:
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
+    times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="kvloop-bench-floor-") as tmp:
         app = Path(tmp) / "floor.py"
         app.write_text(FLOOR_APP, encoding="utf-8")
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app),
-                                 "--server.address", "127.0.0.1", "--server.port", str(port),
-                                 "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times: list[float] = []
-        try:
-            for _ in range(120):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                           timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.5)
-            with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-                page = browser.new_page()
-                page.goto(f"http://127.0.0.1:{port}")
-                heading = page.locator("h4")
-                expect(heading).to_contain_text("doc0 ·", timeout=60000)
-                for i in range(1, n):
-                    t0 = time.perf_counter()
-                    page.get_by_role("button", name="Save and next").click()
-                    expect(heading).to_contain_text(f"doc{i} ·", timeout=60000)
-                    times.append(time.perf_counter() - t0)
-                browser.close()
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+        server = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address",
+                  "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+                  "--browser.gatherUsageStats", "false"]
+        with streamlit_server(server, port), sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}")
+            heading = page.locator("h4")
+            expect(heading).to_contain_text("doc0 ·", timeout=60000)
+            for i in range(1, n):
+                t0 = time.perf_counter()
+                page.get_by_role("button", name="Save and next").click()
+                expect(heading).to_contain_text(f"doc{i} ·", timeout=60000)
+                times.append(time.perf_counter() - t0)
+            browser.close()
     return times
 
 
