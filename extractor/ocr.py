@@ -30,6 +30,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from extractor.document import Document, Word
+from extractor.word_repair import repair_words
 
 ImageInput = Image.Image | str | Path
 Binarize = Literal["none", "otsu", "adaptive"]
@@ -272,7 +273,7 @@ def ocr_image(image: ImageInput, config: OcrConfig) -> list[Word]:
 def ocr_variants(image: ImageInput, configs: Sequence[OcrConfig]) -> dict[str, list[Word]]:
     """Words of each config over the same image, by config name."""
     img = open_image(image)
-    return {c.name: ocr_image(img, c) for c in configs}
+    return {c.name: cached_ocr(img, c, None) for c in configs}
 
 
 def ocr_document(image: ImageInput, doc_id: str, configs: Sequence[OcrConfig],
@@ -338,14 +339,18 @@ class OcrCache:
 
 def cached_ocr(img: Image.Image, config: OcrConfig, cache: OcrCache | None,
                digest: str | None = None) -> list[Word]:
+    """The page's words under ``config``, repaired (``extractor.word_repair``).
+
+    The cache holds tesseract's raw words, so a change to the repairs needs no re-OCR.
+    """
     if cache is None:
-        return ocr_image(img, config)
+        return repair_words(ocr_image(img, config))
     digest = digest or image_digest(img)
     words = cache.get(digest, config)
     if words is None:
         words = ocr_image(img, config)
         cache.put(digest, config, words)
-    return words
+    return repair_words(words)
 
 
 # -- batch runner ----------------------------------------------------------------------------

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extractor.document import Document
 from extractor.loaders import load_documents
-from extractor.model.calibrate import Calibrator, expected_calibration_error
+from extractor.model.calibrate import expected_calibration_error
 from extractor.model.metrics import score_results
 from extractor.model.predictor import KVPredictor, load_predictor
 
@@ -44,7 +44,7 @@ def scores(pred: KVPredictor, docs: Sequence[Document], lps: list[list[torch.Ten
     fs = score_results([d.gold or {} for d in docs], results, k_max=k)
     s = fs.summary()
     s["ece"] = expected_calibration_error(fs.confidences, fs.correct)
-    raw = KVPredictor(pred.model, Calibrator(), pred.version)
+    raw = pred.uncalibrated()
     fr = score_results([d.gold or {} for d in docs], raw.results_from_log_probs(docs, lps, k), k)
     s["ece_raw"] = expected_calibration_error(fr.confidences, fr.correct)
     return s

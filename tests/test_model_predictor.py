@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import torch
 
 from extractor.document import Document, ExtractionResult, Word
+from extractor.model.calibrate import Calibrator, DecisionProfile
 from extractor.model.predictor import KVPredictor
 from extractor.model.zoo import build_model
 
@@ -65,3 +67,19 @@ def test_empty_document_gives_absent_fields() -> None:
     pred = KVPredictor(build_model("tiny", seed=0))
     res = pred.predict([Document("empty", [], 10, 10)])[0]
     assert all(fr.candidates == [] for fr in res.fields.values())
+
+
+def test_decisions_follow_the_ocr_engine_of_the_page() -> None:
+    model = build_model("tiny", seed=0)
+    tesseract = DecisionProfile(Calibrator(bias=2.0, n=10), absent_threshold=1.01)
+    pred = KVPredictor(model, Calibrator(), absent_threshold=0.0,  # default: always absent
+                       ocr_profiles={"tesseract": tesseract})
+    given = pred.predict([_mock_doc()])[0]
+    read = pred.predict([replace(_mock_doc(), ocr="tesseract:psm6")])[0]
+    assert all(fr.value is None for fr in given.fields.values())
+    assert all(fr.value is not None for fr in read.fields.values())  # never absent
+    raw = pred.uncalibrated().predict([replace(_mock_doc(), ocr="tesseract:psm6")])[0]
+    for name, fr in read.fields.items():
+        assert fr.confidence == tesseract.calibrator(raw.fields[name].confidence)
+        assert fr.confidence > raw.fields[name].confidence
+    assert pred.uncalibrated().ocr_profiles["tesseract"].absent_threshold == 1.01

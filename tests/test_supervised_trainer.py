@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -9,13 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from extractor.lexicon import Lexicon, build_lexicon
 from extractor.loaders import load_documents
 from extractor.model.predictor import load_predictor
 from training.supervised_config import SupervisedConfig
 from training.supervised_trainer import (
     ABSENT_THRESHOLDS,
+    CORRECT_BELOW,
     FUSION_GRID,
     SupervisedTrainer,
+    add_missing_lexicon,
     epoch_batches,
     mixed_windows,
     param_groups,
@@ -68,21 +72,27 @@ def test_batches_cover_every_window_once() -> None:
 
 def test_train_saves_a_loadable_calibrated_model(receipts: list, tmp_path: Path) -> None:
     out = tmp_path / "model"
+    as_tesseract = [replace(d, ocr="tesseract:psm6") for d in receipts[4:6]]
     res = SupervisedTrainer(_cfg(out), train_docs=receipts[:3], dev_docs=receipts[3:4],
-                            calib_docs=receipts[4:6]).train()
+                            calib_docs=receipts[4:6], profile_docs=as_tesseract).train()
     assert res.best_epoch == 1 and len(res.history) == 1
+    meta = json.loads((out / "kvloop.json").read_text(encoding="utf-8"))
+    assert meta["calibration_ocr"] == "provided" and set(meta["ocr_profiles"]) == {"tesseract"}
+    assert "correct_below" in meta["ocr_profiles"]["tesseract"]
+    assert load_predictor(out).lexicon == build_lexicon(receipts[:3])
     assert (out / "checkpoint-last" / "kvloop.json").is_file()
     pred = load_predictor(out)
     assert pred.version.startswith("kv.ensemble.v1@")
     results = pred.predict(receipts[3:4])
     assert set(results[0].fields) == {"company", "date", "address", "total"}
-    fit = recalibrate(out, receipts[:6])
-    assert fit.calibrator.n > 0
+    engine, fit = recalibrate(out, receipts[:6])
+    assert engine == "provided" and fit.calibrator.n > 0
     reloaded = load_predictor(out)
     assert reloaded.calibrator == fit.calibrator
     assert reloaded.absent_threshold == fit.absent_threshold
     # the chosen fusion weights are the grid's best and are what the saved model fuses with
-    assert len(fit.grid) == len(FUSION_GRID) * len(ABSENT_THRESHOLDS)
+    assert len(fit.grid) == len(FUSION_GRID) * len(ABSENT_THRESHOLDS) + len(CORRECT_BELOW) - 1
+    assert fit.correct_below == 0.0  # given words (confidence 1) gain nothing from correction
     assert fit.lenient_f1 == max(g["lenient_f1"] for g in fit.grid)
     assert torch.allclose(reloaded.model.fusion_weights,
                           torch.tensor(fit.fusion_weights).clamp(min=1e-6), atol=1e-6)
@@ -112,3 +122,27 @@ def test_ocr_mix_reads_pages_from_their_other_passes(receipts: list, tmp_path: P
     assert 60 < sum(picks) < 140
     with pytest.raises(ValueError, match="ocr_mix"):
         SupervisedConfig(ocr_mix=1.5)
+
+
+def test_recalibrating_on_another_ocr_fits_its_profile_only(receipts: list, sroie_dir: Path,
+                                                             tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    SupervisedTrainer(_cfg(out), train_docs=receipts[:3], dev_docs=[],
+                      calib_docs=receipts[4:6]).train()
+    (out / "lexicon.json").unlink()  # as saved before lexicons existed
+    lexicon = add_missing_lexicon(out, str(sroie_dir), "train", max_docs=3)
+    assert Lexicon.load(out) == lexicon == build_lexicon(receipts[:3])
+    before = load_predictor(out)
+    assert before.ocr_profiles == {}
+    engine, fit = recalibrate(out, [replace(d, ocr="tesseract:psm4") for d in receipts[:6]])
+    # fusion weights kept: the absent thresholds, then the correction bars
+    assert engine == "tesseract"
+    assert len(fit.grid) == len(ABSENT_THRESHOLDS) + len(CORRECT_BELOW) - 1
+    after = load_predictor(out)
+    assert after.ocr_profiles["tesseract"] == fit.profile
+    assert after.calibrator == before.calibrator
+    assert after.absent_threshold == before.absent_threshold
+    assert torch.equal(after.model.fusion_raw, before.model.fusion_raw)
+    assert after.version != before.version  # the decisions are part of the version
+    with pytest.raises(ValueError, match="no documents"):
+        recalibrate(out, [])

@@ -141,7 +141,9 @@ def test_operator_corrects_fields_in_a_real_browser(server, artifacts_dir: Path)
         expect(img).not_to_have_attribute("src", old_src or "", timeout=15000)
         page.screenshot(path=str(artifacts_dir / "review_ui_zoom2x.png"))
         page.get_by_role("button", name="Save and next").click()
-        expect(page.get_by_text(f"Saved {first.id}.")).to_be_visible(timeout=30000)
+        # The next receipt replaces this one (the "Saved" toast is transient: not waited on).
+        expect(page.get_by_text(f"{first.id} · model", exact=False)).to_have_count(
+            0, timeout=30000)
         expect(frame.locator("img")).to_be_visible(timeout=15000)  # the next page's image
         page.screenshot(path=str(artifacts_dir / "review_ui_after_save.png"), full_page=True)
         page.get_by_text("Stats", exact=True).click()

@@ -8,7 +8,8 @@ Parameters, by group:
   kind it will see on images, at no extra cost per epoch),
   ``train_split`` / ``dev_split`` / ``calib_split`` (see ``extractor.splits``; the model is
   fitted on ``fit`` = train minus the calibration fifth, which stays unseen for calibration),
-  ``max_docs`` (cap per split, for tests);
+  ``tesseract_profile`` (image input gets its own "absent" threshold and calibrator, fitted on
+  the calibration split's tesseract passes), ``max_docs`` (cap per split, for tests);
 * model: ``arch`` (``extractor.model.zoo.ARCHS``) or ``init`` (a saved model to continue), ``max_length``, ``stride``, ``max_span_len``;
 * model: ``layout_init`` (how the new LayoutLM layout embeddings start);
 * optimisation: ``epochs``, ``lr`` (pretrained encoders), ``head_lr`` (new heads, fusion
@@ -41,6 +42,9 @@ class SupervisedConfig:
     train_split: str = field(default="fit", metadata={"help": "split to fit on"})
     dev_split: str = field(default="dev", metadata={"help": "split for early stopping"})
     calib_split: str = field(default="calibration", metadata={"help": "split for calibration"})
+    tesseract_profile: bool = field(default=True, metadata={
+        "help": "when the calibration split is not tesseract-read, also fit the absent "
+                "threshold and calibrator for image input on its tesseract passes"})
     max_docs: int | None = field(default=None, metadata={"help": "cap documents per split"})
     arch: str = field(default="minilm", metadata={"help": "model architecture (zoo name)"})
     init: str | None = field(default=None, metadata={

@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from extractor.align import align_document
 from extractor.document import RECEIPT_SCHEMA, Document, Schema
-from extractor.model.calibrate import Calibrator, fit_calibrator
+from extractor.lexicon import Lexicon, build_lexicon
+from extractor.model.calibrate import Calibrator, DecisionProfile, fit_calibrator, ocr_engine
 from extractor.model.ensemble import KVEnsemble, fuse
 from extractor.model.features import Window, collate
 from extractor.model.layoutlm import LAYOUT_EMBEDDINGS
@@ -147,6 +148,9 @@ def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
 
 
 ABSENT_THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.01)  # 1.01: never absent
+# OCR confidence under which text words are corrected with the lexicon; 0: never (first, so
+# ties keep the words as read; pages with given words have confidence 1 and always tie).
+CORRECT_BELOW = (0.0, 0.8, 0.9, 0.95)
 # (w_bert, w_layoutlm), the joint product first: it is kept unless another pair is better.
 FUSION_GRID = ((1.0, 1.0), (1.0, 0.75), (1.0, 0.5), (1.0, 0.25), (1.0, 0.0),
                (0.75, 1.0), (0.5, 1.0), (0.25, 1.0), (0.0, 1.0))
@@ -161,25 +165,34 @@ class CalibrationFit:
     fusion_weights: tuple[float, float] = (1.0, 1.0)
     lenient_f1: float | None = None
     grid: list[dict[str, float]] = field(default_factory=list)
+    correct_below: float = 0.0
+
+    @property
+    def profile(self) -> DecisionProfile:
+        return DecisionProfile(self.calibrator, self.absent_threshold, self.correct_below)
 
     def export(self) -> dict[str, Any]:
         return {"fusion_weights": list(self.fusion_weights),
-                "absent_threshold": self.absent_threshold, "lenient_f1": self.lenient_f1,
-                "grid": self.grid}
+                "absent_threshold": self.absent_threshold, "correct_below": self.correct_below,
+                "lenient_f1": self.lenient_f1, "grid": self.grid}
 
 
 def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
-                    fusion_grid: Sequence[tuple[float, float]] = FUSION_GRID) -> CalibrationFit:
-    """Fusion weights and absent threshold (best lenient F1), then temperature + bias, all
-    fitted on ``docs``; the chosen fusion weights are set on ``model``.
+                    fusion_grid: Sequence[tuple[float, float]] | None = FUSION_GRID,
+                    lexicon: Lexicon | None = None) -> CalibrationFit:
+    """Fusion weights and absent threshold (best lenient F1), then with a ``lexicon`` the
+    confidence under which words are corrected (best F1), then the calibrator, all fitted on
+    ``docs``; the chosen fusion weights are set on ``model``.
 
-    One forward pass; every (weights, threshold) pair is decoded from the same member
-    log-probs. Identity, (1, 1) and 0.5 when ``docs`` is empty.
+    ``fusion_grid=None`` keeps the model's fusion weights (a profile for another OCR engine:
+    the weights are part of the model, the decisions are per engine). One forward pass; every
+    setting is decoded from the same member log-probs. Identity, (1, 1) and 0.5 when ``docs``
+    is empty.
     """
     if not docs:
         return CalibrationFit(Calibrator())
     model.eval()
-    pred = KVPredictor(model)
+    pred = KVPredictor(model, lexicon=lexicon)
     member = pred.member_pass_log_probs(list(docs), ("bert", "layoutlm"))
     golds = [d.gold or {} for d in docs]
 
@@ -187,9 +200,10 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
         return [[fuse(b, lo, weights) for b, lo in zip(bs, ls)]
                 for bs, ls in zip(member["bert"], member["layoutlm"])]
 
-    best: tuple[float, tuple[float, float], float] = (-1.0, (1.0, 1.0), 0.5)
+    current = tuple(model.fusion_weights.tolist())
+    best: tuple[float, tuple[float, float], float] = (-1.0, current, 0.5)
     grid = []
-    for weights in fusion_grid:
+    for weights in (fusion_grid if fusion_grid is not None else (current,)):
         lps = fused(weights)
         for thr in ABSENT_THRESHOLDS:
             pred.absent_threshold = thr
@@ -200,10 +214,22 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
             if f1 > best[0] + 1e-9:
                 best = (f1, tuple(weights), thr)  # type: ignore[assignment]
     f1, weights, thr = best
-    model.set_fusion_weights(weights)
+    if fusion_grid is not None:
+        model.set_fusion_weights(weights)
     pred.absent_threshold = thr
+    lps = fused(weights)
+    correct_below = 0.0
+    for below in (CORRECT_BELOW if lexicon is not None else ())[1:]:
+        pred.correct_below = below
+        f1_below = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
+        f1_below = f1_below["lenient"]["f1"]
+        grid.append({"w_bert": weights[0], "w_layoutlm": weights[1], "absent": thr,
+                     "correct_below": below, "lenient_f1": f1_below})
+        if f1_below > f1 + 1e-9:
+            f1, correct_below = f1_below, below
+    pred.correct_below = correct_below
     conf, correct = [], []
-    for doc, res in zip(docs, pred.results_from_log_probs(docs, fused(weights))):
+    for doc, res in zip(docs, pred.results_from_log_probs(docs, lps)):
         for name, fr in res.fields.items():
             g = (doc.gold or {}).get(name)
             if fr.value is None and g is None:
@@ -211,23 +237,70 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
             conf.append(fr.confidence)
             correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
                            else fr.value is None)
-    return CalibrationFit(fit_calibrator(conf, correct), thr, weights, f1, grid)
+    return CalibrationFit(fit_calibrator(conf, correct), thr, weights, f1, grid, correct_below)
 
 
-def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> CalibrationFit:
-    """Refit fusion weights, absent threshold and calibration of a saved model on ``docs``;
-    rewrites its kvloop.json (the member weights are unchanged)."""
+def fit_ocr_profiles(model: KVEnsemble, docs: Sequence[Document], default_engine: str,
+                     lexicon: Lexicon | None = None) -> dict[str, CalibrationFit]:
+    """A decision profile (fusion weights kept) per OCR engine of ``docs`` other than
+    ``default_engine``, each fitted on that engine's pages."""
+    by_engine: dict[str, list[Document]] = {}
+    for d in docs:
+        by_engine.setdefault(ocr_engine(d.ocr), []).append(d)
+    return {engine: fit_calibration(model, pages, fusion_grid=None, lexicon=lexicon)
+            for engine, pages in by_engine.items() if engine != default_engine}
+
+
+def profile_meta(fits: dict[str, CalibrationFit]) -> dict[str, dict[str, Any]]:
+    """``kvloop.json``'s ``ocr_profiles``: what the predictor reads, and the F1 behind it."""
+    return {engine: {**fit.profile.export(), "lenient_f1": fit.lenient_f1,
+                     "n_fields": fit.calibrator.n}
+            for engine, fit in fits.items()}
+
+
+def add_missing_lexicon(model_dir: str | Path, spec: str, split: str,
+                        max_docs: int | None = None) -> Lexicon:
+    """The model's lexicon; a model saved before lexicons existed gets one built from the
+    training pages as it was trained on them (its ``training.ocr``), saved beside it."""
+    found = Lexicon.load(model_dir)
+    if found is not None:
+        return found
+    meta = json.loads((Path(model_dir) / "kvloop.json").read_text(encoding="utf-8"))
+    ocr = meta.get("training", {}).get("ocr", "provided")
+    lexicon = build_lexicon(load_split(spec, split, ocr, max_docs))
+    lexicon.save(model_dir)
+    log.info("%s: built a lexicon of %d words from split %r", model_dir, len(lexicon), split)
+    return lexicon
+
+
+def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> tuple[str, CalibrationFit]:
+    """Refit the decisions of a saved model on ``docs`` and rewrite its kvloop.json (member
+    weights unchanged). Returns the engine refitted and the fit.
+
+    Pages read by the OCR engine of the model's calibration (``calibration_ocr``; older models:
+    ``provided``) refit the default: fusion weights, absent threshold, calibrator. Pages of
+    another engine refit that engine's profile only (fusion weights kept).
+    """
     model, meta = KVEnsemble.from_pretrained(model_dir)
-    fit = fit_calibration(model, docs)
+    if not docs:
+        raise ValueError(f"{model_dir}: no documents to calibrate on")
+    default = meta.get("calibration_ocr", "provided")
+    engine = ocr_engine(docs[0].ocr)
+    lexicon = Lexicon.load(model_dir)
+    if engine == default:
+        fit = fit_calibration(model, docs, lexicon=lexicon)
+        meta.update(fusion_raw=model.fusion_raw.tolist(),
+                    fusion_weights=model.fusion_weights.tolist(),
+                    calibration=fit.calibrator.export(), absent_threshold=fit.absent_threshold,
+                    correct_below=fit.correct_below, calibration_fit=fit.export())
+    else:
+        fit = fit_ocr_profiles(model, docs, default, lexicon)[engine]
+        meta["ocr_profiles"] = {**meta.get("ocr_profiles", {}), **profile_meta({engine: fit})}
     path = Path(model_dir) / "kvloop.json"
-    meta.update(fusion_raw=model.fusion_raw.tolist(),
-                fusion_weights=model.fusion_weights.tolist(),
-                calibration=fit.calibrator.export(), absent_threshold=fit.absent_threshold,
-                calibration_fit=fit.export())
     path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     meta["version"] = model_version(model_dir)
     path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return fit
+    return engine, fit
 
 
 @dataclass
@@ -244,7 +317,8 @@ class SupervisedTrainer:
     def __init__(self, cfg: SupervisedConfig, schema: Schema = RECEIPT_SCHEMA,
                  train_docs: Sequence[Document] | None = None,
                  dev_docs: Sequence[Document] | None = None,
-                 calib_docs: Sequence[Document] | None = None) -> None:
+                 calib_docs: Sequence[Document] | None = None,
+                 profile_docs: Sequence[Document] | None = None) -> None:
         self.cfg, self.schema = cfg, schema
         torch.set_num_threads(cfg.threads)
         random.seed(cfg.seed)
@@ -253,12 +327,20 @@ class SupervisedTrainer:
         self.train_docs = list(train_docs) if train_docs is not None else load(cfg.train_split)
         self.dev_docs = list(dev_docs) if dev_docs is not None else load(cfg.dev_split)
         self.calib_docs = list(calib_docs) if calib_docs is not None else load(cfg.calib_split)
+        # The calibration pages as another OCR engine reads them (SROIE: tesseract, for images).
+        self.profile_docs = list(profile_docs or [])
+        if (profile_docs is None and calib_docs is None and cfg.tesseract_profile
+                and self.calib_docs and self.default_engine != "tesseract"):
+            self.profile_docs = load_split(cfg.data, cfg.calib_split, "tesseract", cfg.max_docs)
         if not self.train_docs:
             raise ValueError(f"{cfg.data}: no training documents in split {cfg.train_split!r}")
         if (cfg.ocr_mix > 0 and cfg.ocr != "tesseract" and train_docs is None
                 and not any(d.variants for d in self.train_docs)):
             self.train_docs = with_tesseract_variants(self.train_docs, cfg.data,
                                                       cfg.train_split, cfg.max_docs)
+        # Words the training pages print, for correcting OCR misreads (main words only: the
+        # variants' misreads must not enter it).
+        self.lexicon = build_lexicon(self.train_docs)
         if cfg.init:
             self.model, _ = KVEnsemble.from_pretrained(cfg.init)
             if self.model.schema.labels != schema.labels:
@@ -340,20 +422,34 @@ class SupervisedTrainer:
         fit = self.calibrate()
         log.info("calibration split: fusion weights %s, absent threshold %s, lenient F1 %s",
                  fit.fusion_weights, fit.absent_threshold, fit.lenient_f1)
-        self.save(out, fit, history, best_epoch)
+        profiles = fit_ocr_profiles(self.model, self.profile_docs, self.default_engine,
+                                    self.lexicon)
+        for engine, pf in profiles.items():
+            log.info("calibration split read by %s: absent threshold %s, lenient F1 %s",
+                     engine, pf.absent_threshold, pf.lenient_f1)
+        self.save(out, fit, history, best_epoch, profiles)
         return TrainResult(out, best_epoch, best_f1, history)
+
+    @property
+    def default_engine(self) -> str:
+        """The OCR engine of the calibration pages: the default decision profile's."""
+        return ocr_engine(self.calib_docs[0].ocr) if self.calib_docs else "provided"
 
     def calibrate(self) -> CalibrationFit:
         """Fusion weights, absent threshold and calibration fitted on the calibration split."""
-        return fit_calibration(self.model, self.calib_docs)
+        return fit_calibration(self.model, self.calib_docs, lexicon=self.lexicon)
 
-    def save(self, out: Path, fit: CalibrationFit,
-             history: list[dict[str, Any]], best_epoch: int) -> None:
+    def save(self, out: Path, fit: CalibrationFit, history: list[dict[str, Any]],
+             best_epoch: int, profiles: dict[str, CalibrationFit] | None = None) -> None:
         extra = {"calibration": fit.calibrator.export(),
                  "absent_threshold": fit.absent_threshold,
+                 "correct_below": fit.correct_below,
+                 "calibration_ocr": self.default_engine,
+                 "ocr_profiles": profile_meta(profiles or {}),
                  "calibration_fit": fit.export(), "training": self.cfg.export(),
                  "best_epoch": best_epoch, "history": history}
         self.model.save_pretrained(out, extra)
+        self.lexicon.save(out)
         meta = json.loads((out / "kvloop.json").read_text(encoding="utf-8"))
         meta["version"] = model_version(out)
         (out / "kvloop.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

@@ -31,6 +31,9 @@ from extractor.align import span_value
 from extractor.document import Candidate, FieldSpec, Schema, Word
 from extractor.normalize import lenient_key, validate_value
 
+ValueFn = Callable[[Sequence[Word], Sequence[int], FieldSpec], str]
+"""What a span of words denotes as a field value (default :func:`span_value`)."""
+
 DEFAULT_MAX_SPAN = 48  # words; multi-line SROIE addresses reach ~30
 
 
@@ -131,7 +134,7 @@ class FieldDecoding:
 
 def decode_field(words: Sequence[Word], word_lp: torch.Tensor, schema: Schema, field: str,
                  k: int = 5, max_len: int = DEFAULT_MAX_SPAN, source: str = "model",
-                 value_fn: Callable[[Sequence[Word], Sequence[int], FieldSpec], str] = span_value,
+                 value_fn: ValueFn = span_value,
                  ) -> FieldDecoding:
     """The ``k`` best distinct values of ``field`` with merged span probabilities."""
     spec = schema[field]

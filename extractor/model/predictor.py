@@ -8,6 +8,12 @@ span decoding per field, merging OCR variants, calibration); it has no side effe
 Merging OCR passes: every pass (``doc.words`` and each of ``doc.variants``) is decoded alone;
 a value's merged score is its mean probability over the passes (a uniform mixture: values read
 the same way by several passes rise, values only one pass can read stay in the k-best list).
+
+Decisions depend on the OCR that read the page: the "absent" threshold, the confidence
+calibrator and the lexicon correction of low-confidence words (``extractor.lexicon``) come from
+``ocr_profiles[engine]`` when the model has one for the page's engine (``tesseract`` for
+images), else from the default profile (fitted on the calibration split as loaded, SROIE: the
+provided words).
 """
 
 from __future__ import annotations
@@ -15,13 +21,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Schema, Word
-from extractor.model.calibrate import Calibrator
-from extractor.model.decode import FieldDecoding, decode_field
+from extractor.align import span_value
+from extractor.document import (
+    Candidate,
+    Document,
+    ExtractionResult,
+    FieldResult,
+    FieldSpec,
+    Schema,
+    Word,
+)
+from extractor.lexicon import LEXICON_FILE, Lexicon
+from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.zoo import VERSION_PREFIX
 from extractor.normalize import lenient_key
@@ -36,8 +53,14 @@ def model_version(model_dir: str | Path) -> str:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
     meta = json.loads((d / "kvloop.json").read_text(encoding="utf-8"))
-    h.update(json.dumps([meta.get("fusion_raw"), meta.get("calibration"),
-                         meta.get("absent_threshold", 0.5)]).encode())
+    decisions = [meta.get("fusion_raw"), meta.get("calibration"), meta.get("absent_threshold", 0.5)]
+    # Appended only when present, so models saved before these existed keep their ids.
+    for key in ("ocr_profiles", "correct_below"):
+        if meta.get(key):
+            decisions.append(meta[key])
+    h.update(json.dumps(decisions).encode())
+    if (d / LEXICON_FILE).is_file():
+        h.update((d / LEXICON_FILE).read_bytes())
     return f"{VERSION_PREFIX}@{h.hexdigest()[:12]}"
 
 
@@ -46,13 +69,18 @@ class KVPredictor:
 
     def __init__(self, model: KVEnsemble, calibrator: Calibrator | None = None,
                  version: str = f"{VERSION_PREFIX}@unsaved",
-                 absent_threshold: float = 0.5) -> None:
+                 absent_threshold: float = 0.5,
+                 ocr_profiles: dict[str, DecisionProfile] | None = None,
+                 lexicon: Lexicon | None = None, correct_below: float = 0.0) -> None:
         self.model = model.eval()
         self.calibrator = calibrator or Calibrator()
         self.version = version
         # P(absent) at or above which a field is reported missing; fitted on the calibration
         # split with the calibrator (a field almost always present warrants a higher bar).
         self.absent_threshold = absent_threshold
+        self.correct_below = correct_below  # the default profile's (see DecisionProfile)
+        self.ocr_profiles = dict(ocr_profiles or {})
+        self.lexicon = lexicon
 
     @property
     def schema(self) -> Schema:
@@ -88,13 +116,43 @@ class KVPredictor:
         return self.member_pass_log_probs(docs, (member,), batch_size, with_variants)[member]
 
     # -- postprocess -------------------------------------------------------------------------
+    def profile(self, doc: Document) -> DecisionProfile:
+        """The decision profile for ``doc``: its OCR engine's, else the default one."""
+        return self.ocr_profiles.get(ocr_engine(doc.ocr), DecisionProfile(
+            self.calibrator, self.absent_threshold, self.correct_below))
+
+    def uncalibrated(self) -> KVPredictor:
+        """The same model and decisions with identity calibrators (raw confidences)."""
+        return KVPredictor(self.model, Calibrator(), self.version, self.absent_threshold,
+                           {k: replace(p, calibrator=Calibrator())
+                            for k, p in self.ocr_profiles.items()},
+                           self.lexicon, self.correct_below)
+
+    def _span_value(self, correct_below: float) -> ValueFn:
+        """Span values with the lexicon's corrections of text words read below the bar."""
+        lexicon = self.lexicon
+        if lexicon is None or correct_below <= 0:
+            return span_value
+
+        def value(words: Sequence[Word], indices: Sequence[int], spec: FieldSpec) -> str:
+            if spec.type != "text":
+                return span_value(words, indices, spec)
+            picked = lexicon.correct_words([words[i] for i in sorted(set(indices))],
+                                           correct_below)
+            return span_value(picked, range(len(picked)), spec)
+
+        return value
+
     def _field_result(self, doc: Document, field: str, lps: Sequence[torch.Tensor],
                       k: int) -> FieldResult:
         passes = self._passes(doc)[:len(lps)]
+        profile = self.profile(doc)
+        value_fn = self._span_value(profile.correct_below)
         decs: list[tuple[str, FieldDecoding]] = [
             (name, decode_field(words, lp, self.schema, field, k=k,
                                 max_len=self.model.max_span_len,
-                                source="model" if p == 0 else f"variant:{name}"))
+                                source="model" if p == 0 else f"variant:{name}",
+                                value_fn=value_fn))
             for p, ((name, words), lp) in enumerate(zip(passes, lps))]
         merged: dict[str, Candidate] = {}
         for p, (_, dec) in enumerate(decs):
@@ -108,11 +166,11 @@ class KVPredictor:
         absent = sum(d.absent_prob for _, d in decs) / len(decs)
         # "absent" is compared with "present" (all spans together), not with the single best
         # span, which would drop fields whose mass is spread over several spans.
-        if not cands or absent >= self.absent_threshold:
-            return FieldResult(field, [], self.calibrator(absent))
+        if not cands or absent >= profile.absent_threshold:
+            return FieldResult(field, [], profile.calibrator(absent))
         for c in cands:
             c.logprob = float(torch.tensor(max(c.score, 1e-300)).log())
-        return FieldResult(field, cands, self.calibrator(cands[0].score))
+        return FieldResult(field, cands, profile.calibrator(cands[0].score))
 
     def results_from_log_probs(self, docs: Sequence[Document],
                                per_doc: Sequence[Sequence[torch.Tensor]],
@@ -142,5 +200,7 @@ class KVPredictor:
 def load_predictor(model_dir: str | Path) -> KVPredictor:
     """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)."""
     model, meta = KVEnsemble.from_pretrained(model_dir)
+    profiles = {k: DecisionProfile.from_dict(v) for k, v in meta.get("ocr_profiles", {}).items()}
     return KVPredictor(model, Calibrator.from_dict(meta.get("calibration")),
-                       model_version(model_dir), float(meta.get("absent_threshold", 0.5)))
+                       model_version(model_dir), float(meta.get("absent_threshold", 0.5)),
+                       profiles, Lexicon.load(model_dir), float(meta.get("correct_below", 0.0)))

@@ -16,14 +16,16 @@ from training.supervised_config import SupervisedConfig
 STAGES = ("base", "calibrate")
 _FLAGS = ("data", "out", "ocr", "ocr_mix", "epochs", "lr", "head_lr", "layout_lr", "batch_size",
           "max_length", "stride", "seed", "arch", "layout_init", "patience", "train_split",
-          "dev_split", "calib_split", "max_docs", "threads", "max_span_len", "init")
+          "dev_split", "calib_split", "max_docs", "threads", "max_span_len", "init",
+          "tesseract_profile")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("stage", choices=STAGES,
                         help="'base' = supervised training from gold labels; 'calibrate' = "
-                             "refit the confidence calibration of the model in --out on "
-                             "--calib-split")
+                             "refit the decisions (absent threshold, word correction, "
+                             "confidence calibration) of the model in --out on --calib-split "
+                             "read by --ocr")
     helps = {f.name: f for f in fields(SupervisedConfig)}
     for name in _FLAGS:
         f = helps[name]
@@ -35,6 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kind = float
         if name == "init":
             kind = str
+        if isinstance(default, bool):
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default,
+                                action=argparse.BooleanOptionalAction,
+                                help=f"{f.metadata.get('help', '')} (default: {default})")
+            continue
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
                             default=default, required=name in ("data", "out"),
                             help=f"{f.metadata.get('help', '')} (default: {default})")
@@ -53,10 +60,12 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     if args.stage == "calibrate":
-        from training.supervised_trainer import load_split, recalibrate
-        fit = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr, cfg.max_docs))
-        print(f"{cfg.out}: fusion weights {list(fit.fusion_weights)}, absent threshold "
-              f"{fit.absent_threshold}, lenient F1 {fit.lenient_f1}, calibration "
+        from training.supervised_trainer import add_missing_lexicon, load_split, recalibrate
+        add_missing_lexicon(cfg.out, cfg.data, cfg.train_split, cfg.max_docs)
+        engine, fit = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr,
+                                                      cfg.max_docs))
+        print(f"{cfg.out}: {engine} pages: fusion weights {list(fit.fusion_weights)}, absent "
+              f"threshold {fit.absent_threshold}, lenient F1 {fit.lenient_f1}, calibration "
               f"{fit.calibrator.export()}")
         return 0
     from training.supervised_trainer import SupervisedTrainer
