@@ -6,10 +6,12 @@ Measures, in one run:
 * ECE of the calibrated top-1 confidence (and of the raw one);
 * the ablation from one joint run: BERT head alone, LayoutLM head alone, fused;
 * throughput (docs/s) of the predictor (length-bucketed, dynamic padding, inference mode)
-  against a naive loop (batch of one, padded to 512, same decoder), interleaved in chunks so
-  both see the same machine load;
-* with ``--ocr tesseract``: F1 with the main pass only vs all OCR variants merged, and the OCR
-  ceiling (share of gold values some span reproduces) for one pass and for the union.
+  against a naive loop (batch of one, padded to 512, same decoder), interleaved in the chunks
+  ``kvloop extract`` uses (32 documents) so both see the same machine load;
+* with ``--ocr tesseract``: F1 with the main pass only vs all OCR variants merged, with the
+  provided-OCR decisions instead of the model's tesseract profile and with that profile but
+  no lexicon correction, and the OCR ceiling (share of gold values some span reproduces) for
+  one pass and for the union.
 
     python scripts/bench_extractor.py --model runs/extractor-base \
         --data /work/shared/data/sroie --split dev --out runs/bench-dev.json
@@ -23,6 +25,7 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from extractor.document import Document
 from extractor.loaders import load_documents
-from extractor.model.calibrate import expected_calibration_error
+from extractor.model.batch import CHUNK_BATCHES
+from extractor.model.calibrate import DecisionProfile, expected_calibration_error
 from extractor.model.metrics import score_results
 from extractor.model.predictor import KVPredictor, load_predictor
 
@@ -50,9 +54,17 @@ def scores(pred: KVPredictor, docs: Sequence[Document], lps: list[list[torch.Ten
     return s
 
 
-def throughput(pred: KVPredictor, docs: Sequence[Document], chunk: int = 10,
+def replace_profiles(pred: KVPredictor, profiles: dict[str, DecisionProfile]) -> KVPredictor:
+    """``pred`` with other per-engine decision profiles (the default profile kept)."""
+    return KVPredictor(pred.model, pred.calibrator, pred.version, pred.absent_threshold,
+                       profiles, pred.lexicon, pred.correct_below)
+
+
+def throughput(pred: KVPredictor, docs: Sequence[Document],
                batch_size: int = 8) -> dict[str, float]:
-    """Seconds for the predictor and for the naive loop over the same docs, interleaved."""
+    """Seconds for the predictor and for the naive loop over the same docs, interleaved in
+    the chunks that ``kvloop extract`` hands the predictor (``extract_batches``)."""
+    chunk = batch_size * CHUNK_BATCHES
     fast = naive = 0.0
     with torch.inference_mode():
         for i in range(0, len(docs), chunk):
@@ -79,14 +91,14 @@ def report(res: dict[str, Any]) -> str:
     lines = [(f"model `{res['model_version']}`, split `{res['split']}` ({res['n_docs']} docs), "
              f"OCR `{res['ocr']}`, {res['date']}, {res['machine']}"), "",
              ("| scorer | lenient P | lenient R | lenient F1 | strict F1 | "
-              + " | ".join(f"F1 {f}" for f in res["fields"]) + " |"),
-             "|---" * (5 + len(res["fields"])) + "|"]
+              + " | ".join(f"F1 {f}" for f in res["fields"]) + " | ECE |"),
+             "|---" * (6 + len(res["fields"])) + "|"]
     for name, s in res["members"].items():
         lines.append(f"| {name} | {fmt(s['lenient']['precision'])} | "
                      f"{fmt(s['lenient']['recall'])} | {fmt(s['lenient']['f1'])} | "
                      f"{fmt(s['strict']['f1'])} | "
                      + " | ".join(fmt(s["lenient"]["per_field"].get(f, 0.0))
-                                  for f in res["fields"]) + " |")
+                                  for f in res["fields"]) + f" | {s['ece']:.4f} |")
     f = res["members"]["fused"]
     lines += ["", "oracle recall@k (fused): " + ", ".join(
         f"@{k} {fmt(v)}" for k, v in f["recall_at"].items()),
@@ -131,6 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.ocr == "tesseract":
         main_only = [[p[0]] for p in lps["fused"]]
         res["members"]["fused, main pass only"] = scores(pred, docs, main_only, args.k)
+        profile = pred.ocr_profiles.get("tesseract")
+        if profile is not None:  # what the image-input decisions add (same forward pass)
+            res["members"]["fused, provided-OCR decisions"] = scores(
+                replace_profiles(pred, {}), docs, lps["fused"], args.k)
+            if profile.correct_below > 0:
+                res["members"]["fused, tesseract profile without lexicon"] = scores(
+                    replace_profiles(pred, {"tesseract": replace(profile, correct_below=0.0)}),
+                    docs, lps["fused"], args.k)
         from extractor.align import ocr_ceiling
         res["ceiling"] = ocr_ceiling(docs, pred.schema, "lenient")
     if args.throughput_docs:

@@ -14,6 +14,10 @@ from tqdm import tqdm
 from extractor.document import Document, ExtractionResult
 from extractor.model.predictor import KVPredictor
 
+# Documents per predict call, in batches: enough pages to bucket by length (less padding), few
+# enough that a failing chunk is cheap to retry one document at a time.
+CHUNK_BATCHES = 4
+
 
 @dataclass
 class ExtractFailure:
@@ -33,7 +37,7 @@ def extract_batches(predictor: KVPredictor, docs: Sequence[Document], k: int = 5
                     progress: bool = True) -> Iterator[ExtractionResult]:
     """Yield results in document order; failures go to ``outcome.failures``."""
     outcome = outcome if outcome is not None else BatchOutcome()
-    chunk = max(1, batch_size * 4)
+    chunk = max(1, batch_size * CHUNK_BATCHES)
     bar = tqdm(total=len(docs), desc="extract", unit="doc", disable=not progress)
     for i in range(0, len(docs), chunk):
         part = list(docs[i:i + chunk])
