@@ -6,7 +6,10 @@ word's first sub-token), long pages are cut into overlapping windows, and every 
 length-bucketed batch. After each epoch the decoder runs on the dev split; the best field F1
 (lenient) is kept, training stops after ``patience`` epochs without a gain, and on the
 calibration split, which the model never trained on, the fusion weights and the "absent"
-threshold are then chosen (best field F1) and the top-1 confidence calibrated.
+threshold are then chosen (best field F1) and the top-1 confidence calibrated. When that split
+has images and was loaded with other words (SROIE: provided), its tesseract passes give the
+decision profile of image input (``fit_ocr_profiles``). The words of the training pages are
+saved as the model's lexicon (``extractor.lexicon``), for correcting OCR misreads.
 """
 
 from __future__ import annotations
