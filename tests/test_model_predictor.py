@@ -83,3 +83,14 @@ def test_decisions_follow_the_ocr_engine_of_the_page() -> None:
         assert fr.confidence == tesseract.calibrator(raw.fields[name].confidence)
         assert fr.confidence > raw.fields[name].confidence
     assert pred.uncalibrated().ocr_profiles["tesseract"].absent_threshold == 1.01
+
+
+def test_merged_fields_decided_at_any_threshold_equal_a_fresh_decode() -> None:
+    pred = KVPredictor(build_model("tiny", seed=0))
+    docs = [_mock_doc(True), replace(_mock_doc(), id="r2")]
+    lps = pred.pass_log_probs(docs)
+    merged = pred.merged_fields(docs, lps)  # decoded once, at the default threshold
+    for thr in (0.0, 0.3, 0.9, 1.01):
+        pred.absent_threshold = thr
+        fresh = [r.export() for r in pred.results_from_log_probs(docs, lps)]
+        assert [r.export() for r in pred.results_from_merged(docs, merged)] == fresh

@@ -207,10 +207,10 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
     best: tuple[float, tuple[float, float], float] = (-1.0, current, 0.5)
     grid = []
     for weights in (fusion_grid if fusion_grid is not None else (current,)):
-        lps = fused(weights)
+        merged = pred.merged_fields(docs, fused(weights))  # the threshold only decides
         for thr in ABSENT_THRESHOLDS:
             pred.absent_threshold = thr
-            f1 = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
+            f1 = score_results(golds, pred.results_from_merged(docs, merged)).summary()
             f1 = f1["lenient"]["f1"]
             grid.append({"w_bert": weights[0], "w_layoutlm": weights[1], "absent": thr,
                          "lenient_f1": f1})

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +42,14 @@ from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.zoo import VERSION_PREFIX
 from extractor.normalize import lenient_key
+
+
+@dataclass
+class MergedField:
+    """One field's candidates merged over a page's OCR passes (best first), and P(absent)."""
+
+    candidates: list[Candidate]
+    absent_prob: float
 
 
 def model_version(model_dir: str | Path) -> str:
@@ -143,11 +151,11 @@ class KVPredictor:
 
         return value
 
-    def _field_result(self, doc: Document, field: str, lps: Sequence[torch.Tensor],
-                      k: int) -> FieldResult:
+    def merged_field(self, doc: Document, field: str, lps: Sequence[torch.Tensor],
+                     k: int) -> MergedField:
+        """The ``k`` best values of ``field`` merged over the page's passes, and P(absent)."""
         passes = self._passes(doc)[:len(lps)]
-        profile = self.profile(doc)
-        value_fn = self._span_value(profile.correct_below)
+        value_fn = self._span_value(self.profile(doc).correct_below)
         decs: list[tuple[str, FieldDecoding]] = [
             (name, decode_field(words, lp, self.schema, field, k=k,
                                 max_len=self.model.max_span_len,
@@ -163,25 +171,39 @@ class KVPredictor:
                                             c.source)
                 merged[key].score += c.score / len(decs)
         cands = sorted(merged.values(), key=lambda c: -c.score)[:k]
-        absent = sum(d.absent_prob for _, d in decs) / len(decs)
-        # "absent" is compared with "present" (all spans together), not with the single best
-        # span, which would drop fields whose mass is spread over several spans.
-        if not cands or absent >= profile.absent_threshold:
-            return FieldResult(field, [], profile.calibrator(absent))
         for c in cands:
             c.logprob = float(torch.tensor(max(c.score, 1e-300)).log())
-        return FieldResult(field, cands, profile.calibrator(cands[0].score))
+        return MergedField(cands, sum(d.absent_prob for _, d in decs) / len(decs))
+
+    def decide(self, doc: Document, field: str, merged: MergedField) -> FieldResult:
+        """The field's answer under ``doc``'s decision profile: absent, or the candidates."""
+        profile = self.profile(doc)
+        # "absent" is compared with "present" (all spans together), not with the single best
+        # span, which would drop fields whose mass is spread over several spans.
+        if not merged.candidates or merged.absent_prob >= profile.absent_threshold:
+            return FieldResult(field, [], profile.calibrator(merged.absent_prob))
+        return FieldResult(field, list(merged.candidates),
+                           profile.calibrator(merged.candidates[0].score))
+
+    def merged_fields(self, docs: Sequence[Document], per_doc: Sequence[Sequence[torch.Tensor]],
+                      k: int = 5) -> list[dict[str, MergedField]]:
+        """Per document and field, the merged candidates (decided by :meth:`decide`)."""
+        return [{f: self.merged_field(doc, f, lps, k) for f in self.schema.field_names}
+                for doc, lps in zip(docs, per_doc)]
+
+    def results_from_merged(self, docs: Sequence[Document],
+                            merged: Sequence[dict[str, MergedField]]) -> list[ExtractionResult]:
+        """Decide merged fields (lets a threshold search decode once)."""
+        return [ExtractionResult(doc.id, self.version,
+                                 {f: self.decide(doc, f, m) for f, m in fields.items()},
+                                 doc_hash=doc.content_hash())
+                for doc, fields in zip(docs, merged)]
 
     def results_from_log_probs(self, docs: Sequence[Document],
                                per_doc: Sequence[Sequence[torch.Tensor]],
                                k: int = 5) -> list[ExtractionResult]:
         """Decode already computed per-pass log-probs (lets benchmarks reuse one forward)."""
-        out = []
-        for doc, lps in zip(docs, per_doc):
-            fields = {f: self._field_result(doc, f, lps, k) for f in self.schema.field_names}
-            out.append(ExtractionResult(doc.id, self.version, fields,
-                                        doc_hash=doc.content_hash()))
-        return out
+        return self.results_from_merged(docs, self.merged_fields(docs, per_doc, k))
 
     # -- public API --------------------------------------------------------------------------
     def predict(self, docs: list[Document], k: int = 5,
