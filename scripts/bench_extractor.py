@@ -56,8 +56,7 @@ def scores(pred: KVPredictor, docs: Sequence[Document], lps: list[list[torch.Ten
 
 def replace_profiles(pred: KVPredictor, profiles: dict[str, DecisionProfile]) -> KVPredictor:
     """``pred`` with other per-engine decision profiles (the default profile kept)."""
-    return KVPredictor(pred.model, pred.calibrator, pred.version, pred.absent_threshold,
-                       profiles, pred.lexicon, pred.correct_below)
+    return KVPredictor(pred.model, pred.default_profile, pred.version, profiles, pred.lexicon)
 
 
 def throughput(pred: KVPredictor, docs: Sequence[Document],

@@ -72,7 +72,7 @@ def test_empty_document_gives_absent_fields() -> None:
 def test_decisions_follow_the_ocr_engine_of_the_page() -> None:
     model = build_model("tiny", seed=0)
     tesseract = DecisionProfile(Calibrator(bias=2.0, n=10), absent_threshold=1.01)
-    pred = KVPredictor(model, Calibrator(), absent_threshold=0.0,  # default: always absent
+    pred = KVPredictor(model, DecisionProfile(absent_threshold=0.0),  # default: always absent
                        ocr_profiles={"tesseract": tesseract})
     given = pred.predict([_mock_doc()])[0]
     read = pred.predict([replace(_mock_doc(), ocr="tesseract:psm6")])[0]
@@ -91,6 +91,6 @@ def test_merged_fields_decided_at_any_threshold_equal_a_fresh_decode() -> None:
     lps = pred.pass_log_probs(docs)
     merged = pred.merged_fields(docs, lps)  # decoded once, at the default threshold
     for thr in (0.0, 0.3, 0.9, 1.01):
-        pred.absent_threshold = thr
+        pred.default_profile.absent_threshold = thr
         fresh = [r.export() for r in pred.results_from_log_probs(docs, lps)]
         assert [r.export() for r in pred.results_from_merged(docs, merged)] == fresh

@@ -88,8 +88,7 @@ def test_train_saves_a_loadable_calibrated_model(receipts: list, tmp_path: Path)
     engine, fit = recalibrate(out, receipts[:6])
     assert engine == "provided" and fit.calibrator.n > 0
     reloaded = load_predictor(out)
-    assert reloaded.calibrator == fit.calibrator
-    assert reloaded.absent_threshold == fit.absent_threshold
+    assert reloaded.default_profile == fit.profile
     # the chosen fusion weights are the grid's best and are what the saved model fuses with
     assert len(fit.grid) == len(FUSION_GRID) * len(ABSENT_THRESHOLDS) + len(CORRECT_BELOW) - 1
     assert fit.correct_below == 0.0  # given words (confidence 1) gain nothing from correction
@@ -140,8 +139,7 @@ def test_recalibrating_on_another_ocr_fits_its_profile_only(receipts: list, sroi
     assert len(fit.grid) == len(ABSENT_THRESHOLDS) + len(CORRECT_BELOW) - 1
     after = load_predictor(out)
     assert after.ocr_profiles["tesseract"] == fit.profile
-    assert after.calibrator == before.calibrator
-    assert after.absent_threshold == before.absent_threshold
+    assert after.default_profile == before.default_profile
     assert torch.equal(after.model.fusion_raw, before.model.fusion_raw)
     assert after.version != before.version  # the decisions are part of the version
     with pytest.raises(ValueError, match="no documents"):

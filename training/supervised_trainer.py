@@ -145,7 +145,7 @@ def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
              calibrator: Calibrator | None = None) -> dict[str, Any]:
     """Field scores of the fused decoder on ``docs`` (eval mode restored by the caller)."""
     model.eval()
-    pred = KVPredictor(model, calibrator)
+    pred = KVPredictor(model, DecisionProfile(calibrator or Calibrator()))
     results = pred.predict(list(docs), k=k)
     return score_results([d.gold or {} for d in docs], results, k_max=k).summary()
 
@@ -209,7 +209,7 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
     for weights in (fusion_grid if fusion_grid is not None else (current,)):
         merged = pred.merged_fields(docs, fused(weights))  # the threshold only decides
         for thr in ABSENT_THRESHOLDS:
-            pred.absent_threshold = thr
+            pred.default_profile.absent_threshold = thr
             f1 = score_results(golds, pred.results_from_merged(docs, merged)).summary()
             f1 = f1["lenient"]["f1"]
             grid.append({"w_bert": weights[0], "w_layoutlm": weights[1], "absent": thr,
@@ -219,18 +219,18 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
     f1, weights, thr = best
     if fusion_grid is not None:
         model.set_fusion_weights(weights)
-    pred.absent_threshold = thr
+    pred.default_profile.absent_threshold = thr
     lps = fused(weights)
     correct_below = 0.0
     for below in (CORRECT_BELOW if lexicon is not None else ())[1:]:
-        pred.correct_below = below
+        pred.default_profile.correct_below = below
         f1_below = score_results(golds, pred.results_from_log_probs(docs, lps)).summary()
         f1_below = f1_below["lenient"]["f1"]
         grid.append({"w_bert": weights[0], "w_layoutlm": weights[1], "absent": thr,
                      "correct_below": below, "lenient_f1": f1_below})
         if f1_below > f1 + 1e-9:
             f1, correct_below = f1_below, below
-    pred.correct_below = correct_below
+    pred.default_profile.correct_below = correct_below
     conf, correct = [], []
     for doc, res in zip(docs, pred.results_from_log_probs(docs, lps)):
         for name, fr in res.fields.items():

@@ -73,20 +73,17 @@ def model_version(model_dir: str | Path) -> str:
 
 
 class KVPredictor:
-    """A loaded ensemble plus its calibrator; see the module docstring."""
+    """A loaded ensemble plus its decision profiles and lexicon; see the module docstring."""
 
-    def __init__(self, model: KVEnsemble, calibrator: Calibrator | None = None,
+    def __init__(self, model: KVEnsemble, default_profile: DecisionProfile | None = None,
                  version: str = f"{VERSION_PREFIX}@unsaved",
-                 absent_threshold: float = 0.5,
                  ocr_profiles: dict[str, DecisionProfile] | None = None,
-                 lexicon: Lexicon | None = None, correct_below: float = 0.0) -> None:
+                 lexicon: Lexicon | None = None) -> None:
         self.model = model.eval()
-        self.calibrator = calibrator or Calibrator()
+        # Absent threshold, calibrator and word correction for pages of any OCR engine without
+        # a profile of its own; fitted on the calibration split (``training``).
+        self.default_profile = default_profile or DecisionProfile()
         self.version = version
-        # P(absent) at or above which a field is reported missing; fitted on the calibration
-        # split with the calibrator (a field almost always present warrants a higher bar).
-        self.absent_threshold = absent_threshold
-        self.correct_below = correct_below  # the default profile's (see DecisionProfile)
         self.ocr_profiles = dict(ocr_profiles or {})
         self.lexicon = lexicon
 
@@ -126,15 +123,15 @@ class KVPredictor:
     # -- postprocess -------------------------------------------------------------------------
     def profile(self, doc: Document) -> DecisionProfile:
         """The decision profile for ``doc``: its OCR engine's, else the default one."""
-        return self.ocr_profiles.get(ocr_engine(doc.ocr), DecisionProfile(
-            self.calibrator, self.absent_threshold, self.correct_below))
+        return self.ocr_profiles.get(ocr_engine(doc.ocr), self.default_profile)
 
     def uncalibrated(self) -> KVPredictor:
         """The same model and decisions with identity calibrators (raw confidences)."""
-        return KVPredictor(self.model, Calibrator(), self.version, self.absent_threshold,
+        return KVPredictor(self.model, replace(self.default_profile, calibrator=Calibrator()),
+                           self.version,
                            {k: replace(p, calibrator=Calibrator())
                             for k, p in self.ocr_profiles.items()},
-                           self.lexicon, self.correct_below)
+                           self.lexicon)
 
     def _span_value(self, correct_below: float) -> ValueFn:
         """Span values with the lexicon's corrections of text words read below the bar."""
@@ -222,7 +219,7 @@ class KVPredictor:
 def load_predictor(model_dir: str | Path) -> KVPredictor:
     """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)."""
     model, meta = KVEnsemble.from_pretrained(model_dir)
+    default = DecisionProfile.from_dict(meta)  # the top-level calibration, threshold, bar
     profiles = {k: DecisionProfile.from_dict(v) for k, v in meta.get("ocr_profiles", {}).items()}
-    return KVPredictor(model, Calibrator.from_dict(meta.get("calibration")),
-                       model_version(model_dir), float(meta.get("absent_threshold", 0.5)),
-                       profiles, Lexicon.load(model_dir), float(meta.get("correct_below", 0.0)))
+    return KVPredictor(model, default, model_version(model_dir), profiles,
+                       Lexicon.load(model_dir))
