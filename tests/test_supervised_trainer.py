@@ -86,12 +86,12 @@ def test_train_saves_a_loadable_calibrated_model(receipts: list, tmp_path: Path)
     results = pred.predict(receipts[3:4])
     assert set(results[0].fields) == {"company", "date", "address", "total"}
     engine, fit = recalibrate(out, receipts[:6])
-    assert engine == "provided" and fit.calibrator.n > 0
+    assert engine == "provided" and fit.profile.calibrator.n > 0
     reloaded = load_predictor(out)
     assert reloaded.default_profile == fit.profile
     # the chosen fusion weights are the grid's best and are what the saved model fuses with
     assert len(fit.grid) == len(FUSION_GRID) * len(ABSENT_THRESHOLDS) + len(CORRECT_BELOW) - 1
-    assert fit.correct_below == 0.0  # given words (confidence 1) gain nothing from correction
+    assert fit.profile.correct_below == 0.0  # given words (confidence 1) gain nothing from correction
     assert fit.lenient_f1 == max(g["lenient_f1"] for g in fit.grid)
     assert torch.allclose(reloaded.model.fusion_weights,
                           torch.tensor(fit.fusion_weights).clamp(min=1e-6), atol=1e-6)

@@ -163,20 +163,15 @@ FUSION_GRID = ((1.0, 1.0), (1.0, 0.75), (1.0, 0.5), (1.0, 0.25), (1.0, 0.0),
 class CalibrationFit:
     """What :func:`fit_calibration` chose on held-out documents, and the F1 behind it."""
 
-    calibrator: Calibrator
-    absent_threshold: float = 0.5
+    profile: DecisionProfile = field(default_factory=DecisionProfile)
     fusion_weights: tuple[float, float] = (1.0, 1.0)
     lenient_f1: float | None = None
     grid: list[dict[str, float]] = field(default_factory=list)
-    correct_below: float = 0.0
-
-    @property
-    def profile(self) -> DecisionProfile:
-        return DecisionProfile(self.calibrator, self.absent_threshold, self.correct_below)
 
     def export(self) -> dict[str, Any]:
         return {"fusion_weights": list(self.fusion_weights),
-                "absent_threshold": self.absent_threshold, "correct_below": self.correct_below,
+                "absent_threshold": self.profile.absent_threshold,
+                "correct_below": self.profile.correct_below,
                 "lenient_f1": self.lenient_f1, "grid": self.grid}
 
 
@@ -193,7 +188,7 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
     is empty.
     """
     if not docs:
-        return CalibrationFit(Calibrator())
+        return CalibrationFit()
     model.eval()
     pred = KVPredictor(model, lexicon=lexicon)
     member = pred.member_pass_log_probs(list(docs), ("bert", "layoutlm"))
@@ -240,7 +235,8 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
             conf.append(fr.confidence)
             correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
                            else fr.value is None)
-    return CalibrationFit(fit_calibrator(conf, correct), thr, weights, f1, grid, correct_below)
+    return CalibrationFit(DecisionProfile(fit_calibrator(conf, correct), thr, correct_below),
+                          weights, f1, grid)
 
 
 def fit_ocr_profiles(model: KVEnsemble, docs: Sequence[Document], default_engine: str,
@@ -257,7 +253,7 @@ def fit_ocr_profiles(model: KVEnsemble, docs: Sequence[Document], default_engine
 def profile_meta(fits: dict[str, CalibrationFit]) -> dict[str, dict[str, Any]]:
     """``kvloop.json``'s ``ocr_profiles``: what the predictor reads, and the F1 behind it."""
     return {engine: {**fit.profile.export(), "lenient_f1": fit.lenient_f1,
-                     "n_fields": fit.calibrator.n}
+                     "n_fields": fit.profile.calibrator.n}
             for engine, fit in fits.items()}
 
 
@@ -294,8 +290,7 @@ def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> tuple[str, C
         fit = fit_calibration(model, docs, lexicon=lexicon)
         meta.update(fusion_raw=model.fusion_raw.tolist(),
                     fusion_weights=model.fusion_weights.tolist(),
-                    calibration=fit.calibrator.export(), absent_threshold=fit.absent_threshold,
-                    correct_below=fit.correct_below, calibration_fit=fit.export())
+                    **fit.profile.export(), calibration_fit=fit.export())
     else:
         fit = fit_ocr_profiles(model, docs, default, lexicon)[engine]
         meta["ocr_profiles"] = {**meta.get("ocr_profiles", {}), **profile_meta({engine: fit})}
@@ -424,12 +419,12 @@ class SupervisedTrainer:
             self.model.load_state_dict(best_state)
         fit = self.calibrate()
         log.info("calibration split: fusion weights %s, absent threshold %s, lenient F1 %s",
-                 fit.fusion_weights, fit.absent_threshold, fit.lenient_f1)
+                 fit.fusion_weights, fit.profile.absent_threshold, fit.lenient_f1)
         profiles = fit_ocr_profiles(self.model, self.profile_docs, self.default_engine,
                                     self.lexicon)
         for engine, pf in profiles.items():
             log.info("calibration split read by %s: absent threshold %s, lenient F1 %s",
-                     engine, pf.absent_threshold, pf.lenient_f1)
+                     engine, pf.profile.absent_threshold, pf.lenient_f1)
         self.save(out, fit, history, best_epoch, profiles)
         return TrainResult(out, best_epoch, best_f1, history)
 
@@ -444,9 +439,7 @@ class SupervisedTrainer:
 
     def save(self, out: Path, fit: CalibrationFit, history: list[dict[str, Any]],
              best_epoch: int, profiles: dict[str, CalibrationFit] | None = None) -> None:
-        extra = {"calibration": fit.calibrator.export(),
-                 "absent_threshold": fit.absent_threshold,
-                 "correct_below": fit.correct_below,
+        extra = {**fit.profile.export(),  # the default profile: top-level keys
                  "calibration_ocr": self.default_engine,
                  "ocr_profiles": profile_meta(profiles or {}),
                  "calibration_fit": fit.export(), "training": self.cfg.export(),

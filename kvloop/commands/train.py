@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         engine, fit = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr,
                                                       cfg.max_docs))
         print(f"{cfg.out}: {engine} pages: fusion weights {list(fit.fusion_weights)}, absent "
-              f"threshold {fit.absent_threshold}, lenient F1 {fit.lenient_f1}, calibration "
-              f"{fit.calibrator.export()}")
+              f"threshold {fit.profile.absent_threshold}, lenient F1 {fit.lenient_f1}, "
+              f"calibration {fit.profile.calibrator.export()}")
         return 0
     from training.supervised_trainer import SupervisedTrainer
     result = SupervisedTrainer(cfg).train()
