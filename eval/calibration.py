@@ -1,58 +1,17 @@
 """Calibration of field confidence: reliability bins and expected calibration error (ECE).
 
 An item is one (document, field) answer: the model's confidence that its answer is right, and
-whether it was (the top value, or "not present", matches the gold under the comparison key).
-ECE follows Guo et al. 2017 ("On Calibration of Modern Neural Networks", Eq. 3):
-``sum_b |B_b|/n * |acc(B_b) - conf(B_b)|`` over equal-width confidence bins.
+whether it was (``extractor.scoring.is_correct``: the top value, or "not present", equals the
+gold under the strict key). The bins and the ECE (Guo et al. 2017, Eq. 3) are
+``extractor.scoring``'s, the ones the extractor's calibrator is chosen by; this module keeps
+them per field for the report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-
-@dataclass
-class ReliabilityBin:
-    """One confidence bin ``[lo, hi)`` (the last bin includes 1.0)."""
-
-    lo: float
-    hi: float
-    count: int
-    confidence: float
-    accuracy: float
-
-
-def reliability_bins(conf: Sequence[float], correct: Sequence[bool],
-                     n_bins: int = 10) -> list[ReliabilityBin]:
-    """Equal-width bins over [0, 1] with the mean confidence and accuracy of each.
-
-    >>> [(b.count, b.accuracy) for b in reliability_bins([0.05, 0.95, 0.9], [0, 1, 0], 2)]
-    [(1, 0.0), (2, 0.5)]
-    """
-    if len(conf) != len(correct):
-        raise ValueError(f"{len(conf)} confidences but {len(correct)} correctness flags")
-    bins = []
-    for b in range(n_bins):
-        lo, hi = b / n_bins, (b + 1) / n_bins
-        idx = [i for i, c in enumerate(conf)
-               if lo <= c < hi or (b == n_bins - 1 and c >= hi)]
-        n = len(idx)
-        bins.append(ReliabilityBin(
-            lo=lo, hi=hi, count=n,
-            confidence=sum(conf[i] for i in idx) / n if n else 0.0,
-            accuracy=sum(bool(correct[i]) for i in idx) / n if n else 0.0))
-    return bins
-
-
-def ece(bins: Sequence[ReliabilityBin]) -> float:
-    """Expected calibration error from reliability bins.
-
-    >>> round(ece(reliability_bins([0.05, 0.95, 0.9], [0, 1, 0], 2)), 4)
-    0.3
-    """
-    n = sum(b.count for b in bins)
-    return sum(b.count / n * abs(b.accuracy - b.confidence) for b in bins) if n else 0.0
+from extractor.scoring import ece, reliability_bins
 
 
 class Calibration:

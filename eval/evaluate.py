@@ -8,7 +8,6 @@ paired bootstrap resamples).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from eval.metrics import (
 from eval.savings import savings
 from extractor.document import Document, ExtractionResult, Schema
 from extractor.normalize import lenient_key, strict_key
+from extractor.scoring import Items, confidence_item, pool_items
 
 
 @dataclass
@@ -98,8 +98,9 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
 
     A document with no result counts as "nothing predicted" (and is listed in ``problems``);
     a result for an unknown document or a document without gold is ignored and listed.
-    Confidence items for calibration and savings are all (document, field) answers, "not
-    present" included: auto-accepting an empty answer is also a decision.
+    Confidence items for calibration and savings are ``extractor.scoring.confidence_item``'s,
+    for every (document, field), "not present" included (what training calibrates on);
+    confidences outside [0, 1] are clipped and listed.
     """
     names = schema.field_names
     by_id = {r.doc_id: r for r in results}
@@ -112,7 +113,7 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
     outcomes: list[FieldOutcome] = []
     doc_ids: list[str] = []
     rows: dict[str, list] = {"fields": [], "all_correct": [], "nes": [], "anls": []}
-    items: dict[str, tuple[list[float], list[bool]]] = {f: ([], []) for f in names}
+    items: Items = {f: ([], []) for f in names}
     for doc in docs:
         if doc.gold is None:
             problems.append(f"{doc.id}: no gold values, not scored")
@@ -140,11 +141,10 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
         rows["anls"].append([sum(s for s in sims if s >= soft.tau), len(sims)])
         for f in names:
             fr = res.fields.get(f)
-            ok = strict_key(gold[f]) == strict_key(pred[f])
-            conf = float(fr.confidence) if fr else 0.0
-            if not 0.0 <= conf <= 1.0:
-                problems.append(f"{doc.id}/{f}: confidence {conf} outside [0, 1], clipped")
-                conf = 0.0 if math.isnan(conf) else min(max(conf, 0.0), 1.0)
+            conf, ok = confidence_item(gold[f], fr)
+            raw = float(fr.confidence) if fr else 0.0
+            if not 0.0 <= raw <= 1.0:
+                problems.append(f"{doc.id}/{f}: confidence {raw} outside [0, 1], clipped")
             calib.update(f, conf, ok)
             items[f][0].append(conf)
             items[f][1].append(ok)
@@ -160,8 +160,7 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
     known = {d.id for d in docs}
     problems += [f"{r.doc_id}: result for a document not in the data, ignored"
                  for r in results if r.doc_id not in known]
-    every_conf = [c for f in names for c in items[f][0]]
-    every_ok = [k for f in names for k in items[f][1]]
+    every_conf, every_ok = pool_items(items)
     metrics = {
         "n_docs": len(doc_ids),
         "strict": strict.summary(), "lenient": lenient.summary(),

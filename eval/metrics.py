@@ -7,6 +7,10 @@ string equals the gold string under the comparison key (``strict_key`` collapses
 ``lenient_key`` also removes it and folds case). An absent gold with no prediction counts for
 nothing; a prediction for an absent field is a false positive; a wrong value is both a false
 positive and a false negative.
+
+These are metrics of extraction quality. Whether one answer is *correct*, what calibration,
+ECE and auto-accept count, is ``extractor.scoring.is_correct``: the strict key, with "not
+present" on an absent gold a correct answer (here it counts for nothing).
 """
 
 from __future__ import annotations

@@ -60,6 +60,7 @@ class EvalConfig:
     gallery: int = 24
     limit: int | None = None
     batch_size: int = 8
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if bool(self.models) == bool(self.results):
@@ -222,7 +223,7 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
 
         for m in cfg.models:
             try:
-                predictors.append(load_predictor(m))
+                predictors.append(load_predictor(m, cfg.device))
             except (OSError, ValueError, KeyError) as e:
                 raise EvalError(f"{m}: cannot load the model ({type(e).__name__}: {e})") from None
         schema = predictors[0].schema

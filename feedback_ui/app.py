@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import streamlit as st
 import streamlit.components.v1 as components
 from streamlit_image_coordinates import streamlit_image_coordinates
 
+from extractor.document import Candidate
+from extractor.normalize import collapse_ws
 from feedback_ui import imaging
 from feedback_ui.routing import RoutingConfig
 from feedback_ui.service import (
@@ -27,6 +30,7 @@ from feedback_ui.service import (
     ReviewTask,
     resolve_choice,
     schema_of_model,
+    thresholds_of_model,
 )
 from feedback_ui.store import FeedbackStore, StoreError
 
@@ -40,6 +44,15 @@ ZOOMS = {"Page": 1.0, "Zoom 2x": 2.0, "Zoom 4x": 4.0}
 RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
 JPEG_QUALITY = 85
 MAX_ALTERNATIVES = 5  # candidate buttons per field (keys 1-5)
+# Characters Streamlit markdown would interpret (CommonMark punctuation, ``$`` maths, ``:``
+# emoji and colour directives).
+MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$:<>]")
+# Alternatives wrapped over lines read (and compare) best left-aligned; Streamlit centres button
+# labels. Keyed elements carry the class ``st-key-<key>`` (":" -> "-"); only style, so Streamlit
+# puts it where it takes no room.
+ALTERNATIVES_CSS = ('<style>[class*="st-key-pick--"] button [data-testid="stMarkdownContainer"] p'
+                    " { text-align: left; }</style>")
+REJECT_KEY = "x"  # "this value is wrong", as in Prodigy (Streamlit reserves "r" and "c")
 ss = st.session_state
 
 
@@ -48,10 +61,12 @@ ss = st.session_state
 @st.cache_resource(show_spinner=False)
 def get_service(url: str, audit_rate: float, seed: int, dataset: str, lease_s: float,
                 model_dir: str | None) -> ReviewService:
-    """One engine/sessionmaker per store URL; sessions are opened per action."""
+    """One engine/sessionmaker per store URL; sessions are opened per action.
+
+    The model's fitted auto-accept thresholds (if it has them) route the queue."""
     return ReviewService(FeedbackStore(url), schema_of_model(model_dir),
                          routing=RoutingConfig(audit_rate, seed), dataset=dataset,
-                         lease_ttl_s=lease_s)
+                         lease_ttl_s=lease_s, thresholds=thresholds_of_model(model_dir))
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -157,6 +172,18 @@ def cb_not_present(name: str) -> None:
     ss[edit_key(name)] = ""
 
 
+def cb_reject(name: str) -> None:
+    """Mark the shown value wrong (pressed again: not any more); typing a value replaces it."""
+    task: ReviewTask = ss.task
+    pending = ss.pending.get(name)
+    if pending is not None and pending.action == "reject":
+        del ss.pending[name]
+        return
+    ss.pending[name] = FieldChoice("reject")
+    ss[edit_key(name)] = task.field(name).value or ""  # the box shows what is rejected
+    ss.active = first_attention(task, after=name)
+
+
 def cb_typed(name: str) -> None:
     # Enter in a text box moves on (focus too) to the next field that needs attention.
     ss.active = first_attention(ss.task, after=name)
@@ -167,9 +194,17 @@ def cb_focus(name: str) -> None:
     ss.active = name
 
 
+def form_choice(fv: FieldView) -> FieldChoice:
+    text, pending = ss.get(edit_key(fv.name)), ss.pending.get(fv.name)
+    # A reject stands while the box still shows the rejected value (typing replaces it).
+    if (pending is not None and pending.action == "reject"
+            and collapse_ws(text or "") == collapse_ws(fv.value or "")):
+        return pending
+    return resolve_choice(fv, text, pending)
+
+
 def form_choices(task: ReviewTask) -> dict[str, FieldChoice]:
-    return {fv.name: resolve_choice(fv, ss.get(edit_key(fv.name)), ss.pending.get(fv.name))
-            for fv in task.fields}
+    return {fv.name: form_choice(fv) for fv in task.fields}
 
 
 def cb_save(accept_all: bool = False) -> None:
@@ -340,6 +375,16 @@ def render_image(task: ReviewTask) -> None:
                                 jpeg_quality=JPEG_QUALITY, cursor="crosshair", width="stretch")
 
 
+def md_text(text: str) -> str:
+    """``text`` shown literally in Streamlit markdown (labels too): values hold ``$``, ``*``,
+    ``:`` ... that would otherwise turn into maths, emphasis or emoji."""
+    return MARKDOWN_SPECIAL.sub(r"\\\g<0>", text)
+
+
+def alternative_label(i: int, c: Candidate) -> str:
+    return f"{i + 1}: {md_text(c.value)} ({c.score:.2f})"
+
+
 def render_field(task: ReviewTask, fv: FieldView) -> None:
     active = fv.name == ss.active
     with st.container(border=True):
@@ -348,7 +393,8 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         head[0].markdown(f"**{fv.name}** {STATE_BADGE[fv.state]}"
                          + (" :red[(editing)]" if active else "")
                          + f" · confidence `{fv.confidence:.2f}`"
-                         + (f" · by {fv.reviewed_by}" if fv.reviewed_by else ""))
+                         + (f" · {'rejected ' if fv.rejected else ''}by "
+                            f"{md_text(fv.reviewed_by)}" if fv.reviewed_by else ""))
         head[1].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
                        disabled=active, type="tertiary")
         if fv.problem:
@@ -356,21 +402,32 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         st.text_input(f"{fv.name} value", key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
                       placeholder="(not present)")
-        # As many columns on every document, so the layout is updated, not rebuilt.
-        cols = st.columns(MAX_ALTERNATIVES + 1)
+        # The answers: whole values, wrapped over as many lines as they need (operators
+        # compare them), then "not present" and "wrong".
+        answers = st.container(horizontal=True, gap="small")
         for i, c in enumerate(fv.candidates[:MAX_ALTERNATIVES]):
-            cols[i].button(f"{i + 1}: {c.value} ({c.score:.2f})", key=f"pick::{fv.name}::{i}",
+            answers.button(alternative_label(i, c), key=f"pick::{fv.name}::{i}",
                            on_click=cb_pick, args=(fv.name, i),
-                           shortcut=str(i + 1) if active and i < 9 else None,
-                           help=f"Use alternative {i + 1}", width="stretch")
-        cols[-1].button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
-                        args=(fv.name,), width="stretch")
-        choice = resolve_choice(fv, ss.get(edit_key(fv.name)), ss.pending.get(fv.name))
+                           shortcut=str(i + 1) if active else None,
+                           help=f"Use alternative {i + 1}", wrap=True)
+        answers.button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
+                       args=(fv.name,), help="The document does not show this field")
+        # Nothing shown, nothing to call wrong ("Not present" or a typed value say more).
+        answers.button("Wrong value", key=f"reject::{fv.name}", on_click=cb_reject,
+                       args=(fv.name,), disabled=fv.value is None,
+                       shortcut=REJECT_KEY if active and fv.value is not None else None,
+                       help="The shown value is wrong and you do not know the right one: it "
+                            "is saved as wrong and the field stays open (press again to take "
+                            "it back; typing a value replaces it)")
+        choice = form_choice(fv)
         if choice.action == "edit":
             problem = service().check(task, fv.name, choice.value)
             if problem:
                 st.caption(f":red[{problem}]")
-        if choice.action != "accept":
+        if choice.action == "reject":
+            st.caption(f":red[**rejected:** {md_text(fv.value or '')}] · will save as wrong; "
+                       "the field stays open for review")
+        elif choice.action != "accept":
             st.caption(f"will save: **{choice.action}**"
                        + (f" #{choice.pick_index + 1}" if choice.pick_index is not None else ""))
 
@@ -419,9 +476,10 @@ def review_page(svc: ReviewService) -> None:
                     f"locked for you until {task.lease.expires_at:%H:%M} UTC")
         for fv in task.fields:
             render_field(task, fv)
-        st.caption("Keys: 1-5 pick an alternative of the field being edited (outside a text "
-                   "box) · Enter in a box moves to the next field that needs attention · "
-                   "Ctrl+Enter save and next · Ctrl+Shift+Enter accept all and next")
+        st.caption(f"Keys (outside a text box), for the field being edited: 1-5 pick an "
+                   f"alternative · {REJECT_KEY.upper()} wrong value · Enter in a box moves to "
+                   "the next field that needs attention · Ctrl+Enter save and next · "
+                   "Ctrl+Shift+Enter accept all and next")
         move_focus()
     if ss.get("warmed") != task.doc_id:
         # Decode the next document's page while the operator works on this one.
@@ -454,6 +512,17 @@ def upload_page() -> None:
         ss.queue_done = False
 
 
+def thresholds_caption(svc: ReviewService) -> str:
+    """One line: each field's auto-accept threshold in force, and where it comes from."""
+    in_force = svc.thresholds_in_force()
+    fitted = any(t.source == "fitted" for t in in_force)
+    parts = [f"{t.field} " + ("always reviewed" if t.value is None else f"≥ {t.value:.2f}")
+             + (" (schema default)" if fitted and t.source == "schema" else "")
+             for t in in_force]
+    where = "fitted with the model" if fitted else "schema defaults (none fitted with the model)"
+    return f"Auto-accept thresholds, {where}: " + " · ".join(parts)
+
+
 def queue_page(svc: ReviewService) -> None:
     st.subheader("Queue")
     items = svc.queue(current_filter(), ss.operator)
@@ -464,6 +533,7 @@ def queue_page(svc: ReviewService) -> None:
                    "fields to review": ", ".join(q.review_fields) or "(audit sample)",
                    "model": q.model_version, "reviewed": q.reviewed,
                    "locked": q.leased_by or ""} for q in items], hide_index=True)
+    st.caption(thresholds_caption(svc))
 
 
 def history_page(svc: ReviewService) -> None:
@@ -497,10 +567,12 @@ def stats_page(svc: ReviewService) -> None:
     if s.store.per_operator_since:
         st.caption("Saves today per operator: " + ", ".join(
             f"{k}: {v}" for k, v in s.store.per_operator_since.items()))
+    st.caption(thresholds_caption(svc))
 
 
 def main() -> None:
     st.set_page_config(page_title="kvloop review", layout="wide")
+    st.html(ALTERNATIVES_CSS)
     init_state()
     svc = service()
     sidebar(svc)

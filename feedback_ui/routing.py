@@ -1,17 +1,23 @@
 """Routing: which fields are auto-accepted, which documents need review, the audit sample.
 
-A field is auto-accepted when its calibrated confidence reaches its ``FieldSpec.auto_accept``
-threshold and its value passes the validation rules. A document needs review when any field is
-not auto-accepted; a seeded random share of fully auto-accepted documents is audited anyway so
-the thresholds stay honest. Pure functions: no store, no UI.
+A field is auto-accepted when its calibrated confidence reaches its auto-accept threshold and
+its value passes the validation rules. The threshold is the one fitted on held-out data for a
+target precision (saved with the model, ``kvloop.json["auto_accept"]``) when there is one, else
+the schema's ``FieldSpec.auto_accept``; a field fitted to ``None`` cannot reach the target and
+is always reviewed. A document needs review when any field is not auto-accepted; a seeded
+random share of fully auto-accepted documents is audited anyway so the thresholds stay honest.
+Pure functions: no store, no UI.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
-from extractor.document import Document, ExtractionResult, Schema
+from extractor.document import Document, ExtractionResult, FieldSpec, Schema
 from feedback_ui.checks import field_problem
 
 
@@ -25,6 +31,47 @@ class RoutingConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.audit_rate <= 1.0:
             raise ValueError(f"audit_rate must be in [0, 1], got {self.audit_rate}")
+
+
+Thresholds = Mapping[str, float | None]  # field -> fitted threshold; None = always review
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The auto-accept threshold in force for one field and where it comes from."""
+
+    field: str
+    value: float | None  # None: the field is always reviewed
+    source: Literal["fitted", "schema"]
+
+
+def check_thresholds(thresholds: Thresholds, schema: Schema) -> None:
+    """Raise ``ValueError`` unless every entry names a schema field and is in [0, 1] or None."""
+    unknown = sorted(set(thresholds) - set(schema.field_names))
+    if unknown:
+        raise ValueError(f"auto-accept thresholds for fields not in schema {schema.name!r}: "
+                         f"{unknown}")
+    for name, value in thresholds.items():
+        if value is None:
+            continue
+        # bool is an int: refuse it rather than read true as a threshold of 1.0.
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value) or not 0.0 <= value <= 1.0):
+            raise ValueError(f"auto-accept threshold of field {name!r} must be a number in "
+                             f"[0, 1] or null, got {value!r}")
+
+
+def threshold_for(spec: FieldSpec, thresholds: Thresholds | None = None) -> Threshold:
+    """The threshold routing applies to ``spec``: the fitted one if any, else the schema's."""
+    if thresholds is not None and spec.name in thresholds:
+        value = thresholds[spec.name]
+        return Threshold(spec.name, None if value is None else float(value), "fitted")
+    return Threshold(spec.name, spec.auto_accept, "schema")
+
+
+def thresholds_in_force(schema: Schema, thresholds: Thresholds | None = None) -> list[Threshold]:
+    """Every field's threshold, in schema order (what the UI reports)."""
+    return [threshold_for(spec, thresholds) for spec in schema.fields]
 
 
 @dataclass
@@ -54,8 +101,13 @@ def in_audit_sample(doc_id: str, rate: float, seed: int) -> bool:
 
 
 def route(result: ExtractionResult, schema: Schema, doc: Document | None = None,
-          config: RoutingConfig = RoutingConfig()) -> Route:
-    """Decide which fields of ``result`` need an operator."""
+          config: RoutingConfig = RoutingConfig(), thresholds: Thresholds | None = None
+          ) -> Route:
+    """Decide which fields of ``result`` need an operator.
+
+    ``thresholds`` (fitted, per field) override the schema's ``auto_accept``; a field mapped to
+    ``None`` is always reviewed.
+    """
     r = Route(doc_id=result.doc_id, model_version=result.model_version, confidences={})
     for spec in schema.fields:
         fr = result.fields.get(spec.name)
@@ -64,7 +116,8 @@ def route(result: ExtractionResult, schema: Schema, doc: Document | None = None,
         problem = field_problem(fr.value if fr else None, spec, doc)
         if problem:
             r.problems[spec.name] = problem
-        if fr is None or conf < spec.auto_accept or problem:
+        limit = threshold_for(spec, thresholds).value
+        if fr is None or limit is None or conf < limit or problem:
             r.review_fields.append(spec.name)
     r.audit = not r.review_fields and in_audit_sample(result.doc_id, config.audit_rate,
                                                       config.seed)

@@ -6,14 +6,14 @@ for uploads, OCR and the extractor. Objects handed to the UI are plain dataclass
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from extractor.align import Stream, match_value
 from extractor.document import (
     RECEIPT_SCHEMA,
     Candidate,
@@ -22,9 +22,19 @@ from extractor.document import (
     FieldSpec,
     Schema,
 )
+from extractor.model.card import CARD_FILE, ModelCard
 from extractor.normalize import collapse_ws, validate_value
 from feedback_ui.checks import field_problem
-from feedback_ui.routing import Route, RoutingConfig, most_uncertain_first, route
+from feedback_ui.routing import (
+    Route,
+    RoutingConfig,
+    Threshold,
+    Thresholds,
+    check_thresholds,
+    most_uncertain_first,
+    route,
+    thresholds_in_force,
+)
 from feedback_ui.store import (
     FeedbackStore,
     FieldAction,
@@ -94,6 +104,7 @@ class FieldView:
     model_value: str | None
     seen_action_id: int | None = None
     reviewed_by: str | None = None
+    rejected: bool = False  # its current action is a reject: open again, showing the model's
 
     @property
     def name(self) -> str:
@@ -133,7 +144,9 @@ class ReviewTask:
 
 @dataclass
 class FieldChoice:
-    """What the operator chose for a field: accept, pick candidate n, edit, clear, not present."""
+    """What the operator chose for a field: accept, pick candidate n, edit, clear, not present,
+    or reject (the shown value is wrong and the operator does not type the right one: the
+    field stays open and the document returns to the queue)."""
 
     action: Action = "accept"
     value: str | None = None
@@ -149,15 +162,36 @@ class Stats:
     queue_done: int
 
 
-def schema_of_model(model_dir: str | Path | None) -> Schema:
-    """The schema a saved model extracts (its ``kvloop.json``), or the receipt schema."""
+def model_card(model_dir: str | Path | None) -> ModelCard | None:
+    """The card of a saved model (``None`` without one); ``ValueError`` naming the file."""
     if not model_dir:
-        return RECEIPT_SCHEMA
-    meta = Path(model_dir) / "kvloop.json"
+        return None
     try:
-        return Schema.from_dict(json.loads(meta.read_text(encoding="utf-8"))["schema"])
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{meta}: cannot read the model's schema ({e})") from e
+        return ModelCard.load(model_dir)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+
+
+def schema_of_model(model_dir: str | Path | None) -> Schema:
+    """The schema a saved model extracts (its card), or the receipt schema."""
+    card = model_card(model_dir)
+    return RECEIPT_SCHEMA if card is None else card.schema
+
+
+def thresholds_of_model(model_dir: str | Path | None) -> dict[str, float | None] | None:
+    """The auto-accept thresholds fitted with a saved model (its card's ``auto_accept``).
+
+    ``None`` when there is no model or it was saved without them (routing then uses the
+    schema's ``auto_accept``). Raises ``ValueError`` on a malformed entry.
+    """
+    card = model_card(model_dir)
+    if card is None or not card.auto_accept:
+        return None
+    try:
+        check_thresholds(card.auto_accept, card.schema)
+    except ValueError as e:
+        raise ValueError(f"{Path(model_dir or '') / CARD_FILE}: {e}") from e
+    return dict(card.auto_accept)
 
 
 class ReviewService:
@@ -165,8 +199,14 @@ class ReviewService:
 
     def __init__(self, store: FeedbackStore, schema: Schema = RECEIPT_SCHEMA, *,
                  routing: RoutingConfig | None = None, lease_ttl_s: float = 900.0,
-                 dataset: str = "default", k: int = 5) -> None:
+                 dataset: str = "default", k: int = 5,
+                 thresholds: Thresholds | None = None) -> None:
+        """``thresholds``: per-field auto-accept thresholds fitted with the model (see
+        ``thresholds_of_model``); they override the schema's, ``None`` always reviews."""
         self.store, self.schema, self.routing = store, schema, routing or RoutingConfig()
+        if thresholds is not None:
+            check_thresholds(thresholds, schema)
+        self.thresholds = dict(thresholds) if thresholds is not None else None
         self.lease_ttl_s, self.dataset, self.k = lease_ttl_s, dataset, k
         self._routes: dict[int, Route] = {}  # extraction id -> route (results are immutable)
         self._lock = threading.Lock()
@@ -191,11 +231,17 @@ class ReviewService:
         if todo:
             results = self.store.results(todo)
             docs = self.store.documents({r.doc_id for r in results.values()})
-            new = {e: route(r, self.schema, docs.get(r.doc_id), self.routing)
-                   for e, r in results.items()}
+            new = {e: self._route(r, docs.get(r.doc_id)) for e, r in results.items()}
             with self._lock:
                 self._routes.update(new)
         return {d: (e, self._routes[e]) for d, e in latest.items()}
+
+    def _route(self, result: ExtractionResult, doc: Document | None) -> Route:
+        return route(result, self.schema, doc, self.routing, self.thresholds)
+
+    def thresholds_in_force(self) -> list[Threshold]:
+        """Each field's auto-accept threshold and whether it was fitted or is the schema's."""
+        return thresholds_in_force(self.schema, self.thresholds)
 
     def queue(self, flt: QueueFilter | None = None, operator: str = "") -> list[QueueItem]:
         """Documents to review, most uncertain first, narrowed by ``flt``."""
@@ -204,7 +250,7 @@ class ReviewService:
         reviewed = self.store.reviewed_doc_ids()
         leased = self.store.leased_by_others(operator) if operator else set()
         items = []
-        for r in most_uncertain_first([r for _, r in routes.values()]):
+        for r in most_uncertain_first(self._with_open_fields(routes)):
             if not self._matches(r, flt, r.doc_id in reviewed):
                 continue
             items.append(QueueItem(doc_id=r.doc_id, extraction_id=routes[r.doc_id][0],
@@ -214,6 +260,15 @@ class ReviewService:
                                    reviewed=r.doc_id in reviewed,
                                    leased_by="another operator" if r.doc_id in leased else None))
         return items
+
+    def _with_open_fields(self, routes: dict[str, tuple[int, Route]]) -> list[Route]:
+        """Routes with the fields a ``reject`` left open added to their review fields: a
+        rejected value needs an operator even where routing had auto-accepted it."""
+        open_ = self.store.open_fields()
+        return [replace(r, review_fields=[f for f in self.schema.field_names
+                                          if f in r.review_fields or f in open_[d]],
+                        audit=False) if d in open_ else r
+                for d, (_, r) in routes.items()]
 
     def _matches(self, r: Route, flt: QueueFilter, reviewed: bool, *,
                  check_status: bool = True) -> bool:
@@ -238,7 +293,7 @@ class ReviewService:
         routes = self._latest_routes(flt.model_version)
         reviewed = self.store.reviewed_doc_ids()
         total = done = 0
-        for _, r in routes.values():
+        for r in self._with_open_fields(routes):
             rev = r.doc_id in reviewed
             if (r.needs_review or rev) and self._matches(r, flt, rev, check_status=False):
                 total += 1
@@ -259,7 +314,7 @@ class ReviewService:
         lease = self.store.acquire_lease(doc_id, operator, self.lease_ttl_s)
         eid, result = latest
         doc = self.store.get_document(doc_id)
-        r = self._routes.get(eid) or route(result, self.schema, doc, self.routing)
+        r = self._routes.get(eid) or self._route(result, doc)
         current = self.store.current(doc_id)
         views = []
         for spec in self.schema.fields:
@@ -267,10 +322,13 @@ class ReviewService:
             cands = fr.candidates[: self.k] if fr else []
             model_value = fr.value if fr else None
             cur = current.get(spec.name)
-            value = cur.value if cur else model_value
+            rejected = cur is not None and cur.action == "reject"
+            value = cur.value if cur and not rejected else model_value
             problem = field_problem(value, spec, doc)
             state: FieldState
-            if cur is not None:
+            if rejected:
+                state = "needs_review"  # known wrong, right value unknown: still open
+            elif cur is not None:
                 state = "confirmed"
             elif problem:
                 state = "failed_validation"
@@ -282,7 +340,8 @@ class ReviewService:
                                    candidates=cands, state=state, problem=problem,
                                    model_value=model_value,
                                    seen_action_id=cur.action_id if cur else None,
-                                   reviewed_by=cur.operator if cur else None))
+                                   reviewed_by=cur.operator if cur else None,
+                                   rejected=rejected))
         return ReviewTask(doc=doc, result=result, extraction_id=eid, route=r, fields=views,
                           lease=lease)
 
@@ -346,16 +405,19 @@ class ReviewService:
             raise KeyError(f"document {task.doc_id!r} has no field(s) {sorted(unknown)}")
         actions, problems = [], {}
         for fv in task.fields:
-            action, final = self._final(fv, choices.get(fv.name, FieldChoice()))
+            choice = choices.get(fv.name, FieldChoice())
+            action, final = self._final(fv, choice)
             if action in ("edit", "pick") and final is not None:
                 msg = validate_value(final, fv.spec.type)
                 if msg:
                     problems[fv.name] = msg
+            pick = choice.pick_index if action == "pick" else None
+            chosen_from = fv.candidates if pick is None else [fv.candidates[pick]]
             actions.append(FieldAction(
                 field=fv.name, action=action, final_value=final, shown_value=fv.value,
                 shown_confidence=fv.confidence, candidates_shown=fv.candidates,
-                pick_index=choices[fv.name].pick_index if action == "pick" else None,
-                seen_action_id=fv.seen_action_id))
+                pick_index=pick, seen_action_id=fv.seen_action_id,
+                final_span=final_span(task.doc, fv.spec, final, chosen_from)))
         if problems:
             raise InvalidValueError(task.doc_id, problems)
         return self.store.save_review(task.doc_id, operator, actions,
@@ -385,6 +447,26 @@ class ReviewService:
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
         p = self.progress(QueueFilter(status="all"))
         return Stats(store=self.store.stats(midnight), queue_total=p.total, queue_done=p.done)
+
+
+def final_span(doc: Document, spec: FieldSpec, value: str | None,
+               candidates: list[Candidate]) -> list[int] | None:
+    """Where the final value sits on the page, so trainers get its words, not just its text.
+
+    The words of the candidate it is (accept, pick, or an edit that types a candidate's
+    value); else the span the aligner finds for it (``extractor.align.match_value``, the
+    matching that turns gold values into training tags); ``None`` when no words spell it.
+    """
+    if value is None:
+        return None
+    for c in candidates:
+        if c.value == value and c.word_indices:
+            return list(c.word_indices)
+    stream = Stream.of(doc.words)
+    if not stream.text:
+        return None
+    best, _, _ = match_value(doc.words, value, spec, stream)
+    return None if best is None else best.indices
 
 
 def resolve_choice(fv: FieldView, text: str | None, pending: FieldChoice | None) -> FieldChoice:

@@ -3,7 +3,9 @@
 Measures, in one run:
 * field F1 (SROIE task 3, micro over (receipt, field)), lenient and strict, and per field;
 * oracle recall@1..k (gold value among the first k candidates, lenient);
-* ECE of the calibrated top-1 confidence (and of the raw one);
+* ECE of the calibrated top-1 confidence (and of the raw one), over the items of
+  ``extractor.scoring`` (strict correctness, absent/absent answers counted: as
+  ``kvloop eval``);
 * the ablation from one joint run: BERT head alone, LayoutLM head alone, fused;
 * throughput (docs/s) of the predictor (length-bucketed, dynamic padding, inference mode)
   against a naive loop (batch of one, padded to 512, same decoder), interleaved in the chunks
@@ -34,12 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from eval.field_scores import score_results
 from extractor.document import Document
 from extractor.loaders import load_documents
 from extractor.model.batch import CHUNK_BATCHES
-from extractor.model.calibrate import DecisionProfile, expected_calibration_error
-from extractor.model.metrics import score_results
+from extractor.model.calibrate import DecisionProfile
 from extractor.model.predictor import KVPredictor, load_predictor
+from extractor.scoring import expected_calibration_error
 
 
 def scores(pred: KVPredictor, docs: Sequence[Document], lps: list[list[torch.Tensor]],

@@ -1,33 +1,20 @@
-"""Temperature scaling of the top-1 confidence, and ECE."""
+"""Calibrators of the top-1 confidence (temperature+bias, isotonic) and their choice."""
 
 from __future__ import annotations
 
+import doctest
 import random
 
 import pytest
 
-from extractor.model.calibrate import Calibrator, expected_calibration_error, fit_calibrator
+import extractor.model.calibrate as calibrate_mod
+from extractor.model.calibrate import Calibrator, fit_calibrator
+from extractor.scoring import expected_calibration_error
 
 
-def naive_ece(conf: list[float], correct: list[bool], n_bins: int) -> float:
-    bins: dict[int, list[int]] = {}
-    for i, c in enumerate(conf):
-        bins.setdefault(min(n_bins - 1, max(0, int(-(-c * n_bins // 1)) - 1)), []).append(i)
-    return sum(len(ix) / len(conf) * abs(sum(correct[i] for i in ix) / len(ix)
-                                         - sum(conf[i] for i in ix) / len(ix))
-               for ix in bins.values())
-
-
-def test_ece_matches_naive_binning() -> None:
-    rng = random.Random(0)
-    conf = [rng.random() for _ in range(300)]
-    correct = [rng.random() < c ** 2 for c in conf]
-    assert expected_calibration_error(conf, correct, 10) == pytest.approx(
-        naive_ece(conf, correct, 10), abs=1e-9)
-
-
-def test_perfect_calibration_has_zero_ece() -> None:
-    assert expected_calibration_error([1.0, 1.0, 0.5, 0.5], [True, True, True, False]) == 0.0
+def test_doctests() -> None:
+    res = doctest.testmod(calibrate_mod)
+    assert res.attempted > 0 and res.failed == 0
 
 
 def overconfident_scores() -> tuple[list[float], list[bool]]:

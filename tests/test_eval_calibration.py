@@ -1,4 +1,7 @@
-"""Calibration (ECE, bins), operator savings and the paired bootstrap, by hand."""
+"""Per-field calibration, operator savings and the paired bootstrap, by hand.
+
+The bins, ECE and coverage curve under them are ``extractor.scoring``'s (tests/test_scoring.py).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import eval.bootstrap as bootstrap_mod
 import eval.calibration as calibration_mod
 import eval.savings as savings_mod
 from eval.bootstrap import f1_of_counts, mean_of, paired_bootstrap
-from eval.calibration import Calibration, ece, reliability_bins
-from eval.savings import at_threshold, coverage_curve, savings, threshold_at
+from eval.calibration import Calibration
+from eval.savings import savings
 
 
 @pytest.mark.parametrize("mod", [calibration_mod, savings_mod, bootstrap_mod])
@@ -21,23 +24,21 @@ def test_doctests(mod) -> None:
     assert res.attempted > 0 and res.failed == 0
 
 
-def test_ece_hand_computed() -> None:
+def test_calibration_hand_computed() -> None:
     conf = [0.1, 0.3, 0.35, 0.8, 0.9, 1.0]
     ok = [False, True, False, True, True, True]
-    bins = reliability_bins(conf, ok, n_bins=4)
     # bins [0,.25): {.1 F}; [.25,.5): {.3 T, .35 F}; [.5,.75): {}; [.75,1]: {.8, .9, 1.0 all T}
-    assert [b.count for b in bins] == [1, 2, 0, 3]
-    assert bins[1].confidence == pytest.approx(0.325) and bins[1].accuracy == 0.5
-    assert bins[3].confidence == pytest.approx(0.9) and bins[3].accuracy == 1.0
     expected = (1 / 6) * 0.1 + (2 / 6) * 0.175 + (3 / 6) * 0.1
-    assert ece(bins) == pytest.approx(expected)
     c = Calibration(n_bins=4)
     for i, (p, k) in enumerate(zip(conf, ok)):
         c.update("a" if i < 3 else "b", p, k)
     s = c.summary()
     assert s["overall"]["ece"] == pytest.approx(expected)
+    assert [b["count"] for b in s["overall"]["bins"]] == [1, 2, 0, 3]
     assert s["fields"]["b"]["ece"] == pytest.approx(0.1)
     assert s["overall"]["accuracy"] == pytest.approx(4 / 6)
+    c.reset()
+    assert c.summary()["overall"]["n"] == 0
 
 
 def test_calibration_rejects_bad_confidence() -> None:
@@ -45,32 +46,17 @@ def test_calibration_rejects_bad_confidence() -> None:
         Calibration().update("total", 1.5, True)
 
 
-def test_perfectly_calibrated_has_zero_ece() -> None:
-    conf = [0.25] * 4 + [0.75] * 4
-    ok = [True, False, False, False, True, True, True, False]
-    assert ece(reliability_bins(conf, ok, 2)) == pytest.approx(0.0)
-
-
-def test_coverage_curve_and_targets() -> None:
+def test_savings_targets_and_configured() -> None:
     conf = [0.99, 0.98, 0.97, 0.9, 0.9, 0.5, 0.2, 0.1]
     ok = [True, True, True, True, False, True, False, False]
-    curve = coverage_curve(conf, ok)
-    # the two 0.9s are accepted together
-    assert [(p.threshold, p.accepted) for p in curve] == [
-        (0.99, 1), (0.98, 2), (0.97, 3), (0.9, 5), (0.5, 6), (0.2, 7), (0.1, 8)]
-    assert curve[3].precision == pytest.approx(4 / 5)
-    assert curve[4].precision == pytest.approx(5 / 6)
-    p99 = threshold_at(curve, 0.99)
-    assert p99 is not None and (p99.threshold, p99.coverage) == (0.97, 3 / 8)
-    p80 = threshold_at(curve, 0.8)
-    assert p80 is not None and p80.threshold == 0.5 and p80.coverage == pytest.approx(6 / 8)
-    assert threshold_at(coverage_curve([0.9], [False]), 0.99) is None
     s = savings(conf, ok, configured=0.95)
+    assert s["n"] == 8 and [p["accepted"] for p in s["curve"]] == [1, 2, 3, 5, 6, 7, 8]
     assert s["targets"]["0.99"]["coverage"] == pytest.approx(3 / 8)
     assert s["targets"]["0.995"]["threshold"] == 0.97
     assert s["configured"] == {"threshold": 0.95, "coverage": 3 / 8, "precision": 1.0,
                                "accepted": 3}
-    assert at_threshold(conf, ok, 1.1)["coverage"] == 0.0
+    assert savings([0.9], [False])["targets"]["0.99"] == {
+        "threshold": None, "coverage": 0.0, "precision": None, "accepted": 0}
 
 
 def test_paired_bootstrap_identical_models_is_zero() -> None:

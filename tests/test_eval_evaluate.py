@@ -13,6 +13,7 @@ import eval.evaluate as evaluate_mod
 import eval.gallery as gallery_mod
 from eval.compare import compare_all, compare_pair
 from eval.evaluate import evaluate_results, tags_from_result
+from eval.field_scores import score_results
 from eval.gallery import build_gallery, error_crop, gold_word_indices, select_errors
 from extractor.document import (
     RECEIPT_SCHEMA,
@@ -22,6 +23,7 @@ from extractor.document import (
     FieldResult,
     Word,
 )
+from extractor.scoring import confidence_items, expected_calibration_error, pool_items
 
 FIELDS = RECEIPT_SCHEMA.field_names
 
@@ -153,3 +155,26 @@ def test_out_of_range_confidence_is_clipped_and_reported() -> None:
     assert run.metrics["calibration"]["fields"]["total"]["mean_confidence"] == 1.0
     assert run.metrics["calibration"]["fields"]["date"]["mean_confidence"] == 0.0
     assert sum("outside [0, 1], clipped" in p for p in run.problems) == 2
+
+
+def test_confidence_items_are_the_ones_training_and_benchmarks_use() -> None:
+    docs = [_mock_doc(i) for i in range(3)]
+    docs[2].gold["address"] = None                                  # type: ignore[index]
+    results = [_mock_result(docs[0], wrong_total=True), _mock_result(docs[1])]
+    blank = ExtractionResult("d2", "m", {**_mock_result(docs[2]).fields,
+                                         "address": _fr("address", [], 0.7)})  # absent/absent
+    lenient_only = _mock_result(docs[1])
+    lenient_only.fields["company"] = _fr("company", ["shop 1 sdnbhd"], 0.9)
+    results = [results[0], lenient_only, blank]
+    run = evaluate_results(docs, results, RECEIPT_SCHEMA, model="m", data="t")
+    items = confidence_items([d.gold or {} for d in docs], results, FIELDS)
+    from_outcomes = {f: ([o.confidence for o in run.outcomes if o.field == f],
+                         [o.strict_ok for o in run.outcomes if o.field == f]) for f in FIELDS}
+    assert from_outcomes == items
+    assert items["company"][1] == [True, False, True]               # strict: lenient-only is wrong
+    assert items["address"] == ([0.8, 0.8, 0.7], [True, True, True])  # absent/absent counted
+    ece = expected_calibration_error(*pool_items(items))
+    assert run.metrics["calibration"]["overall"]["ece"] == pytest.approx(ece)
+    # the benchmark's ECE (FieldScores) is the report's
+    fs = score_results([d.gold or {} for d in docs], results)
+    assert expected_calibration_error(fs.confidences, fs.correct) == pytest.approx(ece)

@@ -10,6 +10,8 @@ import pytest
 import torch
 
 from extractor.document import RECEIPT_SCHEMA, Document, FieldSpec, Schema, Word
+from extractor.model.calibrate import Calibrator, DecisionProfile
+from extractor.model.card import ModelCard
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.layoutlm import SINUSOIDAL_ROW_NORM
 from extractor.model.zoo import ARCHS, build_model, default_cfgs
@@ -82,7 +84,8 @@ def test_forward_shapes_and_fusion(tiny: KVEnsemble) -> None:
 def test_save_load_round_trip_in_new_process(tiny: KVEnsemble, tmp_path: Path) -> None:
     with torch.no_grad():
         tiny.fusion_raw.copy_(torch.tensor([0.3, 1.7]))  # non-default, must survive
-    tiny.save_pretrained(tmp_path / "m", {"calibration": {"temperature": 1.5, "bias": 0.1}})
+    card = ModelCard(RECEIPT_SCHEMA, decisions=DecisionProfile(Calibrator(1.5, 0.1)))
+    tiny.save_pretrained(tmp_path / "m", card)
     doc = _mock_doc(30)
     (tmp_path / "doc.json").write_text(__import__("json").dumps(doc.export()))
     with torch.inference_mode():
@@ -99,7 +102,7 @@ def test_save_load_round_trip_in_new_process(tiny: KVEnsemble, tmp_path: Path) -
                           str(tmp_path / "doc.json"), str(tmp_path / "lp.pt")],
                          capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
-    got = torch.load(tmp_path / "lp.pt")
+    got = torch.load(tmp_path / "lp.pt", weights_only=True)
     assert torch.equal(got, want)
     assert out.stdout.strip().startswith("kv.ensemble.v1@")
 
@@ -123,8 +126,8 @@ def test_policy_log_prob_has_grad_into_both_members(tiny: KVEnsemble) -> None:
 
 def test_policy_samples_and_log_probs_agree(tiny: KVEnsemble) -> None:
     doc = _mock_doc()
-    draws = tiny.sample(doc, "total", 50, torch.Generator().manual_seed(0))
-    assert len(draws) == 50
+    draws, draw_lps = tiny.sample(doc, "total", 50, torch.Generator().manual_seed(0))
+    assert len(draws) == 50 and draw_lps.shape == (50,)
     with torch.no_grad():
         d = tiny.span_distribution(doc, "total")
         lps = tiny.log_probs(doc, "total", draws[:5])
@@ -133,7 +136,8 @@ def test_policy_samples_and_log_probs_agree(tiny: KVEnsemble) -> None:
         assert torch.isclose(v, want)
     total = torch.logsumexp(torch.cat([d.span_lp.flatten(), d.absent_lp.view(1)]), 0)
     assert abs(total.item()) < 1e-5
-    again = tiny.sample(doc, "total", 50, torch.Generator().manual_seed(0))
+    assert torch.allclose(draw_lps[:5], lps)
+    again, _ = tiny.sample(doc, "total", 50, torch.Generator().manual_seed(0))
     assert draws == again
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from extractor.document import (
@@ -13,8 +16,18 @@ from extractor.document import (
     Schema,
     Word,
 )
+from extractor.model.card import ModelCard
 from feedback_ui.checks import amounts_on_page, field_problem
-from feedback_ui.routing import RoutingConfig, in_audit_sample, most_uncertain_first, route
+from feedback_ui.routing import (
+    RoutingConfig,
+    Threshold,
+    check_thresholds,
+    in_audit_sample,
+    most_uncertain_first,
+    route,
+    thresholds_in_force,
+)
+from feedback_ui.service import thresholds_of_model
 
 SCHEMA = Schema("t", [FieldSpec("date", "date", auto_accept=0.9),
                       FieldSpec("total", "amount", auto_accept=0.5)])
@@ -85,3 +98,54 @@ def test_queue_is_most_uncertain_first() -> None:
 def test_bad_audit_rate_is_refused() -> None:
     with pytest.raises(ValueError, match="audit_rate"):
         RoutingConfig(audit_rate=1.5)
+
+
+def test_fitted_thresholds_override_the_schema_and_none_always_reviews() -> None:
+    fitted = {"date": 0.6, "total": None}  # total cannot reach the target precision
+    r = route(result("25/12/2018", 0.7, "12.50", 1.0), SCHEMA, DOC, RoutingConfig(0.0), fitted)
+    assert r.review_fields == ["total"]  # date 0.7 >= fitted 0.6 though < the schema's 0.9
+    r = route(result("25/12/2018", 0.59, "12.50", 1.0), SCHEMA, DOC, RoutingConfig(0.0), fitted)
+    assert r.review_fields == ["date", "total"]
+    # a field the fitting left out keeps the schema's threshold (total: 0.5)
+    r = route(result("25/12/2018", 0.6, "12.50", 0.49), SCHEMA, DOC, RoutingConfig(0.0),
+              {"date": 0.6})
+    assert r.review_fields == ["total"]
+    # exactly at the fitted threshold is auto-accepted, as with the schema's
+    assert route(result("25/12/2018", 0.6, "12.50", 0.5), SCHEMA, DOC, RoutingConfig(0.0),
+                 {"date": 0.6}).review_fields == []
+
+
+def test_a_document_of_always_reviewed_fields_is_never_auto_accepted_or_audited() -> None:
+    r = route(result("25/12/2018", 1.0, "12.50", 1.0), SCHEMA, DOC, RoutingConfig(1.0),
+              {"date": None, "total": None})
+    assert r.review_fields == ["date", "total"] and not r.audit
+
+
+def test_thresholds_in_force_say_where_they_come_from() -> None:
+    assert thresholds_in_force(SCHEMA, {"total": None}) == [
+        Threshold("date", 0.9, "schema"), Threshold("total", None, "fitted")]
+    assert [t.source for t in thresholds_in_force(SCHEMA)] == ["schema", "schema"]
+
+
+@pytest.mark.parametrize("bad", [{"tip": 0.5}, {"date": 1.5}, {"date": -0.1},
+                                 {"date": "0.9"}, {"date": True}, {"date": float("nan")}])
+def test_malformed_thresholds_are_refused(bad: dict) -> None:
+    with pytest.raises(ValueError, match="auto-accept threshold"):
+        check_thresholds(bad, SCHEMA)
+
+
+def _model_dir(tmp_path: Path, **meta: object) -> Path:
+    card = ModelCard(SCHEMA).export()  # a real model card, then the entries under test
+    (tmp_path / "kvloop.json").write_text(json.dumps({**card, **meta}))
+    return tmp_path
+
+
+def test_fitted_thresholds_are_read_from_the_models_kvloop_json(tmp_path: Path) -> None:
+    assert thresholds_of_model(None) is None
+    assert thresholds_of_model(_model_dir(tmp_path)) is None  # saved before fitting existed
+    fitted = thresholds_of_model(_model_dir(tmp_path, auto_accept={"date": 0.8, "total": None}))
+    assert fitted == {"date": 0.8, "total": None}
+    with pytest.raises(ValueError, match="kvloop.json.*not in schema"):
+        thresholds_of_model(_model_dir(tmp_path, auto_accept={"tip": 0.8}))
+    with pytest.raises(ValueError, match="must map field names"):
+        thresholds_of_model(_model_dir(tmp_path, auto_accept=[0.8]))

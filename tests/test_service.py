@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
+from extractor.document import (
+    Candidate,
+    Document,
+    ExtractionResult,
+    FieldResult,
+    FieldSpec,
+    Schema,
+    Word,
+)
 from feedback_ui.ingest import Uploader
 from feedback_ui.routing import RoutingConfig
 from feedback_ui.service import (
@@ -90,6 +98,45 @@ def test_save_pick_edit_not_present_lands_exactly_in_store(svc: ReviewService) -
     assert svc.store.lease_of("rcpt1") is None  # save and next releases the document
 
 
+def test_reject_sends_the_document_back_to_the_queue(svc: ReviewService) -> None:
+    task = svc.open("rcpt1", "ann")
+    svc.save_correction(task, {"total": FieldChoice("reject")}, "ann")
+    cur = svc.store.current("rcpt1")["total"]
+    assert (cur.value, cur.action, cur.operator) == (None, "reject", "ann")
+    hist = {h.field: (h.action, h.before, h.after, h.shown_value) for h in svc.history("rcpt1")}
+    assert hist["total"] == ("reject", "50.00", None, "50.00")
+    assert "rcpt1" not in svc.store.reviewed_doc_ids()
+    assert "rcpt1" in [q.doc_id for q in svc.queue()]  # someone else can finish it
+    bob = svc.open("rcpt1", "bob")
+    svc.save_correction(bob, {"total": FieldChoice("edit", "1.50")}, "bob")
+    assert "rcpt1" not in [q.doc_id for q in svc.queue()]
+    [fb] = svc.store.iter_feedback()
+    total = fb.fields["total"]
+    assert (total.final_value, total.final_span, total.operator) == ("1.50", [4], "bob")
+    assert [(r.value, r.explicit) for r in total.rejected] == [("50.00", True)]
+
+
+def test_nothing_shown_cannot_be_rejected(svc: ReviewService) -> None:
+    task = svc.open("rcpt1", "ann")
+    with pytest.raises(ValueError, match="reject"):
+        svc.save_correction(task, {"address": FieldChoice("reject")}, "ann")  # no candidate
+    assert svc.history("rcpt1") == []
+
+
+def test_final_spans_for_accept_pick_and_edit(svc: ReviewService) -> None:
+    task = svc.open("rcpt1", "ann")
+    save = svc.save_correction(task, {"total": FieldChoice("pick", pick_index=1),
+                                      "company": FieldChoice("edit", "MAJU")}, "ann")
+    assert save.seconds >= 0
+    task = svc.open("rcpt4", "ann")
+    svc.save_correction(task, {"total": FieldChoice("edit", "4.5"),  # printed as 4.50
+                               "date": FieldChoice("edit", "31/12/2018")}, "ann")  # not printed
+    spans = {fb.document.id: {k: f.final_span for k, f in fb.fields.items()}
+             for fb in svc.store.iter_feedback()}
+    assert spans["rcpt1"] == {"company": [1], "date": [2], "address": None, "total": [4]}
+    assert spans["rcpt4"] == {"company": [0, 1], "date": None, "address": None, "total": [4]}
+
+
 def test_emptied_box_is_recorded_as_clear(svc: ReviewService) -> None:
     task = svc.open("rcpt1", "ann")
     choice = resolve_choice(task.field("company"), "   ", None)
@@ -157,11 +204,12 @@ def test_stats(svc: ReviewService) -> None:
 
 def test_schema_comes_from_the_model_folder(tmp_path: Path) -> None:
     from extractor.document import RECEIPT_SCHEMA, FieldSpec, Schema
+    from extractor.model.card import ModelCard
     from feedback_ui.service import schema_of_model
 
     assert schema_of_model(None) is RECEIPT_SCHEMA
     forms = Schema("forms", [FieldSpec("invoice_no", auto_accept=0.5)])
-    (tmp_path / "kvloop.json").write_text(json.dumps({"schema": forms.export()}))
+    ModelCard(forms).save(tmp_path)
     assert schema_of_model(tmp_path) == forms
     with pytest.raises(ValueError, match="kvloop.json"):
         schema_of_model(tmp_path / "missing")
@@ -223,3 +271,25 @@ def test_upload_runs_ocr_and_extraction_into_the_queue(svc: ReviewService,
     assert len(svc.store.document_ids()) == 5  # the 4 receipts + the one good upload
     again = uploader.ingest(svc, [("shop.png", good)])
     assert again.added == [] and again.skipped == report.added
+
+
+def test_rejecting_an_auto_accepted_field_sends_the_document_back(tmp_path: Path) -> None:
+    """Routing had accepted every field; the operator (an audit) rejects one: it is queued
+    again with that field to review, and leaves the queue once someone fixes it."""
+    store = FeedbackStore(tmp_path / "f.db")
+    words = [Word(t, (10 * i, 0, 10 * i + 8, 10)) for i, t in enumerate(["TOTAL", "9.00"])]
+    doc = Document("auto1", words, 200, 20)
+    res = ExtractionResult("auto1", "m@1", {
+        "total": FieldResult("total", [Candidate("9.00", 0.999, [1])], 0.999)})
+    schema = Schema("t", [FieldSpec("total", "amount", auto_accept=0.5)])
+    svc = ReviewService(store, schema, routing=RoutingConfig(audit_rate=0.0))
+    svc.add([doc], [res])
+    assert [q.doc_id for q in svc.queue()] == []  # auto-accepted, not audited
+    task = svc.open("auto1", "ann")
+    svc.save_correction(task, {"total": FieldChoice("reject")}, "ann")
+    queued = svc.queue()
+    assert [(q.doc_id, q.review_fields) for q in queued] == [("auto1", ["total"])]
+    assert svc.progress().total == 1 and svc.progress().done == 0
+    task = svc.open("auto1", "bob")
+    svc.save_correction(task, {"total": FieldChoice("edit", "9.00")}, "bob")
+    assert svc.queue() == [] and svc.progress().done == 1

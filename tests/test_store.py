@@ -246,7 +246,10 @@ def test_training_api_corrected_pairs_jsonl_and_dataset(store_url: str, tmp_path
     assert pairs == [("company", "SHOP SDN", "SHOP", 1), ("total", "1.50", "20.00", 0)]
     n = export_jsonl(store, str(tmp_path / "pairs.jsonl"), "pairs")
     lines = [json.loads(x) for x in (tmp_path / "pairs.jsonl").read_text().splitlines()]
-    assert n == 2 and lines[1]["rejected"] == "20.00" and lines[1]["document"]["id"] == "r001"
+    assert n == 2 and lines[1]["rejected"] == "20.00" and lines[1]["doc_id"] == "r001"
+    assert "document" not in lines[1]  # pages go once to the documents file beside it
+    pages = (tmp_path / "pairs.documents.jsonl").read_text().splitlines()
+    assert [Document.from_dict(json.loads(x)) for x in pages] == [docs[0]]
     ds = to_dataset(store, "corrected")
     assert ds.num_rows == 1 and ds[0]["fields"] == ["company", "total"]
     assert ds[0]["values"] == ["SHOP SDN", "1.50"] and ds[0]["words"][4] == "1.50"

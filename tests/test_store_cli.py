@@ -69,6 +69,37 @@ def test_review_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "model folder" in capsys.readouterr().err
     (tmp_path / "not-a-model").mkdir()
     assert review.run(review_args(store=tmp_path / "f.db", model=tmp_path / "not-a-model")) == 2
-    assert "cannot read the model's schema" in capsys.readouterr().err
+    assert "not a kvloop model directory (kvloop.json missing)" in capsys.readouterr().err
     assert review.run(review_args(store=tmp_path / "no" / "dir" / "f.db")) == 1
     assert "cannot open store" in capsys.readouterr().err
+
+
+def test_export_pairs_with_filters_writes_pages_beside(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "f.db")
+    store = FeedbackStore(db)
+    pairs = [receipt(1, 0.9), receipt(2, 0.3)]
+    store.add_batch([d for d, _ in pairs], [r for _, r in pairs])
+    now = datetime.now(timezone.utc)
+    cands = pairs[0][1].fields["total"].candidates
+    for doc_id, action in (("rcpt1", FieldAction("total", "edit", "1.50", "50.00", 0.9, cands)),
+                           ("rcpt2", FieldAction("total", "reject", None, "50.00", 0.3, cands))):
+        store.acquire_lease(doc_id, "ann")
+        store.save_review(doc_id, "ann", [action], started_at=now)
+    out = tmp_path / "pairs.jsonl"
+    assert main(["store", "export", "--store", db, "--kind", "pairs", "--out", str(out),
+                 "--actions", "edit,reject", "--since", now.date().isoformat()]) == 0
+    assert "(pages in " in capsys.readouterr().out
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["doc_id"], r["chosen"], r["rejected"]) for r in rows] == [
+        ("rcpt1", "1.50", "50.00")]  # rcpt2's total is open: no chosen value, no pair
+    pages = (tmp_path / "pairs.documents.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in pages] == ["rcpt1"]
+    assert main(["store", "export", "--store", db, "--kind", "pairs", "--out", str(out),
+                 "--until", now.date().isoformat()]) == 0
+    assert out.read_text() == ""
+    with pytest.raises(SystemExit):
+        main(["store", "export", "--store", db, "--out", str(out), "--actions", "approve"])
+    assert "unknown action(s) ['approve']" in capsys.readouterr().err
+    assert main(["store", "stats", "--store", db]) == 0
+    assert "rejected     1" in capsys.readouterr().out

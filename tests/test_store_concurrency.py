@@ -1,9 +1,11 @@
-"""Several processes reviewing and saving into one store at once lose nothing (SQLite, PG)."""
+"""Several processes reviewing, rejecting, saving and undoing in one store at once lose nothing
+(SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import random
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import pytest
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
-from feedback_ui.store import FeedbackStore, FieldAction, LeaseHeldError, pgtemp
+from feedback_ui.store import FeedbackStore, FieldAction, LeaseHeldError, StaleValueError, pgtemp
 
 WORKERS, DOCS, ROUNDS = 4, 6, 3
 
@@ -29,31 +31,45 @@ def _doc(i: int) -> Document:
                     width=100, height=20)
 
 
+def _visit(store: FeedbackStore, op: str, i: int, rnd: int, rng: random.Random) -> str | None:
+    """Save an edit, or (three times in ten) a reject of the value shown; returns the value."""
+    doc_id = f"d{i}"
+    cur = store.current(doc_id).get("total")
+    shown = cur.value if cur else f"{i}.00"
+    reject = shown is not None and rng.random() < 0.3
+    store.save_review(doc_id, op, [FieldAction(
+        "total", "reject" if reject else "edit", None if reject else f"{op}-r{rnd}", shown, 0.5,
+        [Candidate(f"{i}.00", 0.5, [1])], seen_action_id=cur.action_id if cur else None)],
+        started_at=datetime.now(timezone.utc), release=True)
+    return None if reject else f"{op}-r{rnd}"
+
+
 def _worker(url: str, worker: int, barrier: Any, out: Any) -> None:
-    """Every worker walks every document in its own order; whoever holds the lease saves."""
+    """Every worker walks every document in its own order; whoever holds the lease saves, and
+    now and then undoes that save again (refused if someone saved or took the lease since)."""
     store = FeedbackStore(url)
     rng = random.Random(worker)
     op = f"op{worker}"
-    saved: list[tuple[str, str]] = []
+    saved: list[tuple[str, str | None]] = []
+    undone: list[int | None] = []
     barrier.wait()  # start together so saves really overlap
     for rnd in range(ROUNDS):
         order = list(range(DOCS))
         rng.shuffle(order)
         for i in order:
-            doc_id = f"d{i}"
             try:
-                store.acquire_lease(doc_id, op, ttl_s=60)
+                store.acquire_lease(f"d{i}", op, ttl_s=60)
             except LeaseHeldError:
                 continue
-            cur = store.current(doc_id).get("total")
-            value = f"{op}-r{rnd}"
-            store.save_review(doc_id, op, [FieldAction(
-                "total", "edit", value, cur.value if cur else f"{i}.00", 0.5,
-                [Candidate(f"{i}.00", 0.5, [1])], seen_action_id=cur.action_id if cur else None)],
-                started_at=datetime.now(timezone.utc), release=True)
-            saved.append((doc_id, value))
+            saved.append((f"d{i}", _visit(store, op, i, rnd, rng)))
+            if rng.random() < 0.25:
+                try:
+                    undone.append(store.undo_last(op, ttl_s=60).undoes_id)
+                    store.release_lease(f"d{i}", op)
+                except (LeaseHeldError, StaleValueError):
+                    pass
     store.close()
-    out.put((worker, saved))
+    out.put((worker, saved, undone))
 
 
 def test_concurrent_processes_lose_no_save(store_url: str) -> None:
@@ -67,21 +83,27 @@ def test_concurrent_processes_lose_no_save(store_url: str) -> None:
              for w in range(WORKERS)]
     for p in procs:
         p.start()
-    reported = dict(out.get(timeout=120) for _ in procs)
+    reported = [out.get(timeout=120) for _ in procs]
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    claimed = [s for saves in reported.values() for s in saves]
+    claimed = [s for _, saves, _ in reported for s in saves]
+    undone = {u for _, _, us in reported for u in us}
     assert len(claimed) >= DOCS * ROUNDS  # every document was saved in every round at least
-    stored = []
+    assert undone and None in {v for _, v in claimed}  # some undos and rejects happened
+    stored, flagged, reviewed = [], set(), set()
     for d in docs:
         hist = store.history(d.id)
         stored += [(d.id, h.after) for h in hist]
-        # Each save saw the one before it: the chain before -> after never skips a value.
-        befores = [h.before for h in hist]
-        assert befores == [f"{d.words[1].text}"] + [h.after for h in hist[:-1]]
-        assert store.current_values(d.id)["total"] == hist[-1].after
-    assert sorted(stored) == sorted(claimed)
+        flagged |= {h.save_id for h in hist if h.undone}
+        live = [h for h in hist if not h.undone]
+        # Each save saw the one before it (undone ones aside): the chain never skips a value.
+        assert [h.before for h in live] == [d.words[1].text] + [h.after for h in live[:-1]]
+        assert store.current_values(d.id) == ({"total": live[-1].after} if live else {})
+        if live and live[-1].action != "reject":
+            reviewed.add(d.id)
+    assert Counter(stored) == Counter(claimed)
+    assert flagged == undone and store.reviewed_doc_ids() == reviewed
 
 
 def _grab(url: str, worker: int, barrier: Any, out: Any) -> None:

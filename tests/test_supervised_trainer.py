@@ -14,18 +14,16 @@ from extractor.lexicon import Lexicon, build_lexicon
 from extractor.loaders import load_documents
 from extractor.model.predictor import load_predictor
 from training.supervised_config import SupervisedConfig
-from training.supervised_trainer import (
+from training.data import epoch_batches, mixed_windows, pass_windows
+from training.decisions import (
     ABSENT_THRESHOLDS,
     CORRECT_BELOW,
     FUSION_GRID,
-    SupervisedTrainer,
     add_missing_lexicon,
-    epoch_batches,
-    mixed_windows,
-    param_groups,
-    pass_windows,
     recalibrate,
 )
+from training.optim import param_groups
+from training.supervised_trainer import SupervisedTrainer
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +49,19 @@ def test_train_step_lowers_the_loss(receipts: list, tmp_path: Path) -> None:
     per_pass, _ = pass_windows(tr.model, receipts[:2], tr.schema, variants=False)
     wins = [w for passes in per_pass for w in passes[0]]
     batch = wins[:4]
-    opt = torch.optim.AdamW(param_groups(tr.model, cfg))
+    opt = torch.optim.AdamW(param_groups(tr.model, cfg.lr, cfg.head_lr))
     before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
-    losses = [tr.train_step(batch, opt)["loss"] for _ in range(6)]
+
+    def step() -> float:
+        tr.model.train()
+        loss, parts = tr.compute_loss(batch)
+        assert set(parts) == {"bert", "layoutlm", "fused"}
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    losses = [step() for _ in range(6)]
     assert losses[-1] < losses[0]
     changed = [n for n, p in tr.model.named_parameters() if not torch.equal(before[n], p)]
     assert any(n.startswith("bert.") for n in changed)
@@ -144,3 +152,25 @@ def test_recalibrating_on_another_ocr_fits_its_profile_only(receipts: list, sroi
     assert after.version != before.version  # the decisions are part of the version
     with pytest.raises(ValueError, match="no documents"):
         recalibrate(out, [])
+
+
+def test_same_seed_same_weights_and_curves(receipts: list, tmp_path: Path) -> None:
+    """Two runs of one config write byte-identical weights; the curves file logs every step."""
+    import hashlib
+
+    digests = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        SupervisedTrainer(replace(_cfg(out), epochs=2), train_docs=receipts[:3], dev_docs=[],
+                          calib_docs=receipts[4:6]).train()
+        digests.append([hashlib.sha256((out / m / "model.safetensors").read_bytes()).hexdigest()
+                        for m in ("bert", "layoutlm")])
+        rows = [json.loads(line) for line in (out / "curves.jsonl").read_text().splitlines()]
+        steps = [r for r in rows if "step" in r]
+        assert [r["step"] for r in steps] == list(range(1, len(steps) + 1))
+        assert {"loss", "bert", "layoutlm", "fused", "lr"} <= set(steps[0])
+        assert [r["epoch_end"] for r in rows if "epoch_end" in r] == [1, 2]
+        card = json.loads((out / "kvloop.json").read_text())
+        assert card["training"]["trainer"] == "base" and card["training"]["parent_version"] is None
+        assert set(card["auto_accept"]) == {"company", "date", "address", "total"}
+    assert digests[0] == digests[1]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_service import receipt
 
+from extractor.document import Candidate, FieldResult
 from feedback_ui.store import FeedbackStore
 
 APP = str(Path(__file__).resolve().parents[1] / "feedback_ui" / "app.py")
@@ -229,3 +232,94 @@ def test_encoded_page_is_handed_to_the_image_component_as_is() -> None:
     finally:
         sic._component_func = orig
     assert sent["src"] == "data:image/jpeg;base64," + base64.b64encode(enc.data).decode()
+
+
+def shown(label: str) -> str:
+    """A markdown label as the browser shows it (the app escapes markdown in values)."""
+    return re.sub(r"\\(.)", r"\1", label)
+
+
+LONG_ADDRESSES = ["NO. 2 & 4, JALAN BAYU 4, BANDAR SERI ALAM, 81750 MASAI, JOHOR DARUL TAKZIM",
+                  ("LOT 1851-A & 1851-B, JALAN KPB 6, KAWASAN PERINDUSTRIAN BALAKONG, 43300 "
+                   "SERI KEMBANGAN, SELANGOR"),
+                  "*PRICE $12.50* :smile: [not a link](x) <b>not bold</b> #7"]
+
+
+def test_alternatives_show_their_whole_values_and_scores(store: FeedbackStore) -> None:
+    doc, res = receipt(0, 0.1)  # the least confident: opened first
+    res.fields["address"] = FieldResult("address", [
+        Candidate(a, s) for a, s in zip(LONG_ADDRESSES, (0.4, 0.35, 0.01))], 0.4)
+    store.add_batch([doc], [res])
+    at = start()
+    assert heading(at).startswith("#### rcpt0")
+    for i, (value, score) in enumerate(zip(LONG_ADDRESSES, (0.4, 0.35, 0.01))):
+        button = at.button(key=f"pick::address::{i}")
+        assert shown(button.label) == f"{i + 1}: {value} ({score:.2f})"
+        assert button.proto.wrap  # wrapped over lines, never cut with an ellipsis
+    at.button(key="pick::address::2").click().run()
+    assert at.text_input(key="edit::address").value == LONG_ADDRESSES[2]  # the raw value
+
+
+def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) -> None:
+    at = start()
+    assert heading(at).startswith("#### rcpt2")
+    assert at.button(key="reject::total").proto.shortcut == "x"  # total is under edit
+    at.button(key="reject::total").click().run()
+    assert "**rejected:** 50.00" in shown(" ".join(m.value for m in at.caption))
+    assert at.text_input(key="edit::total").value == "50.00"  # shows what is rejected
+    click(at, "Save and next")
+    assert heading(at).startswith("#### rcpt4")
+    actions = {h.field: h.action for h in store.history("rcpt2")}
+    assert actions["total"] == "reject" and actions["company"] == "accept"
+    assert store.current_values("rcpt2")["total"] is None  # known wrong, right one unknown
+    # The document is back in the queue with its rejected field to review.
+    at.sidebar.radio(key="page").set_value("Queue").run()
+    table = at.dataframe[0].value
+    row = table[table["document"] == "rcpt2"].iloc[0]
+    assert "total" in row["fields to review"] and not row["reviewed"]
+    at.sidebar.radio(key="page").set_value("Review").run()
+    at.sidebar.text_input(key="goto").input("rcpt2").run()
+    assert heading(at).startswith("#### rcpt2")
+    total_head = next(m.value for m in at.markdown if m.value.startswith("**total**"))
+    assert "needs review" in total_head and "rejected by ann" in total_head
+    assert at.text_input(key="edit::total").value == "50.00"  # the model's value, to judge
+
+
+def test_reject_pressed_again_or_overtyped_is_taken_back(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="reject::total").click().run()
+    at.button(key="reject::total").click().run()
+    assert "rejected" not in " ".join(m.value for m in at.caption)
+    at.button(key="reject::total").click().run()
+    at.text_input(key="edit::total").input("2.50").run()  # typing the right value replaces it
+    assert "will save: **edit**" in " ".join(m.value for m in at.caption)
+    click(at, "Save and next")
+    assert {h.field: h.action for h in store.history("rcpt2")}["total"] == "edit"
+
+
+def model_dir_with(tmp_path: Path, auto_accept: dict | None) -> Path:
+    from extractor.document import RECEIPT_SCHEMA
+    from extractor.model.card import ModelCard
+
+    (tmp_path / "model").mkdir()
+    ModelCard(RECEIPT_SCHEMA, auto_accept=dict(auto_accept or {})).save(tmp_path / "model")
+    return tmp_path / "model"
+
+
+@pytest.mark.parametrize(("fitted", "queued", "said"), [
+    (None, ["rcpt2", "rcpt4", "rcpt1"], "schema defaults (none fitted with the model): company"),
+    ({"total": 0.5}, ["rcpt2", "rcpt4"], ("fitted with the model: company ≥ 0.95 (schema "
+                                          "default) · date ≥ 0.95 (schema default) · address "
+                                          "≥ 0.95 (schema default) · total ≥ 0.50")),
+    ({"date": None}, ["rcpt2", "rcpt4", "rcpt1", "rcpt3"], "date always reviewed"),
+])
+def test_queue_follows_the_models_fitted_thresholds_and_says_so(
+        store: FeedbackStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        fitted: dict | None, queued: list[str], said: str) -> None:
+    monkeypatch.setenv("KVLOOP_MODEL", str(model_dir_with(tmp_path, fitted)))
+    at = start()
+    at.sidebar.radio(key="page").set_value("Queue").run()
+    assert list(at.dataframe[0].value["document"]) == queued
+    assert said in at.main.caption[-1].value
+    at.sidebar.radio(key="page").set_value("Stats").run()
+    assert said in at.main.caption[-1].value

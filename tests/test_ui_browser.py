@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -58,15 +59,16 @@ def result_for(doc: Document) -> ExtractionResult:
     })
 
 
-@pytest.fixture
-def server(sroie_dir: Path, tmp_path: Path) -> Iterator[tuple[str, FeedbackStore, list[Document]]]:
+@contextlib.contextmanager
+def review_server(tmp_path: Path, docs: list[Document], results: list[ExtractionResult]
+                  ) -> Iterator[tuple[str, FeedbackStore]]:
+    """``kvloop review`` on a free loopback port over a fresh store holding ``results``."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (Debian package chromium)")
     pytest.importorskip("playwright")
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     store = FeedbackStore(url)
-    docs = [load_sroie_document(sroie_dir, i) for i in ("001", "002")]
-    store.add_batch(docs, [result_for(d) for d in docs])
+    store.add_batch(docs, results)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "streamlit.log", "w") as log:
@@ -84,10 +86,17 @@ def server(sroie_dir: Path, tmp_path: Path) -> Iterator[tuple[str, FeedbackStore
             else:
                 pytest.fail("kvloop review did not come up: "
                             + (tmp_path / "streamlit.log").read_text())
-            yield base, store, docs
+            yield base, store
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+@pytest.fixture
+def server(sroie_dir: Path, tmp_path: Path) -> Iterator[tuple[str, FeedbackStore, list[Document]]]:
+    docs = [load_sroie_document(sroie_dir, i) for i in ("001", "002")]
+    with review_server(tmp_path, docs, [result_for(d) for d in docs]) as (base, store):
+        yield base, store, docs
 
 
 def test_operator_corrects_fields_in_a_real_browser(server, artifacts_dir: Path) -> None:
@@ -163,3 +172,90 @@ def test_operator_corrects_fields_in_a_real_browser(server, artifacts_dir: Path)
         "total": right_total}
     actions = {h.field: h.action for h in store.history(first.id)}
     assert actions == {"company": "edit", "date": "accept", "address": "accept", "total": "pick"}
+
+
+def long_alternatives_result(doc: Document) -> ExtractionResult:
+    """Five long address alternatives (k-best spans around the gold one), and a company
+    alternative that markdown would mangle if the app did not escape it."""
+    gold = (doc.gold or {})["address"]
+    parts = gold.split(", ")
+    addresses = [gold, ", ".join(parts[:-1]), ", ".join(parts[1:]), f"{gold} TEL 07-3588888",
+                 ", ".join(parts[:2])]
+    res = result_for(doc)
+    res.fields["address"] = FieldResult("address", [
+        Candidate(a, round(0.4 - 0.07 * i, 2)) for i, a in enumerate(addresses)], 0.4)
+    company = res.fields["company"]
+    company.candidates.append(Candidate("*MR* D.I.Y. $1.50 :smile: [JOHOR](x) <b>SDN</b> #2", 0.1))
+    return res
+
+
+# A label cut short shows fewer characters than it holds: some box on the way from the text to
+# the button is narrower (or shorter) than its content, or the text is set to end in "…".
+CLIPPED_JS = """b => {
+  const out = [];
+  for (let el = b.querySelector('p') || b; el && el !== b.parentElement; el = el.parentElement) {
+    const cs = getComputedStyle(el);
+    if (el.scrollWidth > el.clientWidth + 1 && cs.overflowX !== 'visible') out.push('width');
+    if (el.scrollHeight > el.clientHeight + 1 && cs.overflowY !== 'visible') out.push('height');
+    if (cs.textOverflow === 'ellipsis' && cs.whiteSpace === 'nowrap') out.push('ellipsis');
+  }
+  return out;
+}"""
+
+
+def test_alternatives_are_readable_and_reject_by_key_at_1500_px(
+        sroie_dir: Path, tmp_path: Path, artifacts_dir: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    doc = load_sroie_document(sroie_dir, "002")  # the longest address of the sample
+    res = long_alternatives_result(doc)
+    addresses = res.fields["address"].candidates
+    with review_server(tmp_path, [doc], [res]) as (base, store), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        # Tall enough for every field card: Streamlit scrolls inside the page, so a "full page"
+        # screenshot is only the viewport.
+        page = browser.new_page(viewport={"width": 1500, "height": 1700})
+        page.goto(base)
+        page.get_by_label("Operator name").fill("ann")
+        page.get_by_label("Operator name").press("Enter")
+        expect(page.get_by_text(f"{doc.id} · model", exact=False)).to_be_visible(timeout=30000)
+        # Operators get no developer menu.
+        expect(page.get_by_test_id("stAppDeployButton")).to_have_count(0)
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+        expect(page.get_by_test_id("stMainMenu")).to_have_count(0)
+        # Put address under edit: its number keys are bound once the hints show.
+        edit_address = page.get_by_role("button", name="Edit").nth(2)
+        edit_address.click()
+        expect(edit_address).to_be_disabled()
+        last = addresses[-1]
+        expect(page.get_by_role("button", name=f"5: {last.value} ({last.score:.2f})")
+               ).to_have_text(re.compile(r"\s*5\s*$"), timeout=15000)
+        page.wait_for_timeout(500)  # let the layout settle before measuring
+        page.screenshot(path=str(artifacts_dir / "review_ui_alternatives_1500px.png"),
+                        full_page=True)
+        shown = [("address", i, c) for i, c in enumerate(addresses)]
+        shown.append(("company", 1, res.fields["company"].candidates[1]))
+        for name, i, c in shown:
+            label = f"{i + 1}: {c.value} ({c.score:.2f})"  # as typed: markdown left alone
+            button = page.get_by_role("button", name=label, exact=False)
+            expect(button).to_have_count(1)
+            assert label in " ".join(button.inner_text().split())
+            assert button.evaluate(CLIPPED_JS) == [], label
+            # Inside its field's card (the text box's block), so inside the window too.
+            card = page.get_by_label(f"{name} value").locator(
+                "xpath=ancestor::div[@data-testid='stVerticalBlock'][1]").bounding_box()
+            box = button.bounding_box()
+            assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card[
+                "width"] + 1 <= 1500, label
+        # "x" marks the value of the field under edit wrong; the card says so; Save stores it.
+        page.mouse.click(5, 5)  # focus on the page, not in a text box
+        page.keyboard.press("x")
+        expect(page.get_by_text(f"rejected: {res.fields['address'].value}")).to_be_visible(
+            timeout=15000)
+        page.screenshot(path=str(artifacts_dir / "review_ui_rejected.png"), full_page=True)
+        page.get_by_role("button", name="Save and next").click()
+        expect(page.get_by_text("Nothing left to review", exact=False)).to_be_visible(
+            timeout=30000)
+        browser.close()
+        actions = {h.field: h.action for h in store.history(doc.id)}
+    assert actions["address"] == "reject"

@@ -17,7 +17,12 @@ Parameters, by group:
   by about the learning rate per step, so ``head_lr`` would let rows seen on a few pages drift
   far), ``batch_size`` (windows), ``warmup_ratio``, ``weight_decay``,
   ``grad_clip``, ``loss_weights`` (bert, layoutlm, fused);
-* control: ``seed``, ``patience`` (epochs without dev F1 gain before stopping), ``threads``.
+* decisions: ``auto_accept_target`` (precision each field's auto-accept threshold must reach on
+  the calibration split), ``auto_accept_level`` (a Clopper-Pearson level the precision's lower
+  bound must reach instead of the plain precision; None: plain);
+* shared with every trainer (``training.config.TrainConfig``): ``out``, ``seed``,
+  ``patience`` (epochs without dev F1 gain before stopping), ``threads``, ``device``,
+  ``mixed_precision``, ``max_steps``.
 
 The defaults are the recipe measured on SROIE (BENCHMARKS.md, "Extractor"): 10 epochs at
 2e-4, half the pages read from a tesseract pass each epoch; 300 receipts take ~31 min on 2 cores
@@ -26,17 +31,16 @@ The defaults are the recipe measured on SROIE (BENCHMARKS.md, "Extractor"): 10 e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from extractor.model.layoutlm import LAYOUT_INITS
 from extractor.splits import SPLITS
+from training.config import TrainConfig
 
 
 @dataclass
-class SupervisedConfig:
+class SupervisedConfig(TrainConfig):
     data: str = field(default="", metadata={"help": "dataset spec (SROIE folder, JSONL, demo)"})
-    out: str = field(default="", metadata={"help": "output model directory"})
     ocr: str = field(default="provided", metadata={"help": "'provided' or 'tesseract'"})
     ocr_mix: float = field(default=0.5, metadata={
         "help": "share of training pages read from a random tesseract pass each epoch"})
@@ -56,21 +60,18 @@ class SupervisedConfig:
     stride: int = field(default=128, metadata={"help": "token overlap between windows"})
     max_span_len: int = field(default=48, metadata={"help": "longest value span, in words"})
     epochs: int = field(default=10, metadata={"help": "maximum epochs"})
-    lr: float = field(default=2e-4, metadata={"help": "learning rate of pretrained weights"})
-    head_lr: float = field(default=1e-3, metadata={"help": "learning rate of new parameters"})
-    layout_lr: float | None = field(default=None, metadata={
-        "help": "learning rate of the layout embeddings (None: lr)"})
     batch_size: int = field(default=8, metadata={"help": "windows per step"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up share"})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
-    grad_clip: float = field(default=1.0, metadata={"help": "max gradient norm"})
-    loss_weights: tuple[float, float, float] = field(
-        default=(1.0, 1.0, 1.0), metadata={"help": "CE weights: bert, layoutlm, fused"})
-    seed: int = field(default=13, metadata={"help": "random seed"})
-    patience: int = field(default=3, metadata={"help": "early-stopping patience (epochs)"})
-    threads: int = field(default=2, metadata={"help": "torch CPU threads"})
+    loss_weights: list[float] = field(
+        default_factory=lambda: [1.0, 1.0, 1.0],
+        metadata={"help": "CE weights: bert, layoutlm, fused"})
+    auto_accept_target: float = field(default=0.99, metadata={
+        "help": "precision each field's auto-accept threshold must reach on held-out pages"})
+    auto_accept_level: float | None = field(default=None, metadata={
+        "help": "require the Clopper-Pearson lower bound of that precision at this level "
+                "(e.g. 0.95) instead of the plain precision (None)"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("train_split", "dev_split", "calib_split"):
             if getattr(self, name) not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")
@@ -82,13 +83,11 @@ class SupervisedConfig:
             raise ValueError(f"max_length must be in [8, 512], got {self.max_length}")
         if not 0 <= self.stride < self.max_length - 2:
             raise ValueError(f"stride must be in [0, max_length - 2), got {self.stride}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
         if self.layout_init not in LAYOUT_INITS:
             raise ValueError(f"layout_init must be one of {LAYOUT_INITS}, got {self.layout_init!r}")
-        if self.lr <= 0 or self.head_lr <= 0 or (self.layout_lr is not None and self.layout_lr <= 0):
-            raise ValueError("learning rates must be > 0")
-        self.loss_weights = tuple(float(w) for w in self.loss_weights)  # type: ignore[assignment]
-
-    def export(self) -> dict[str, Any]:
-        return asdict(self)
+        if len(self.loss_weights) != 3:
+            raise ValueError(f"loss_weights takes 3 numbers (bert, layoutlm, fused), "
+                             f"got {self.loss_weights}")
+        if not 0.0 < self.auto_accept_target <= 1.0:
+            raise ValueError(f"auto_accept_target must be in (0, 1], got {self.auto_accept_target}")
+        self.loss_weights = [float(w) for w in self.loss_weights]

@@ -1,4 +1,4 @@
-"""Calibrating the top-1 field confidence, and measuring calibration (ECE).
+"""Calibrating the top-1 field confidence.
 
 The raw confidence of a field is the decoder's merged probability of its top value. Two
 calibrator families are fitted on the calibration split and the one with the lower
@@ -13,6 +13,9 @@ more than ``ISOTONIC_MARGIN``:
   scores of several tesseract passes are such scores: a value read by k of 5 passes scores
   about k/5 of its probability, and no temperature fits those clusters (SROIE dev, session-2
   model: ECE 0.097 with temperature+bias fitted on the calibration split, 0.045 isotonic).
+
+The (confidence, correct) items and the ECE are ``extractor.scoring``'s (``is_correct``,
+``confidence_items``, ``expected_calibration_error``), the same ones ``kvloop eval`` reports.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval.calibration import ece, reliability_bins
+from extractor.scoring import expected_calibration_error
 
 _EPS = 1e-6
 
@@ -108,7 +111,11 @@ class DecisionProfile:
 
 
 def ocr_engine(ocr: str) -> str:
-    """The engine part of a document's ``ocr`` name: ``tesseract:psm6`` -> ``tesseract``."""
+    """The engine part of a document's ``ocr`` name.
+
+    >>> ocr_engine("tesseract:psm6"), ocr_engine("provided")
+    ('tesseract', 'provided')
+    """
     return ocr.split(":", 1)[0]
 
 
@@ -194,12 +201,3 @@ def fit_calibrator(confidences: Sequence[float], correct: Sequence[bool],
     cal.cv_ece = {m: round(v, 6) for m, v in scores.items()}
     return cal
 
-
-def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool],
-                               n_bins: int = 10) -> float:
-    """ECE over equal-width bins (``eval.calibration``, the one implementation reports use).
-
-    >>> round(expected_calibration_error([0.9, 0.9, 0.1, 0.1], [True, True, False, False]), 3)
-    0.1
-    """
-    return ece(reliability_bins(list(confidences), list(correct), n_bins))

@@ -63,8 +63,8 @@ def span_log_probs(word_lp: torch.Tensor, b_id: int, i_id: int,
     m = min(max_len, n)
     c_i = torch.cat([lp_i.new_zeros(1), lp_i.cumsum(0)])  # c_i[j] = sum lp_i[:j]
     stop = torch.cat([log1m_exp(lp_i[1:]), lp_i.new_zeros(1)])  # stop[e]: no I at e+1
-    s = torch.arange(n).unsqueeze(1)  # [n, 1]
-    e = s + torch.arange(m).unsqueeze(0)  # [n, M]
+    s = torch.arange(n, device=word_lp.device).unsqueeze(1)  # [n, 1]
+    e = s + torch.arange(m, device=word_lp.device).unsqueeze(0)  # [n, M]
     valid = e < n
     e = e.clamp(max=n - 1)
     score = lp_b[s] + (c_i[e + 1] - c_i[s + 1]) + stop[e]
@@ -97,10 +97,39 @@ def span_index_log_prob(span_lp: torch.Tensor, absent_lp: torch.Tensor, word_lp:
     return raw - log_z
 
 
+def outcome_log_probs(span_lp: torch.Tensor, absent_lp: torch.Tensor, word_lp: torch.Tensor,
+                      b_id: int, i_id: int, outcomes: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Log-probs [K] of K outcomes (word-index spans, ``[]`` = absent), gathered with one
+    index; spans longer than the enumerated maximum go through :func:`span_index_log_prob`.
+    """
+    n, m = span_lp.shape
+    flat = torch.cat([span_lp.flatten(), absent_lp.view(1)])  # [n*M + 1], absent last
+    idx: list[int] = []
+    long: dict[int, torch.Tensor] = {}
+    for k, o in enumerate(outcomes):
+        if not o:
+            idx.append(n * m)
+            continue
+        s, e = int(o[0]), int(o[-1])
+        if list(o) != list(range(s, e + 1)) or s < 0 or e >= n:
+            raise ValueError(f"word_indices must be a contiguous in-range span, got {list(o)}")
+        if e - s < m:
+            idx.append(s * m + (e - s))
+        else:
+            idx.append(n * m)  # placeholder, replaced below
+            long[k] = span_index_log_prob(span_lp, absent_lp, word_lp, b_id, i_id, o)
+    out = flat[torch.tensor(idx, dtype=torch.long, device=flat.device)]  # [K]
+    if long:
+        ks = torch.tensor(list(long), dtype=torch.long, device=flat.device)
+        out = out.index_put((ks,), torch.stack(list(long.values())))
+    return out
+
+
 def sample_spans(span_lp: torch.Tensor, absent_lp: torch.Tensor, n: int,
                  generator: torch.Generator | None = None) -> list[list[int]]:
     """Draw ``n`` outcomes (word index lists; ``[]`` = absent) from the span categorical."""
-    flat = torch.cat([span_lp.detach().flatten(), absent_lp.detach().view(1)])
+    # Drawn on the CPU: a CPU generator then gives the same draws whatever the model's device.
+    flat = torch.cat([span_lp.detach().flatten(), absent_lp.detach().view(1)]).float().cpu()
     idx = torch.multinomial(flat.exp(), n, replacement=True, generator=generator)
     m = max(span_lp.shape[1], 1)
     out: list[list[int]] = []

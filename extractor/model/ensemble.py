@@ -17,7 +17,8 @@ An outcome is a list of word indices into ``doc.words`` (contiguous; ``[]`` mean
 * ``span_distribution(doc, field)`` -> ``SpanDistribution`` (span_lp [n, M], absent_lp, word_lp)
 * ``log_prob(doc, field, word_indices)`` -> scalar tensor with grad (any contiguous span)
 * ``log_probs(doc, field, outcomes)`` -> [K] tensor, one forward pass for K outcomes
-* ``sample(doc, field, n, generator)`` -> ``list[list[int]]``
+* ``sample(doc, field, n, generator)`` -> (``list[list[int]]``, their log-probs [n])
+* many documents at once: ``extractor.model.policy.BatchedPolicy``
 * ``reference()`` -> a frozen deep copy (eval mode, no grad) with the same methods, for KL.
 
 Gradients flow when called under grad mode; call ``.eval()`` first for dropout-free
@@ -27,7 +28,6 @@ log-probs (RL ratios need the same function on both sides).
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +40,12 @@ from transformers import AutoTokenizer, BertForTokenClassification, LayoutLMForT
 
 from extractor.document import Box, Document, Schema, Word
 from extractor.model import decode
+from extractor.model.card import ModelCard
 from extractor.model.features import Window, collate, encode_words, length_buckets, windows_for
 from extractor.model.windows import merge_per_word
 
 Member = Literal["bert", "layoutlm", "fused"]
 MEMBERS: tuple[str, ...] = ("bert", "layoutlm", "fused")
-FORMAT = "kvloop.ensemble/1"
 
 
 @dataclass
@@ -97,13 +97,19 @@ class KVEnsemble(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------
     @property
+    def device(self) -> torch.device:
+        """Where the weights are (inputs are moved there; nothing assumes the CPU)."""
+        return self.fusion_raw.device
+
+    @property
     def fusion_weights(self) -> torch.Tensor:
         return F.softplus(self.fusion_raw)
 
     @torch.no_grad()
     def set_fusion_weights(self, weights: Sequence[float]) -> None:
         """Set the (positive) fusion weights; 0 is stored as 1e-6 (softplus never reaches 0)."""
-        w = torch.tensor([max(float(x), 1e-6) for x in weights], dtype=self.fusion_raw.dtype)
+        w = torch.tensor([max(float(x), 1e-6) for x in weights], dtype=self.fusion_raw.dtype,
+                         device=self.device)
         self.fusion_raw.copy_(torch.log(torch.expm1(w)))
 
     def forward(self, input_ids: torch.Tensor, bbox: torch.Tensor,
@@ -147,7 +153,7 @@ class KVEnsemble(nn.Module):
                     for i in range(0, len(all_wins), batch_size)])
         for batch in batches:
             feats = collate([all_wins[i] for i in batch], self.tokenizer.pad_token_id, pad_to)
-            lp = self(**feats)
+            lp = self(**{k: v.to(self.device) for k, v in feats.items()})
             for row, i in enumerate(batch):
                 m = len(all_wins[i].input_ids) - 2  # drop [CLS]/[SEP]
                 outs[i] = {k: lp.get(k)[row, 1:1 + m] for k in members}
@@ -159,7 +165,8 @@ class KVEnsemble(nn.Module):
             for k in members:
                 rows = merge_per_word(firsts[p], spans, [outs[i][k] for i in idx])  # type: ignore[index,misc]
                 per_member[k] = (torch.stack(rows) if rows
-                                 else torch.zeros((0, len(self.schema.labels))))
+                                 else torch.zeros((0, len(self.schema.labels)),
+                                                  device=self.device))
             result.append(per_member)
         return result
 
@@ -182,21 +189,25 @@ class KVEnsemble(nn.Module):
 
     def log_probs(self, doc: Document, field: str,
                   outcomes: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Log-probs [K] of K outcomes (word index lists, ``[]`` = absent); one forward pass."""
+        """Log-probs [K] of K outcomes (word index lists, ``[]`` = absent); one forward pass
+        for this document and field (``extractor.model.policy.BatchedPolicy`` batches many)."""
         d = self.span_distribution(doc, field)
-        return torch.stack([decode.span_index_log_prob(d.span_lp, d.absent_lp, d.word_lp,
-                                                       d.b_id, d.i_id, o) for o in outcomes])
+        return decode.outcome_log_probs(d.span_lp, d.absent_lp, d.word_lp, d.b_id, d.i_id,
+                                        outcomes)
 
     def log_prob(self, doc: Document, field: str, word_indices: Sequence[int]) -> torch.Tensor:
         """Log-prob (scalar, with grad) of one outcome; ``[]`` is "absent"."""
         return self.log_probs(doc, field, [word_indices])[0]
 
     def sample(self, doc: Document, field: str, n: int,
-               generator: torch.Generator | None = None) -> list[list[int]]:
-        """``n`` outcomes drawn from the span categorical (no grad)."""
+               generator: torch.Generator | None = None,
+               ) -> tuple[list[list[int]], torch.Tensor]:
+        """``n`` outcomes drawn from the span categorical and their log-probs [n] (no grad)."""
         with torch.no_grad():
             d = self.span_distribution(doc, field)
-        return decode.sample_spans(d.span_lp, d.absent_lp, n, generator)
+            draws = decode.sample_spans(d.span_lp, d.absent_lp, n, generator)
+            return draws, decode.outcome_log_probs(d.span_lp, d.absent_lp, d.word_lp, d.b_id,
+                                                   d.i_id, draws)
 
     def reference(self) -> KVEnsemble:
         """A frozen copy (eval mode, ``requires_grad=False``): the KL reference policy."""
@@ -207,42 +218,40 @@ class KVEnsemble(nn.Module):
         return ref
 
     # -- persistence ------------------------------------------------------------------------
-    def save_pretrained(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write ``bert/``, ``layoutlm/`` (safetensors), ``tokenizer/`` and ``kvloop.json``."""
+    def card(self, base: ModelCard | None = None) -> ModelCard:
+        """``base`` (or a blank card) with this model's architecture and fusion filled in."""
+        c = copy.deepcopy(base) if base is not None else ModelCard(self.schema)
+        c.schema, c.arch = self.schema, self.arch
+        c.fusion_raw, c.fusion_weights = self.fusion_raw.tolist(), self.fusion_weights.tolist()
+        c.max_length, c.stride, c.max_span_len = self.max_length, self.stride, self.max_span_len
+        return c
+
+    def save_pretrained(self, out_dir: str | Path, card: ModelCard | None = None) -> Path:
+        """Write ``bert/``, ``layoutlm/`` (safetensors), ``tokenizer/`` and ``kvloop.json``
+        (``card`` with this model's architecture fields)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.bert.save_pretrained(out / "bert")
         self.layoutlm.save_pretrained(out / "layoutlm")
         self.tokenizer.save_pretrained(out / "tokenizer")
-        meta = {"format": FORMAT, "arch": self.arch, "schema": self.schema.export(),
-                "labels": self.schema.labels, "fusion_raw": self.fusion_raw.tolist(),
-                "fusion_weights": self.fusion_weights.tolist(), "max_length": self.max_length,
-                "stride": self.stride, "max_span_len": self.max_span_len}
-        meta.update(extra or {})
-        (out / "kvloop.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        self.card(card).save(out)
         return out
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path) -> tuple[KVEnsemble, dict[str, Any]]:
-        """Load a directory written by :meth:`save_pretrained`; returns (model, kvloop.json)."""
+    def from_pretrained(cls, model_dir: str | Path, device: str | torch.device | None = None,
+                        ) -> tuple[KVEnsemble, ModelCard]:
+        """Load a directory written by :meth:`save_pretrained`; returns (model, card)."""
         d = Path(model_dir)
-        meta_path = d / "kvloop.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{meta_path}: not a kvloop model directory "
-                                    "(kvloop.json missing)")
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{meta_path}: unsupported format {meta.get('format')!r}")
-        schema = Schema.from_dict(meta["schema"])
-        if schema.labels != meta["labels"]:
-            raise ValueError(f"{meta_path}: label list does not match the schema")
+        card = ModelCard.load(d)
         bert = BertForTokenClassification.from_pretrained(d / "bert")
         layout = LayoutLMForTokenClassification.from_pretrained(d / "layoutlm")
         tok = AutoTokenizer.from_pretrained(d / "tokenizer")
-        model = cls(bert, layout, schema, tok, arch=meta.get("arch", "custom"),
-                    max_length=meta["max_length"], stride=meta["stride"],
-                    max_span_len=meta["max_span_len"])
+        model = cls(bert, layout, card.schema, tok, arch=card.arch,
+                    max_length=card.max_length, stride=card.stride,
+                    max_span_len=card.max_span_len)
         with torch.no_grad():
-            model.fusion_raw.copy_(torch.tensor(meta["fusion_raw"]))
+            model.fusion_raw.copy_(torch.tensor(card.fusion_raw))
         model.eval()
-        return model, meta
+        if device is not None:
+            model.to(device)
+        return model, card

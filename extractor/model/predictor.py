@@ -18,8 +18,6 @@ provided words).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import torch
 
 from extractor.align import span_value
+from extractor.devices import resolve_device
 from extractor.document import (
     Candidate,
     Document,
@@ -36,11 +35,11 @@ from extractor.document import (
     Schema,
     Word,
 )
-from extractor.lexicon import LEXICON_FILE, Lexicon
+from extractor.lexicon import Lexicon
 from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
-from extractor.model.zoo import VERSION_PREFIX
 from extractor.normalize import lenient_key
 
 
@@ -50,26 +49,6 @@ class MergedField:
 
     candidates: list[Candidate]
     absent_prob: float
-
-
-def model_version(model_dir: str | Path) -> str:
-    """``kv.ensemble.v1@<hash>``: a hash of both members' weights and the fusion/calibration."""
-    d = Path(model_dir)
-    h = hashlib.sha256()
-    for part in ("bert/model.safetensors", "layoutlm/model.safetensors"):
-        with open(d / part, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    meta = json.loads((d / "kvloop.json").read_text(encoding="utf-8"))
-    decisions = [meta.get("fusion_raw"), meta.get("calibration"), meta.get("absent_threshold", 0.5)]
-    # Appended only when present, so models saved before these existed keep their ids.
-    for key in ("ocr_profiles", "correct_below"):
-        if meta.get(key):
-            decisions.append(meta[key])
-    h.update(json.dumps(decisions).encode())
-    if (d / LEXICON_FILE).is_file():
-        h.update((d / LEXICON_FILE).read_bytes())
-    return f"{VERSION_PREFIX}@{h.hexdigest()[:12]}"
 
 
 class KVPredictor:
@@ -111,7 +90,7 @@ class KVPredictor:
                                                            for m in members}
         for i, o in zip(owner, outs):
             for m in members:
-                per_member[m][i].append(o[m])
+                per_member[m][i].append(o[m].cpu())  # decoding is per-word Python work
         return per_member
 
     def pass_log_probs(self, docs: Sequence[Document], member: str = "fused",
@@ -216,10 +195,9 @@ class KVPredictor:
         return [labels[i] for i in lp.argmax(-1).tolist()]
 
 
-def load_predictor(model_dir: str | Path) -> KVPredictor:
-    """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)."""
-    model, meta = KVEnsemble.from_pretrained(model_dir)
-    default = DecisionProfile.from_dict(meta)  # the top-level calibration, threshold, bar
-    profiles = {k: DecisionProfile.from_dict(v) for k, v in meta.get("ocr_profiles", {}).items()}
-    return KVPredictor(model, default, model_version(model_dir), profiles,
+def load_predictor(model_dir: str | Path, device: str | None = None) -> KVPredictor:
+    """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)
+    onto ``device`` (``extractor.devices.resolve_device``: default CUDA when present)."""
+    model, card = KVEnsemble.from_pretrained(model_dir, resolve_device(device))
+    return KVPredictor(model, card.decisions, model_version(model_dir), card.ocr_profiles,
                        Lexicon.load(model_dir))

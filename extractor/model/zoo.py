@@ -19,7 +19,6 @@ from extractor.document import RECEIPT_SCHEMA, Schema
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.layoutlm import layoutlm_from_bert
 
-VERSION_PREFIX = "kv.ensemble.v1"
 ARCHS: list[str] = ["minilm", "tiny"]
 
 default_cfgs: dict[str, dict[str, Any]] = {

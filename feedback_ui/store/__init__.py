@@ -3,11 +3,15 @@
 Training and evaluation use only what is exported here, never the tables::
 
     store = FeedbackStore("sqlite:///feedback.db")      # or a PostgreSQL URL, or a path
-    for cd in store.iter_corrected(): ...               # Document + final values + version
-    for pair in store.iter_preference_pairs(): ...      # chosen vs rejected candidate
+    flt = FeedbackFilter(model_version="kv.layoutlm.v1", since=monday)  # filters run in SQL
+    for fb in store.iter_feedback(flt): ...             # per document: shown, action, final
+    for cd in store.iter_corrected(flt): ...            # Document + known final values
+    for pair in store.iter_preference_pairs(flt): ...   # chosen vs rejected, by doc_id
+    pages = store.documents({p.doc_id for p in pairs})  # fetch the pages once
     export_jsonl(store, "pairs.jsonl", "pairs"); ds = to_dataset(store, "corrected")
 """
 
+from feedback_ui.store.clock import as_utc, utc_now
 from feedback_ui.store.errors import (
     DocumentConflictError,
     LeaseHeldError,
@@ -22,18 +26,23 @@ from feedback_ui.store.records import (
     ACTIONS,
     CorrectedDocument,
     CurrentField,
+    DocumentFeedback,
+    FeedbackFilter,
     FieldAction,
+    FieldFeedback,
     HistoryEntry,
     Lease,
     PreferencePair,
+    RejectedValue,
     SaveRecord,
     StoreStats,
 )
-from feedback_ui.store.store import FeedbackStore, as_utc, utc_now
+from feedback_ui.store.store import FeedbackStore
 
 __all__ = [
-    "ACTIONS", "CorrectedDocument", "CurrentField", "DocumentConflictError", "FeedbackStore",
-    "FieldAction", "HistoryEntry", "Lease", "LeaseHeldError", "LeaseLostError",
-    "NothingToUndoError", "PreferencePair", "SaveRecord", "StaleValueError", "StoreError",
-    "StoreStats", "UnknownDocumentError", "as_utc", "export_jsonl", "to_dataset", "utc_now",
+    "ACTIONS", "CorrectedDocument", "CurrentField", "DocumentConflictError", "DocumentFeedback",
+    "FeedbackFilter", "FeedbackStore", "FieldAction", "FieldFeedback", "HistoryEntry", "Lease",
+    "LeaseHeldError", "LeaseLostError", "NothingToUndoError", "PreferencePair", "RejectedValue",
+    "SaveRecord", "StaleValueError", "StoreError", "StoreStats", "UnknownDocumentError",
+    "as_utc", "export_jsonl", "to_dataset", "utc_now",
 ]

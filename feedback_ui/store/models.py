@@ -59,7 +59,9 @@ class SaveRow(Base):
 
 
 class ActionRow(Base):
-    """What the operator did with one field: shown value/candidates, action, final value."""
+    """What the operator did with one field: shown value/candidates, action, final value and
+    the final value's word span (``None`` when no words spell it, and on rows older than 0002).
+    """
 
     __tablename__ = "actions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -73,6 +75,7 @@ class ActionRow(Base):
     candidates_shown: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     prev_value: Mapped[str | None] = mapped_column(Text)
     final_value: Mapped[str | None] = mapped_column(Text)
+    final_span: Mapped[list[int] | None] = mapped_column(JSON)  # revision 0002
 
 
 class LeaseRow(Base):

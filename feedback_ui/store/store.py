@@ -6,9 +6,10 @@ IMMEDIATE`` on SQLite, row locks on PostgreSQL) so concurrent operators lose not
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from extractor.document import Document, ExtractionResult
 from extractor.normalize import strict_key
-from feedback_ui.store import migrate
+from feedback_ui.store import migrate, queries
+from feedback_ui.store.clock import Clock, as_utc, utc_now
 from feedback_ui.store.engine import WRITE, make_engine, normalize_url
 from feedback_ui.store.errors import (
     DocumentConflictError,
@@ -28,10 +30,18 @@ from feedback_ui.store.errors import (
     StaleValueError,
     UnknownDocumentError,
 )
+from feedback_ui.store.feedback import (
+    HistoryRow,
+    document_feedback,
+    fields_of,
+    preference_pairs,
+)
 from feedback_ui.store.models import ActionRow, DocumentRow, ExtractionRow, LeaseRow, SaveRow
 from feedback_ui.store.records import (
     CorrectedDocument,
     CurrentField,
+    DocumentFeedback,
+    FeedbackFilter,
     FieldAction,
     HistoryEntry,
     Lease,
@@ -40,16 +50,7 @@ from feedback_ui.store.records import (
     StoreStats,
 )
 
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_utc(dt: datetime) -> datetime:
-    """SQLite hands back naive datetimes; everything the store writes is UTC."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+__all__ = ["FeedbackStore", "as_utc", "utc_now"]
 
 
 class FeedbackStore:
@@ -253,7 +254,7 @@ class FeedbackStore:
 
     def _current(self, s: Session, doc_id: str) -> dict[str, CurrentField]:
         out: dict[str, CurrentField] = {}
-        for a, sv in s.execute(_effective_actions().where(ActionRow.doc_id == doc_id)):
+        for a, sv in s.execute(queries.effective_actions().where(ActionRow.doc_id == doc_id)):
             out[a.field] = CurrentField(a.final_value, a.id, a.action, sv.operator)
         return out
 
@@ -290,7 +291,8 @@ class FeedbackStore:
                                 pick_index=a.pick_index, shown_value=a.shown_value,
                                 shown_confidence=a.shown_confidence,
                                 candidates_shown=[c.export() for c in a.candidates_shown],
-                                prev_value=prev, final_value=a.final_value))
+                                prev_value=prev, final_value=a.final_value,
+                                final_span=a.final_span))
             if release:
                 s.delete(s.get_one(LeaseRow, doc_id))
             s.flush()
@@ -321,7 +323,7 @@ class FeedbackStore:
         self.acquire_lease(target.doc_id, operator, ttl_s)
         with self._write() as s, s.begin():
             self._lock_document(s, target.doc_id)
-            latest = s.scalars(_effective_saves().where(SaveRow.doc_id == target.doc_id)
+            latest = s.scalars(queries.effective_saves().where(SaveRow.doc_id == target.doc_id)
                                .order_by(SaveRow.id.desc()).limit(1)).first()
             if latest is None or latest.id != target.id:
                 raise StaleValueError(target.doc_id, {"(document)": "saved again by "
@@ -355,68 +357,91 @@ class FeedbackStore:
             return [_save(r) for r in s.scalars(q)]
 
     def reviewed_doc_ids(self) -> set[str]:
-        """Documents with at least one review save that was not undone."""
+        """Documents with a review save not undone and no field left open by a ``reject``
+        (a rejected field sends its document back to the queue)."""
         with self._read() as s:
-            return set(s.scalars(_effective_saves().with_only_columns(SaveRow.doc_id)
-                                 .distinct()))
+            return set(s.scalars(queries.reviewed_doc_ids()))
+
+    def open_fields(self) -> dict[str, set[str]]:
+        """Per document, the fields a ``reject`` left open (they need an operator again)."""
+        out: dict[str, set[str]] = defaultdict(set)
+        with self._read() as s:
+            for doc_id, name in s.execute(queries.open_fields()):
+                out[doc_id].add(name)
+        return dict(out)
 
     # -- the API training and evaluation use ----------------------------------------------
 
-    def iter_corrected(self, *, model_version: str | None = None, dataset: str | None = None
-                       ) -> Iterator[CorrectedDocument]:
-        """Reviewed documents with their final values (the latest action per field)."""
-        with self._read() as s:
-            q = _effective_actions().add_columns(ExtractionRow.model_version).outerjoin(
-                ExtractionRow, SaveRow.extraction_id == ExtractionRow.id)
-            if dataset is not None:
-                q = q.where(SaveRow.dataset == dataset)
-            per_doc: dict[str, dict[str, Any]] = defaultdict(
-                lambda: {"values": {}, "actions": {}})
-            for a, sv, version in s.execute(q):
-                d = per_doc[a.doc_id]
-                d["values"][a.field], d["actions"][a.field] = a.final_value, a.action
-                d["model_version"], d["operator"] = version, sv.operator
-                d["reviewed_at"] = as_utc(sv.ended_at)
-        for doc_id in sorted(per_doc):
-            d = per_doc[doc_id]
-            if model_version is not None and d["model_version"] != model_version:
-                continue
-            yield CorrectedDocument(document=self.get_document(doc_id), values=d["values"],
-                                    actions=d["actions"], model_version=d["model_version"],
-                                    operator=d["operator"], reviewed_at=d["reviewed_at"])
+    def _history(self, s: Session, flt: FeedbackFilter) -> dict[str, list[HistoryRow]]:
+        """The selected fields' histories per document, from one query."""
+        out: dict[str, list[HistoryRow]] = defaultdict(list)
+        for a, sv, version in s.execute(queries.feedback_history(flt)):
+            out[a.doc_id].append((a, sv, version))
+        return out
 
-    def iter_preference_pairs(self, **filters: Any) -> Iterator[PreferencePair]:
-        """Final value preferred over each candidate that was shown and not chosen."""
+    def iter_feedback(self, flt: FeedbackFilter | None = None, /, **filters: Any
+                      ) -> Iterator[DocumentFeedback]:
+        """Every document with a selected field, with each field's feedback (by document id).
+
+        ``flt`` or its fields as keywords (``model_version="m1"``) say which fields: see
+        ``FeedbackFilter``. Two queries in all, the histories and then the pages (streamed),
+        inside one read transaction that stays open until the iterator is used up or closed.
+        """
+        flt = _filter(flt, filters)
         with self._read() as s:
-            shown = {(a.doc_id, a.field): a.candidates_shown
-                     for a, _ in s.execute(_effective_actions())}
-        for cd in self.iter_corrected(**filters):
-            for name, final in cd.values.items():
-                for rank, c in enumerate(shown.get((cd.document.id, name), [])):
-                    if final is not None and strict_key(c["value"]) == strict_key(final):
-                        continue
-                    yield PreferencePair(document=cd.document, field=name, chosen=final,
-                                         rejected=c["value"], rejected_score=float(c["score"]),
-                                         rejected_rank=rank, model_version=cd.model_version)
+            history = self._history(s, flt)
+            docs = s.execute(queries.feedback_documents(flt).execution_options(yield_per=64))
+            for doc_id, data in docs:
+                if doc_id in history:  # PostgreSQL: reviewed between the two statements
+                    yield document_feedback(Document.from_dict(data), history[doc_id])
+
+    def iter_corrected(self, flt: FeedbackFilter | None = None, /, **filters: Any
+                       ) -> Iterator[CorrectedDocument]:
+        """Reviewed documents with the fields whose final value is known (SFT targets).
+
+        A field whose latest action is a ``reject`` is left out; a document with no other
+        field is skipped.
+        """
+        for fb in self.iter_feedback(flt, **filters):
+            known = {k: f for k, f in fb.fields.items() if f.has_final}
+            if known:
+                yield CorrectedDocument(
+                    document=fb.document, values={k: f.final_value for k, f in known.items()},
+                    actions={k: f.action for k, f in known.items()},
+                    spans={k: f.final_span for k, f in known.items()},
+                    model_version=fb.model_version, operator=fb.operator,
+                    reviewed_at=fb.reviewed_at)
+
+    def iter_preference_pairs(self, flt: FeedbackFilter | None = None, /, **filters: Any
+                              ) -> Iterator[PreferencePair]:
+        """The final value preferred over each other value shown for the field (one query;
+        pages are not read: fetch them once with ``documents``)."""
+        flt = _filter(flt, filters)
+        with self._read() as s:
+            history = self._history(s, flt)
+        for doc_id, rows in history.items():
+            yield from preference_pairs(doc_id, fields_of(rows))
 
     # -- stats ----------------------------------------------------------------------------
 
     def stats(self, since: datetime) -> StoreStats:
-        """Counts since ``since`` (reviews) and over all time (corrections, agreement)."""
-        since = as_utc(since)
+        """Counts since ``since`` (reviews) and over all time (corrections, rejects,
+        agreement). A reject disagrees with the model, so it counts as a correction."""
         with self._read() as s:
             n_docs = s.scalar(select(func.count()).select_from(DocumentRow)) or 0
-            recent = [sv for sv in s.scalars(_effective_saves())
-                      if as_utc(sv.ended_at) >= since]
-            actions = [a for a, _ in s.execute(_effective_actions())]
-            reviewed = set(s.scalars(_effective_saves().with_only_columns(SaveRow.doc_id)))
+            recent = s.scalars(queries.effective_saves()
+                               .where(SaveRow.ended_at >= as_utc(since))).all()
+            actions = [a for a, _ in s.execute(queries.effective_actions())]
+            reviewed = set(s.scalars(queries.reviewed_doc_ids()))
         per_op: dict[str, int] = defaultdict(int)
         for sv in recent:
             per_op[sv.operator] += 1
         corr: dict[str, int] = defaultdict(int)
         total: dict[str, int] = defaultdict(int)
+        rejects: dict[str, int] = defaultdict(int)
         for a in actions:
             total[a.field] += 1
+            rejects[a.field] += a.action == "reject"
             if strict_key(a.final_value) != strict_key(a.shown_value) or (
                     (a.final_value is None) != (a.shown_value is None)):
                 corr[a.field] += 1
@@ -427,24 +452,17 @@ class FeedbackStore:
             docs_reviewed_since=len({sv.doc_id for sv in recent}),
             per_operator_since=dict(per_op), corrections_per_field=dict(corr),
             actions_per_field=dict(total), agreement_per_field=agree,
-            agreement=(1.0 - sum(corr.values()) / n_all) if n_all else None)
+            agreement=(1.0 - sum(corr.values()) / n_all) if n_all else None,
+            rejects_per_field={f: n for f, n in rejects.items() if n})
 
 
-def _effective_saves() -> Any:
-    return select(SaveRow).where(SaveRow.kind == "review", SaveRow.id.not_in(
-        select(SaveRow.undoes_id).where(SaveRow.undoes_id.is_not(None))))
-
-
-def _effective_actions() -> Any:
-    """(action, save) of review saves not undone, oldest first."""
-    undone = select(SaveRow.undoes_id).where(SaveRow.undoes_id.is_not(None))
-    return (select(ActionRow, SaveRow).join(SaveRow, ActionRow.save_id == SaveRow.id)
-            .where(SaveRow.kind == "review", SaveRow.id.not_in(undone))
-            .order_by(ActionRow.id))
+def _filter(flt: FeedbackFilter | None, filters: dict[str, Any]) -> FeedbackFilter:
+    """``flt`` with keyword overrides (the keywords alone when ``flt`` is ``None``)."""
+    return dataclasses.replace(flt or FeedbackFilter(), **filters)
 
 
 def _undoable(operator: str) -> Any:
-    return _effective_saves().where(SaveRow.operator == operator).order_by(SaveRow.id.desc())
+    return queries.effective_saves().where(SaveRow.operator == operator).order_by(SaveRow.id.desc())
 
 
 def _lease(row: LeaseRow) -> Lease:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from extractor.devices import DEVICE_HELP
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = parser.add_mutually_exclusive_group(required=True)
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--gallery", type=int, default=24, help="error gallery size per model")
     parser.add_argument("--limit", type=int, default=None, help="evaluate the first N documents")
+    parser.add_argument("--device", default="auto", help=f"model device: {DEVICE_HELP}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = EvalConfig(data=args.data, out=args.out, models=args.model, results=args.results,
                          split=args.split, ocr=args.ocr, k=args.k, n_boot=args.n_boot,
-                         seed=args.seed, gallery=args.gallery, limit=args.limit)
+                         seed=args.seed, gallery=args.gallery, limit=args.limit,
+                         device=args.device)
         out = run_eval(cfg)
     except (EvalError, DocumentLoadError, FileNotFoundError) as e:
         print(f"kvloop eval: error: {e}", file=sys.stderr)

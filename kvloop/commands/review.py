@@ -12,7 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", required=True,
                         help="feedback store: SQLAlchemy URL or path of an SQLite file")
     parser.add_argument("--model", default=None,
-                        help="model folder used to extract values from uploaded documents")
+                        help="model folder: extracts values from uploaded documents, and its "
+                             "kvloop.json's fitted auto-accept thresholds route the queue "
+                             "(without it, or without them: the schema's auto_accept)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8501)
@@ -47,7 +49,9 @@ def streamlit_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
     cmd = [sys.executable, "-m", "streamlit", "run", str(app),
            "--server.address", args.host, "--server.port", str(args.port),
            "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+           "--server.fileWatcherType", "none",
+           # Operators get no developer menu ("Deploy", rerun, clear cache).
+           "--client.toolbarMode", "minimal"]
     return cmd, env
 
 
@@ -62,10 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.model and not Path(args.model).is_dir():
         print(f"kvloop review: model folder {args.model} does not exist", file=sys.stderr)
         return 2
-    from feedback_ui.service import schema_of_model
+    from feedback_ui.service import schema_of_model, thresholds_of_model
 
     try:
         schema_of_model(args.model)
+        fitted = thresholds_of_model(args.model)
     except ValueError as e:
         print(f"kvloop review: {e}", file=sys.stderr)
         return 2
@@ -78,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"kvloop review: cannot open store {args.store}: {e}", file=sys.stderr)
         return 1
     cmd, env = streamlit_command(args)
-    print(f"kvloop review: http://{args.host}:{args.port}  (store {env['KVLOOP_STORE']})",
+    print(f"kvloop review: http://{args.host}:{args.port}  (store {env['KVLOOP_STORE']}; "
+          f"auto-accept thresholds: {'fitted with the model' if fitted else 'schema defaults'})",
           flush=True)
     # Become the Streamlit server (no child process): a signal sent to `kvloop review` then
     # reaches the server itself, so stopping the command never leaves a server behind.

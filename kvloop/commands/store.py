@@ -5,6 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from feedback_ui.store import FeedbackFilter
+
+EXPORT_HELP = """\
+Output files:
+  --kind corrected  OUT: one line per reviewed document: doc_id, model_version, operator,
+                    reviewed_at, values / actions / spans per field (fields whose value is
+                    known; a field left open by a reject is not listed), document (the page).
+  --kind pairs      OUT: one line per preference pair: doc_id, field, chosen, chosen_span,
+                    rejected, rejected_span, rejected_score, rejected_rank, explicit (the
+                    operator pressed reject), model_version. No page in it: the pages of
+                    those documents go once each to --documents (default: pairs.jsonl ->
+                    pairs.documents.jsonl), one Document JSON per line as `kvloop data`
+                    writes them. Fields left open by a reject give no pair.
+Filters select a field by its latest action (the save's dataset, operator and end time, the
+model version of its extraction, the action name); they run in the database.
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,10 +32,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--documents", help="kvloop documents JSONL (kvloop data output)")
     imp.add_argument("--results", help="ExtractionResult JSONL (kvloop predict output)")
     imp.add_argument("--dataset", default="default")
-    exp = sub.add_parser("export", help="write corrected documents or preference pairs")
+    exp = sub.add_parser("export", help="write corrected documents or preference pairs",
+                         description="Write corrected documents or preference pairs as JSONL.",
+                         epilog=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("--kind", choices=["corrected", "pairs"], default="corrected")
     exp.add_argument("--out", required=True, help="JSONL file to write")
+    exp.add_argument("--documents", default=None,
+                     help="pages file for --kind pairs (default: pairs.jsonl -> "
+                          "pairs.documents.jsonl)")
     exp.add_argument("--model-version", default=None)
+    exp.add_argument("--dataset", default=None)
+    exp.add_argument("--operator", default=None)
+    exp.add_argument("--since", type=_utc_time, default=None,
+                     help="ISO date/time, inclusive (UTC unless it names a zone)")
+    exp.add_argument("--until", type=_utc_time, default=None, help="ISO date/time, exclusive")
+    exp.add_argument("--actions", type=_actions, default=None,
+                     help="comma-separated action names, e.g. edit,pick,reject")
+    exp.add_argument("--limit", type=int, default=None, help="at most this many documents")
     hist = sub.add_parser("history", help="every field's before/after for one document")
     hist.add_argument("doc_id")
     sub.add_parser("stats", help="reviews today, corrections per field, agreement")
@@ -24,8 +56,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--store", required=True, help="SQLAlchemy URL or SQLite file path")
 
 
+def _utc_time(text: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not an ISO date/time: {text!r}") from e
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _actions(text: str) -> frozenset[str]:
+    from feedback_ui.store import ACTIONS
+
+    names = frozenset(a.strip() for a in text.split(",") if a.strip())
+    unknown = sorted(names - set(ACTIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown action(s) {unknown}; choose from {ACTIONS}")
+    return names
+
+
+def _filter(args: argparse.Namespace) -> FeedbackFilter:
+    from feedback_ui.store import FeedbackFilter
+
+    return FeedbackFilter(model_version=args.model_version, dataset=args.dataset,
+                          operator=args.operator, since=args.since, until=args.until,
+                          actions=args.actions, limit=args.limit)
+
+
 def run(args: argparse.Namespace) -> int:
     from feedback_ui.store import FeedbackStore, export_jsonl
+    from feedback_ui.store.export import documents_path
     from feedback_ui.store.importer import import_jsonl
 
     store = FeedbackStore(args.store)
@@ -38,9 +97,10 @@ def run(args: argparse.Namespace) -> int:
         print(report.summary())
         return 1 if report.failures else 0
     if args.action == "export":
-        filters = {"model_version": args.model_version} if args.model_version else {}
-        n = export_jsonl(store, args.out, args.kind, **filters)
-        print(f"wrote {n} {args.kind} record(s) to {args.out}")
+        n = export_jsonl(store, args.out, args.kind, _filter(args), documents=args.documents)
+        docs = args.documents or documents_path(args.out)
+        pages = f" (pages in {docs})" if args.kind == "pairs" else ""
+        print(f"wrote {n} {args.kind} record(s) to {args.out}{pages}")
         return 0
     if args.action == "history":
         rows = store.history(args.doc_id)
@@ -57,5 +117,6 @@ def run(args: argparse.Namespace) -> int:
           f"{s.docs_reviewed_since} ({s.saves_since} saves)")
     for f, n in s.actions_per_field.items():
         print(f"  {f:<10} reviewed {n:>5}  corrected {s.corrections_per_field.get(f, 0):>5}  "
+              f"rejected {s.rejects_per_field.get(f, 0):>5}  "
               f"agreement {s.agreement_per_field[f]:.1%}")
     return 0

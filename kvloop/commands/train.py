@@ -1,66 +1,91 @@
-"""``kvloop train base``: supervised training of the extractor ensemble from gold labels.
+"""``kvloop train TRAINER [flags] [--config FILE]``: train the extractor ensemble.
 
-Thin entry point: arguments become a ``SupervisedConfig`` and ``SupervisedTrainer`` does the
-work (``training/supervised_trainer.py``).
+Thin entry point: the trainer's config dataclass is parsed by ``training.cli.parse_config``
+(flags and JSON/YAML config files, from the dataclass fields) and the trainer does the work.
+``kvloop train TRAINER --help`` lists a trainer's flags.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from dataclasses import fields
+from typing import Any
 
-from training.supervised_config import SupervisedConfig
+from training.cli import ConfigError, parse_config
 
-STAGES = ("base", "calibrate")
-_FLAGS = ("data", "out", "ocr", "ocr_mix", "epochs", "lr", "head_lr", "layout_lr", "batch_size",
-          "max_length", "stride", "seed", "arch", "layout_init", "patience", "train_split",
-          "dev_split", "calib_split", "max_docs", "threads", "max_span_len", "init",
-          "tesseract_profile")
+# trainer -> (config class, trainer class, one-line help); classes as "module:name", imported
+# only for the trainer asked for. Each trainer class takes (config) and has ``train()``.
+TRAINERS: dict[str, tuple[str, str, str]] = {
+    "base": ("training.supervised_config:SupervisedConfig",
+             "training.supervised_trainer:SupervisedTrainer",
+             "supervised training from gold labels (dev early stopping, then the decisions "
+             "fitted on the calibration split)"),
+    "calibrate": ("training.supervised_config:SupervisedConfig", "",
+                  "refit the decisions (fusion, absent threshold, word correction, calibration, "
+                  "auto-accept) of the model in --out on --calib-split read by --ocr"),
+    "sft": ("training.sft_config:SFTConfig", "training.sft_trainer:SFTTrainer",
+            "supervised fine-tuning on the operators' corrections (feedback store), with replay "
+            "and an optional unlikelihood term on rejected values"),
+    "reward": ("training.reward_config:RewardConfig", "training.reward_trainer:RewardTrainer",
+               "a reward model scoring (document, field, value) from preference pairs, "
+               "accepted and rejected values (or from gold)"),
+    "rl": ("training.rl_config:RLConfig", "training.rl_trainer:RLTrainer",
+           "policy updates against a reward model: group baseline (RLOO/GRPO) or PPO, exact KL "
+           "to the start model"),
+    "dpo": ("training.dpo_config:DPOConfig", "training.dpo_trainer:DPOTrainer",
+            "direct preference optimisation on chosen-vs-rejected values (DPO, DPOP, "
+            "differing-words)"),
+}
+
+
+def load(path: str) -> Any:
+    """``module:name`` -> the object."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def available() -> dict[str, tuple[str, str, str]]:
+    """The trainers whose modules exist in this checkout."""
+    out = {}
+    for name, entry in TRAINERS.items():
+        try:
+            load(entry[0])
+        except ImportError:
+            continue
+        out[name] = entry
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=STAGES,
-                        help="'base' = supervised training from gold labels; 'calibrate' = "
-                             "refit the decisions (absent threshold, word correction, "
-                             "confidence calibration) of the model in --out on --calib-split "
-                             "read by --ocr")
-    helps = {f.name: f for f in fields(SupervisedConfig)}
-    for name in _FLAGS:
-        f = helps[name]
-        default = f.default
-        kind = {int: int, float: float}.get(type(default), str)
-        if name == "max_docs":
-            kind = int
-        if name == "layout_lr":
-            kind = float
-        if name == "init":
-            kind = str
-        if isinstance(default, bool):
-            parser.add_argument(f"--{name.replace('_', '-')}", dest=name, default=default,
-                                action=argparse.BooleanOptionalAction,
-                                help=f"{f.metadata.get('help', '')} (default: {default})")
-            continue
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind,
-                            default=default, required=name in ("data", "out"),
-                            help=f"{f.metadata.get('help', '')} (default: {default})")
+    trainers = available()
+    parser.add_argument("trainer", choices=list(trainers),
+                        help="; ".join(f"'{k}' = {v[2]}" for k, v in trainers.items()))
+    parser.add_argument("options", nargs=argparse.REMAINDER,
+                        help="the trainer's flags (kvloop train TRAINER --help)")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg_path, trainer_path, help_text = TRAINERS[args.trainer]
     try:
-        cfg = SupervisedConfig(**{n: getattr(args, n) for n in _FLAGS})
-    except ValueError as e:
-        print(f"kvloop train: {e}", file=sys.stderr)
+        cfg = parse_config(load(cfg_path), args.options, prog=f"kvloop train {args.trainer}",
+                           description=help_text)
+        required = ("data", "out") if args.trainer in ("base", "calibrate") else ("out", "init")
+        for name in required:
+            if not getattr(cfg, name):
+                raise ConfigError(f"--{name} is required")
+        if args.trainer == "base":
+            from extractor.model.zoo import ARCHS
+            if cfg.arch not in ARCHS:
+                raise ConfigError(f"unknown --arch {cfg.arch!r}; choose one of {ARCHS}")
+    except ConfigError as e:
+        print(f"kvloop train {args.trainer}: {e}", file=sys.stderr)
         return 2
-    from extractor.model.zoo import ARCHS
-    if cfg.arch not in ARCHS:
-        print(f"kvloop train: unknown --arch {cfg.arch!r}; choose one of {ARCHS}",
-              file=sys.stderr)
-        return 2
-    if args.stage == "calibrate":
-        from training.supervised_trainer import add_missing_lexicon, load_split, recalibrate
+    if args.trainer == "calibrate":
+        from training.data import load_split
+        from training.decisions import add_missing_lexicon, recalibrate
         add_missing_lexicon(cfg.out, cfg.data, cfg.train_split, cfg.max_docs)
         engine, fit = recalibrate(cfg.out, load_split(cfg.data, cfg.calib_split, cfg.ocr,
                                                       cfg.max_docs))
@@ -68,8 +93,15 @@ def run(args: argparse.Namespace) -> int:
               f"threshold {fit.profile.absent_threshold}, lenient F1 {fit.lenient_f1}, "
               f"calibration {fit.profile.calibrator.export()}")
         return 0
-    from training.supervised_trainer import SupervisedTrainer
-    result = SupervisedTrainer(cfg).train()
-    print(f"saved {result.out} (best epoch {result.best_epoch}, dev lenient F1 "
-          f"{result.best_dev_f1:.4f})")
+    try:
+        trainer = load(trainer_path)(cfg)
+    except (OSError, ValueError) as e:  # missing/occupied folders, bad store, bad model
+        print(f"kvloop train {args.trainer}: {e}", file=sys.stderr)
+        return 2
+    result = trainer.train()
+    if args.trainer == "base":
+        print(f"saved {result.out} (best epoch {result.best_epoch}, dev lenient F1 "
+              f"{result.best_dev_f1:.4f})")
+    else:
+        print(f"saved {result}")
     return 0

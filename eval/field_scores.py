@@ -1,19 +1,20 @@
-"""Field scores for early stopping and the extractor benchmark, on ``eval.metrics``.
+"""Field scores of ``ExtractionResult``s, for early stopping and the extractor benchmark.
 
-One scoring implementation serves training, benchmarks and reports: this adapter feeds
-``ExtractionResult`` objects to ``eval.metrics.FieldMatch`` (SROIE task-3 P/R/F1, strict and
-lenient) and ``OracleRecallAtK`` (lenient), and keeps the (confidence, correct) pairs that
-calibration and ECE need.
+An adapter from results to ``eval.metrics``: ``FieldMatch`` (SROIE task-3 P/R/F1, strict and
+lenient) and ``OracleRecallAtK`` (lenient), plus the (confidence, correct) items of
+``extractor.scoring`` (strict ``is_correct``, (absent, absent) answers counted), the same
+items ``kvloop eval`` bins for ECE and sweeps for savings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from eval.metrics import FieldMatch, OracleRecallAtK
 from extractor.document import ExtractionResult
 from extractor.normalize import lenient_key
+from extractor.scoring import Items, confidence_item, pool_items
 
 
 class FieldScores:
@@ -22,10 +23,12 @@ class FieldScores:
     >>> from extractor.document import FieldResult, Candidate, ExtractionResult
     >>> s = FieldScores(k_max=2)
     >>> r = ExtractionResult("1", "v", {"total": FieldResult("total", [Candidate("9.00", .6),
-    ...     Candidate("10.00", .4)], .6)})
+    ...     Candidate("10.00", .4)], .6), "date": FieldResult("date", [], .8)})
     >>> s.update({"total": "10.00"}, r)
     >>> s.summary()["lenient"]["f1"], s.summary()["recall_at"][2]
     (0.0, 1.0)
+    >>> s.items
+    {'total': ([0.6], [False]), 'date': ([0.8], [True])}
     """
 
     def __init__(self, k_max: int = 5) -> None:
@@ -36,8 +39,17 @@ class FieldScores:
         self.fields: list[str] = []
         self.matches: dict[str, FieldMatch] = {}
         self.recall: OracleRecallAtK | None = None
-        self.confidences: list[float] = []
-        self.correct: list[bool] = []
+        self.items: Items = {}
+
+    @property
+    def confidences(self) -> list[float]:
+        """Every field's item confidences (field by field)."""
+        return pool_items(self.items)[0]
+
+    @property
+    def correct(self) -> list[bool]:
+        """Whether each item of ``confidences`` was correct (``extractor.scoring.is_correct``)."""
+        return pool_items(self.items)[1]
 
     def _ensure_fields(self, names: Sequence[str]) -> None:
         if not self.fields:  # the schema is known from the first result
@@ -45,7 +57,7 @@ class FieldScores:
             self.matches = {k: FieldMatch(self.fields, key=k) for k in ("lenient", "strict")}
             self.recall = OracleRecallAtK(self.fields, max_k=self.k_max, key="lenient")
 
-    def update(self, gold: dict[str, str | None], result: ExtractionResult) -> None:
+    def update(self, gold: Mapping[str, str | None], result: ExtractionResult) -> None:
         self._ensure_fields(list(result.fields))
         gold = {k: (v if v is not None and lenient_key(v) else None) for k, v in gold.items()}
         for m in self.matches.values():
@@ -54,11 +66,10 @@ class FieldScores:
         self.recall.update(gold, {n: [c.value for c in fr.candidates]
                                   for n, fr in result.fields.items()})
         for name, fr in result.fields.items():
-            g = gold.get(name)
-            if fr.value is not None or g is not None:  # (absent, absent) says nothing
-                self.confidences.append(fr.confidence)
-                self.correct.append(lenient_key(fr.value) == lenient_key(g) if g is not None
-                                    else fr.value is None)
+            conf, ok = confidence_item(gold.get(name), fr)
+            confs, oks = self.items.setdefault(name, ([], []))
+            confs.append(conf)
+            oks.append(ok)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -71,8 +82,9 @@ class FieldScores:
         return out
 
 
-def score_results(golds: Sequence[dict[str, str | None]], results: Sequence[ExtractionResult],
-                  k_max: int = 5) -> FieldScores:
+def score_results(golds: Sequence[Mapping[str, str | None]],
+                  results: Sequence[ExtractionResult], k_max: int = 5) -> FieldScores:
+    """``FieldScores`` of ``results`` against the gold values at the same positions."""
     s = FieldScores(k_max=k_max)
     for g, r in zip(golds, results):
         s.update(g, r)

@@ -1,0 +1,228 @@
+"""The model card: everything a saved model directory says about itself, as one dataclass.
+
+``kvloop.json`` beside the weights is ``ModelCard.export()``; every reader goes through
+:meth:`ModelCard.load` (the ensemble for its architecture, the predictor for its decisions,
+the review service for its schema and auto-accept thresholds, trainers for lineage). Keys are
+the ones models have always been written with, so directories saved before the card existed
+load unchanged (their ``training`` dict was the supervised config: it becomes a
+:class:`TrainingRecord` of trainer ``base``).
+
+Lineage: each trainer records the version it started from (``parent_version``), its config,
+the feedback it read (how many records and a hash of their ids) and where its curves are,
+so a version id leads back through every model and every correction that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from extractor.document import Schema
+from extractor.lexicon import LEXICON_FILE
+from extractor.model.calibrate import DecisionProfile
+
+FORMAT = "kvloop.ensemble/1"
+VERSION_PREFIX = "kv.ensemble.v1"
+CARD_FILE = "kvloop.json"
+CURVES_FILE = "curves.jsonl"
+
+
+@dataclass
+class FeedbackRef:
+    """Which feedback a trainer read: how many records, a hash of their ids, the filter."""
+
+    n_records: int = 0
+    n_documents: int = 0
+    ids_sha256: str = ""
+    source: str = ""  # the store URL (password removed) or dataset spec it came from
+    filters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, record_ids: Iterable[str], doc_ids: Iterable[str], source: str = "",
+           filters: dict[str, Any] | None = None) -> FeedbackRef:
+        ids = sorted(set(record_ids))
+        return cls(len(ids), len(set(doc_ids)),
+                   hashlib.sha256("\n".join(ids).encode()).hexdigest(), source,
+                   dict(filters or {}))
+
+    def export(self) -> dict[str, Any]:
+        return {"n_records": self.n_records, "n_documents": self.n_documents,
+                "ids_sha256": self.ids_sha256, "source": self.source, "filters": self.filters}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FeedbackRef:
+        return cls(int(d.get("n_records", 0)), int(d.get("n_documents", 0)),
+                   str(d.get("ids_sha256", "")), str(d.get("source", "")),
+                   dict(d.get("filters", {})))
+
+
+@dataclass
+class TrainingRecord:
+    """How the weights were made: trainer, its config, the parent model, the data, curves."""
+
+    trainer: str = "base"
+    config: dict[str, Any] = field(default_factory=dict)
+    parent_version: str | None = None
+    feedback: FeedbackRef | None = None
+    curves: str | None = CURVES_FILE  # file beside the card, one JSON row per logged step
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+
+    def export(self) -> dict[str, Any]:
+        return {"trainer": self.trainer, "config": self.config,
+                "parent_version": self.parent_version,
+                "feedback": self.feedback.export() if self.feedback else None,
+                "curves": self.curves, "best_epoch": self.best_epoch, "history": self.history}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], legacy: dict[str, Any] | None = None
+                  ) -> TrainingRecord:
+        if "trainer" not in d:  # saved before the card: ``training`` was the base config
+            legacy = legacy or {}
+            return cls("base", dict(d), None, None, None, legacy.get("best_epoch"),
+                       list(legacy.get("history", [])))
+        fb = d.get("feedback")
+        return cls(str(d["trainer"]), dict(d.get("config", {})), d.get("parent_version"),
+                   FeedbackRef.from_dict(fb) if fb else None, d.get("curves"),
+                   d.get("best_epoch"), list(d.get("history", [])))
+
+
+@dataclass
+class ModelCard:
+    """``kvloop.json``: architecture, decisions (per OCR engine), routing, lineage, version.
+
+    ``decisions`` is the default profile (fitted on the calibration split as loaded; its keys
+    stay top-level in the JSON), ``ocr_profiles`` the per-engine ones (``tesseract``), and
+    ``auto_accept`` the per-field confidence at or above which routing accepts a value
+    without review, fitted for a target precision (``None``: that field is always reviewed).
+    """
+
+    schema: Schema
+    arch: str = "custom"
+    fusion_raw: list[float] = field(default_factory=lambda: [0.5413, 0.5413])
+    fusion_weights: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    max_length: int = 512
+    stride: int = 128
+    max_span_len: int = 48
+    decisions: DecisionProfile = field(default_factory=DecisionProfile)
+    calibration_ocr: str = "provided"
+    ocr_profiles: dict[str, DecisionProfile] = field(default_factory=dict)
+    profile_fits: dict[str, dict[str, Any]] = field(default_factory=dict)  # F1 behind each
+    calibration_fit: dict[str, Any] | None = None  # the grid behind ``decisions``
+    auto_accept: dict[str, float | None] = field(default_factory=dict)
+    auto_accept_fit: dict[str, Any] = field(default_factory=dict)
+    training: TrainingRecord | None = None
+    epoch: int | None = None  # set on mid-training checkpoints
+    version: str | None = None
+    format: str = FORMAT
+
+    def export(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "format": self.format, "arch": self.arch, "schema": self.schema.export(),
+            "labels": self.schema.labels, "fusion_raw": list(self.fusion_raw),
+            "fusion_weights": list(self.fusion_weights), "max_length": self.max_length,
+            "stride": self.stride, "max_span_len": self.max_span_len,
+            **self.decisions.export(), "calibration_ocr": self.calibration_ocr,
+            "ocr_profiles": {k: {**p.export(), **self.profile_fits.get(k, {})}
+                             for k, p in self.ocr_profiles.items()},
+        }
+        if self.calibration_fit is not None:
+            out["calibration_fit"] = self.calibration_fit
+        if self.auto_accept:
+            out["auto_accept"] = dict(self.auto_accept)
+            out["auto_accept_fit"] = self.auto_accept_fit
+        if self.training is not None:
+            out["training"] = self.training.export()
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
+        if self.version is not None:
+            out["version"] = self.version
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = CARD_FILE) -> ModelCard:
+        """Parse a card; ``ValueError`` naming ``where`` and the problem when it is not one."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"{where}: unsupported format {d.get('format')!r}")
+        try:
+            schema = Schema.from_dict(d["schema"])
+            if schema.labels != d["labels"]:
+                raise ValueError("label list does not match the schema")
+            profiles = {k: DecisionProfile.from_dict(v)
+                        for k, v in d.get("ocr_profiles", {}).items()}
+            fits = {k: {f: v[f] for f in ("lenient_f1", "n_fields") if f in v}
+                    for k, v in d.get("ocr_profiles", {}).items()}
+            training = d.get("training")
+            auto_accept = d.get("auto_accept", {})
+            if not isinstance(auto_accept, dict):
+                raise ValueError('"auto_accept" must map field names to thresholds, not '
+                                 f"{type(auto_accept).__name__}")
+            for name, v in auto_accept.items():
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise ValueError(f"auto-accept threshold of {name!r} must be a number or "
+                                     f"null, got {v!r}")
+            return cls(
+                schema=schema, arch=d.get("arch", "custom"),
+                fusion_raw=[float(x) for x in d["fusion_raw"]],
+                fusion_weights=[float(x) for x in d.get("fusion_weights", [1.0, 1.0])],
+                max_length=int(d["max_length"]), stride=int(d["stride"]),
+                max_span_len=int(d["max_span_len"]), decisions=DecisionProfile.from_dict(d),
+                calibration_ocr=d.get("calibration_ocr", "provided"), ocr_profiles=profiles,
+                profile_fits=fits, calibration_fit=d.get("calibration_fit"),
+                auto_accept={k: (None if v is None else float(v))
+                             for k, v in auto_accept.items()},
+                auto_accept_fit=dict(d.get("auto_accept_fit", {})),
+                training=TrainingRecord.from_dict(training, d) if training else None,
+                epoch=d.get("epoch"), version=d.get("version"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{where}: not a valid model card ({type(e).__name__}: {e})") from e
+
+    # -- files -------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, model_dir: str | Path) -> ModelCard:
+        path = Path(model_dir) / CARD_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: not a kvloop model directory "
+                                    f"({CARD_FILE} missing)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read the model card ({e})") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the model card is not a JSON object")
+        return cls.from_dict(data, str(path))
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / CARD_FILE
+        path.write_text(json.dumps(self.export(), indent=2), encoding="utf-8")
+        return path
+
+    def decision_key(self) -> list[Any]:
+        """What of the card enters the version hash besides the weights: every decision that
+        changes what a user is shown. Keys are appended only when set, so models saved before
+        they existed keep their ids."""
+        d = self.export()
+        key = [d["fusion_raw"], d["calibration"], d["absent_threshold"]]
+        for name in ("ocr_profiles", "correct_below", "auto_accept"):
+            if d.get(name):
+                key.append(d[name])
+        return key
+
+
+def model_version(model_dir: str | Path) -> str:
+    """``kv.ensemble.v1@<hash>``: a hash of both members' weights, the card's decisions
+    (:meth:`ModelCard.decision_key`) and the lexicon; every result and correction records it."""
+    d = Path(model_dir)
+    h = hashlib.sha256()
+    for part in ("bert/model.safetensors", "layoutlm/model.safetensors"):
+        with open(d / part, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    h.update(json.dumps(ModelCard.load(d).decision_key()).encode())
+    if (d / LEXICON_FILE).is_file():
+        h.update((d / LEXICON_FILE).read_bytes())
+    return f"{VERSION_PREFIX}@{h.hexdigest()[:12]}"

@@ -1,0 +1,99 @@
+"""Training data for the ensemble: documents of a split, labelled windows, epoch batches.
+
+Gold values become BIO word labels through ``extractor.align.align_document`` (labels on
+each word's first sub-token); long pages are cut into overlapping windows
+(``KVEnsemble.windows``). Every OCR pass of a page gets its own alignment, so an epoch can
+read a page from a tesseract pass (``mixed_windows``) and meet the OCR errors of images.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from extractor.align import align_document
+from extractor.document import Document, Schema
+from extractor.model.ensemble import KVEnsemble
+from extractor.model.features import Window
+
+log = logging.getLogger(__name__)
+
+
+def load_split(spec: str, split: str, ocr: str = "provided",
+               max_docs: int | None = None) -> list[Document]:
+    """Documents of one split of a dataset spec, failures logged (the batch goes on)."""
+    from extractor.loaders import load_documents
+    report = load_documents(spec, split=split, ocr=ocr)
+    for f in report.failures:
+        log.warning("skipped %s: %s", f.path, f.reason)
+    docs = report.documents
+    return docs[:max_docs] if max_docs else docs
+
+
+def pass_windows(model: KVEnsemble, docs: Sequence[Document], schema: Schema,
+                 variants: bool = True) -> tuple[list[list[list[Window]]], dict[str, int]]:
+    """Per document, per OCR pass (``doc.words`` first, then ``doc.variants`` when
+    ``variants``): the labelled windows, gold aligned to that pass's words. Unaligned gold
+    fields are counted on the first pass."""
+    l2i = schema.label2id
+    out: list[list[list[Window]]] = []
+    unaligned: dict[str, int] = {}
+    for i, doc in enumerate(docs):
+        passes = [doc.words] + (list(doc.variants.values()) if variants else [])
+        per_pass = []
+        for p, words in enumerate(passes):
+            page = replace(doc, words=words, variants={})
+            al = align_document(page, schema)
+            if p == 0:
+                for name in al.unaligned:
+                    unaligned[name] = unaligned.get(name, 0) + 1
+            w, _ = model.windows([w.text for w in words], page.normalized_boxes(), doc=i,
+                                 labels=[l2i[t] for t in al.tags])
+            per_pass.append(w)
+        out.append(per_pass)
+    return out, unaligned
+
+
+def mixed_windows(per_pass: Sequence[Sequence[Sequence[Window]]], mix: float,
+                  rng: random.Random) -> list[Window]:
+    """One epoch's windows: each page from its first pass, or with probability ``mix`` (and
+    when it has other passes) from one of them at random."""
+    out: list[Window] = []
+    for passes in per_pass:
+        use = passes[0]
+        if len(passes) > 1 and rng.random() < mix:
+            use = passes[rng.randrange(1, len(passes))]
+        out += use
+    return out
+
+
+def with_tesseract_variants(docs: Sequence[Document], spec: str, split: str,
+                            max_docs: int | None = None) -> list[Document]:
+    """``docs`` with every tesseract pass of the same page (the cached OCR) as variants."""
+    tess = {d.id: d for d in load_split(spec, split, "tesseract", max_docs)}
+    out = []
+    for doc in docs:
+        t = tess.get(doc.id)
+        if t is None:
+            log.warning("%s: no tesseract passes; trained on its own words only", doc.id)
+            out.append(doc)
+            continue
+        variants = {f"tesseract:{t.ocr}": t.words,
+                    **{f"tesseract:{k}": v for k, v in t.variants.items()}}
+        out.append(replace(doc, variants={**doc.variants, **variants}))
+    return out
+
+
+def epoch_batches(wins: Sequence[Window], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Shuffled batches of similar-length windows (sorted within random pools of 16 batches)."""
+    order = list(range(len(wins)))
+    rng.shuffle(order)
+    pool = batch_size * 16
+    batches = []
+    for p in range(0, len(order), pool):
+        chunk = sorted(order[p:p + pool], key=lambda i: len(wins[i].input_ids))
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
