@@ -120,10 +120,8 @@ def read_feedback(store: FeedbackStore, flt: FeedbackFilter | None = None,
 
 
 def _public_url(url: str) -> str:
-    """The store URL without a password (it goes into model cards)."""
+    """The store URL (normalised by the store: always an SQLAlchemy URL) without a password:
+    it goes into model cards."""
     from sqlalchemy.engine import make_url
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: a plain path
-        return str(url)
+    return make_url(url).render_as_string(hide_password=True)

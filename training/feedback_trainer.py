@@ -16,8 +16,6 @@ weights.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from training.data import load_split
 from training.decisions import fit_decisions
 from training.feedback_data import FeedbackSet, read_feedback
 from training.loop import LoopResult, Trainer, seed_everything
+from training.versions import new_version_dir
 
 log = logging.getLogger(__name__)
 
@@ -161,29 +160,21 @@ class FeedbackTrainer(Trainer):
 
     def train(self) -> Path:
         """Run the loop and write the new version; returns its directory."""
-        out = self.out
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent or "."))
-        try:
+        with new_version_dir(self.out) as work:
             self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
-            result = self.fit()
-            card = self.new_card(result)
-            self.model.save_pretrained(work, card)
-            if self.lexicon is not None:
-                self.lexicon.save(work)
-            card.version = model_version(work)
-            card.save(work)
-            shutil.rmtree(work / "checkpoint-last", ignore_errors=True)
-            if out.exists():
-                raise FileExistsError(f"{out}: appeared while training; the new version is "
-                                      f"left in {work}")
-            work.rename(out)
-        finally:
-            self.cfg.out = str(out)
-            if work.exists() and not out.exists():
-                shutil.rmtree(work, ignore_errors=True)
-        log.info("%s: wrote %s (%s, parent %s)", self.name, out, card.version,
+            try:
+                result = self.fit()
+                card = self.new_card(result)
+                self.model.save_pretrained(work, card)
+                if self.lexicon is not None:
+                    self.lexicon.save(work)
+                card.version = model_version(work)
+                card.save(work)
+            finally:
+                self.cfg.out = str(self.out)
+        log.info("%s: wrote %s (%s, parent %s)", self.name, self.out, card.version,
                  self.parent_version)
-        return out
+        return self.out
 
     def describe(self) -> dict[str, Any]:
         return {"trainer": self.name, "parent": self.parent_version,

@@ -52,6 +52,16 @@ def make_accelerator(cfg: TrainConfig) -> Any:
     return Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
 
 
+class StopTraining(Exception):
+    """Raised by ``compute_loss`` to end training before this step's update (a bound was
+    crossed); ``parts`` (what the step measured) go to the curves as a row without an update,
+    and the epoch is closed as usual (evaluation, curves, checkpoint)."""
+
+    def __init__(self, reason: str, parts: dict[str, float] | None = None) -> None:
+        super().__init__(reason)
+        self.parts = dict(parts or {})
+
+
 @dataclass
 class LoopResult:
     out: Path
@@ -122,7 +132,7 @@ class Trainer:
         curves.write_text("", encoding="utf-8")
         history: list[dict[str, Any]] = []
         best_score, best_epoch, best_state = -math.inf, 0, None
-        step = 0
+        step, stopped = 0, ""
         for epoch in range(1, cfg.epochs + 1):
             t0, parts_seen = time.time(), []
             batches = list(self.epoch_batches(epoch, rng))
@@ -132,8 +142,14 @@ class Trainer:
                        disable=not acc.is_local_main_process)
             for batch in bar:
                 self.model.train()
-                with acc.autocast():
-                    loss, parts = self.compute_loss(batch)
+                try:
+                    with acc.autocast():
+                        loss, parts = self.compute_loss(batch)
+                except StopTraining as e:
+                    stopped = str(e) or "stopped by the trainer"
+                    _append(curves, {"step": step + 1, "epoch": epoch, "updated": False,
+                                     "stopped": stopped, **e.parts})
+                    break
                 opt.zero_grad(set_to_none=True)
                 acc.backward(loss)
                 if cfg.grad_clip:
@@ -163,10 +179,12 @@ class Trainer:
                 best_state = copy.deepcopy(self.model.state_dict())
             if acc.is_main_process:
                 self.model.save_pretrained(out / "checkpoint-last", self.checkpoint_card(epoch))
-            stop_steps = cfg.max_steps is not None and step >= cfg.max_steps
-            if stop_steps or epoch - best_epoch >= cfg.patience:
-                log.info("%s: stopping after epoch %d (%s)", self.name, epoch,
-                         "step cap" if stop_steps else f"no gain for {cfg.patience} epochs")
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                stopped = stopped or "step cap"
+            if not stopped and epoch - best_epoch >= cfg.patience:
+                stopped = f"no gain for {cfg.patience} epochs"
+            if stopped:
+                log.info("%s: stopping after epoch %d (%s)", self.name, epoch, stopped)
                 break
         del self.prepared
         if best_state is not None:

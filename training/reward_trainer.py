@@ -39,8 +39,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +68,7 @@ from training.feedback_data import FeedbackSet, read_feedback
 from training.loop import LoopResult, Trainer, seed_everything
 from training.losses import bradley_terry_loss, pointwise_reward_loss
 from training.reward_config import RewardConfig
+from training.versions import new_version_dir
 
 log = logging.getLogger(__name__)
 
@@ -369,29 +368,20 @@ class RewardTrainer(Trainer):
 
     def train(self) -> Path:
         """Run the loop and write the new reward model; returns its directory."""
-        out = self.out
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
+        with new_version_dir(self.out) as work:
             self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
-            result = self.fit()
-            card = self.model.card()
-            card.training = self.record(result)
-            self.model.save_pretrained(work, card)
-            card.version = reward_version(work)
-            card.save(work)
-            shutil.rmtree(work / "checkpoint-last", ignore_errors=True)
-            if out.exists():
-                raise FileExistsError(f"{out}: appeared while training; the new version is "
-                                      f"left in {work}")
-            work.rename(out)
-        finally:
-            self.cfg.out = str(out)
-            if work.exists() and not out.exists():
-                shutil.rmtree(work, ignore_errors=True)
-        log.info("%s: wrote %s (%s, parent %s)", self.name, out, card.version,
+            try:
+                result = self.fit()
+                card = self.model.card()
+                card.training = self.record(result)
+                self.model.save_pretrained(work, card)
+                card.version = reward_version(work)
+                card.save(work)
+            finally:
+                self.cfg.out = str(self.out)
+        log.info("%s: wrote %s (%s, parent %s)", self.name, self.out, card.version,
                  self.parent_version)
-        return out
+        return self.out
 
     def describe(self) -> dict[str, Any]:
         return {"trainer": self.name, "parent": self.parent_version,

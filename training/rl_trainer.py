@@ -1,0 +1,345 @@
+"""Policy updates of the extractor against a reward: RLOO, GRPO or PPO, exact KL to the start.
+
+Per field, extraction is a one-step contextual bandit: the context is the page, the action is
+one outcome of the field's span categorical (a word span of at most ``max_span_len`` words, or
+"absent"; ``extractor.model.policy``), the reward scores its value (``training.rewards``). No
+value function is needed: the baseline is the group of ``K`` outcomes drawn for the same
+(document, field).
+
+One step (``compute_loss``):
+
+1. one forward of the policy over the batch's documents (``BatchedPolicy.distributions``,
+   dropout off, with grad) gives every (document, field) categorical;
+2. on the first step of a batch of samples, ``K`` outcomes per (document, field) are drawn
+   from those categoricals (their detached copy: the same draws and behaviour log-probs as
+   ``BatchedPolicy.sample``, without a second forward), scored by the reward, and turned into
+   advantages: ``rloo`` ``r_i - mean_{j != i} r_j``, ``grpo`` ``(r_i - mean r) / std r``
+   (``losses.group_advantages``), ``ppo`` the leave-one-out advantages whitened over the batch
+   (``losses.normalize_advantages``; the raw rewards whitened when ``K = 1``); the frozen
+   start model's categoricals of the same fields are computed once per batch of samples;
+3. the loss is the policy-gradient surrogate (``rloo``/``grpo``: one update per batch of
+   samples, so the ratio is 1 and PPO's clipped surrogate equals it) or PPO's clipped
+   surrogate (``ppo``: ``ppo_epochs`` updates on the same samples) plus
+   ``kl_coef * mean KL(pi || pi_start)``, the KL computed **exactly** over every outcome of
+   each categorical (``losses.span_categorical_kl``), not estimated from the samples;
+4. ``adaptive_kl`` moves ``kl_coef`` towards ``kl_target`` after every step
+   (``losses.adaptive_kl_coef``, Ziegler et al. 2019).
+
+``kl_stop``: a step that measures a mean KL above the bound (at the weights before its update)
+makes no update: it puts back the weights of the last step that measured the KL within the
+bound and ends training (``training.loop.StopTraining``; the epoch is closed as usual).
+
+Documents: the reviewed documents of the feedback (their reviewed fields) and, with
+``pool_share > 0``, unreviewed pages of ``pool_data`` (every field of the schema) in that
+share of every batch. Gold is removed from every training page unless the reward is the
+oracle ablation. With ``dev_data``, dev lenient F1 is measured before training and after
+every epoch; an epoch whose mean sampled reward rose while dev F1 fell (by more than
+``hacking_f1_drop``) is logged as a warning and marked ``reward_hacking: true``.
+
+Curves (``curves.jsonl``, one row per step): ``reward`` (mean of the batch of samples),
+``reward_std``, ``kl`` (exact, mean over fields), ``kl_coef``, ``entropy`` (of the span
+categorical, mean over fields), ``adv_mean``/``adv_std``, ``pg_loss``, ``pool_share``,
+``ppo``: ``clip_frac`` and ``approx_kl`` (k3 estimate of KL(old || new)); per epoch also
+``reward``, ``dev_f1``, ``reward_hacking``, ``kl_stopped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import pairwise
+from typing import Any
+
+import torch
+
+from extractor.devices import resolve_device
+from extractor.document import Document
+from extractor.model import decode
+from extractor.model.ensemble import SpanDistribution
+from extractor.model.policy import BatchedPolicy, FieldOutcomes, outcome_log_probs
+from training.data import load_split
+from training.feedback_data import FeedbackSet
+from training.feedback_trainer import FeedbackTrainer
+from training.loop import StopTraining
+from training.losses import (
+    adaptive_kl_coef,
+    group_advantages,
+    normalize_advantages,
+    policy_gradient_loss,
+    ppo_clip_loss,
+    span_categorical_kl,
+)
+from training.policy_losses import span_categorical_entropy
+from training.rewards import OracleReward, Reward, load_reward
+from training.rl_config import RLConfig
+from training.supervised_trainer import evaluate
+
+log = logging.getLogger(__name__)
+
+FieldKey = tuple[int, str]  # (position of the document in the batch, field)
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    """One optimiser step: which batch of samples (``rollout``), on which documents (indices
+    into ``RLTrainer.docs``), and which update on those samples (0 draws them)."""
+
+    rollout: int
+    docs: tuple[int, ...]
+    update: int = 0
+
+
+@dataclass
+class Rollout:
+    """A batch of samples: ``K`` outcomes per field, their behaviour log-probs, rewards,
+    advantages and the start model's categoricals (all without grad)."""
+
+    rollout: int
+    fields: list[FieldKey]
+    outcomes: list[list[list[int]]]  # [G][K] word spans ([] = absent)
+    old_logp: torch.Tensor  # [G, K]
+    rewards: torch.Tensor  # [G, K]
+    advantages: torch.Tensor  # [G, K]
+    ref: list[tuple[torch.Tensor, torch.Tensor]]  # [G] (span_lp [n, M], absent_lp [])
+
+
+def rollout_advantages(rewards: torch.Tensor, algorithm: str) -> torch.Tensor:
+    """Advantages [G, K] of a batch of rewards [G, K] for ``algorithm`` (module docstring)."""
+    if algorithm in ("rloo", "grpo"):
+        return group_advantages(rewards, algorithm)
+    base = group_advantages(rewards, "rloo") if rewards.shape[-1] > 1 else rewards  # [G, K]
+    return normalize_advantages(base)
+
+
+def pool_counts(n_batches: int, batch_size: int, share: float) -> list[int]:
+    """Pool documents in each of ``n_batches`` batches: ``share`` of all slots overall (to the
+    nearest document), spread so that each batch is within one document of the share."""
+    cum = [round(j * batch_size * share) for j in range(n_batches + 1)]
+    return [b - a for a, b in pairwise(cum)]
+
+
+class _Cycle:
+    """Endless shuffled passes over ``items``; ``take(k)`` gives ``k`` distinct items."""
+
+    def __init__(self, items: Sequence[int], rng: random.Random) -> None:
+        self.items, self.rng = list(items), rng
+        self.queue: list[int] = []
+
+    def take(self, k: int) -> list[int]:
+        out: list[int] = []
+        deferred: list[int] = []
+        while len(out) < min(k, len(self.items)):
+            if not self.queue:
+                self.queue = self.rng.sample(self.items, len(self.items))
+            x = self.queue.pop(0)
+            (deferred if x in out else out).append(x)
+        self.queue = deferred + self.queue
+        return out
+
+
+def _without_gold(docs: Iterable[Document]) -> list[Document]:
+    return [replace(d, gold=None) for d in docs]
+
+
+class RLTrainer(FeedbackTrainer):
+    """Reward in, policy updates with an exact KL to the parent, a new version out."""
+
+    name = "rl"
+    cfg: RLConfig
+
+    def __init__(self, cfg: RLConfig, feedback: FeedbackSet | None = None, *,
+                 reward: Reward | None = None, pool_docs: Sequence[Document] | None = None,
+                 dev_docs: Sequence[Document] | None = None) -> None:
+        super().__init__(cfg, feedback)
+        self.reward = reward if reward is not None else load_reward(
+            cfg.reward, self.model.schema, cfg.reward_transform, resolve_device(cfg.device))
+        self.docs, self.fields_of, self.n_reviewed = self._documents(pool_docs)
+        n_pool = len(self.docs) - self.n_reviewed
+        self.share = 1.0 if not self.n_reviewed else (cfg.pool_share if n_pool else 0.0)
+        self.dev_docs = (list(dev_docs) if dev_docs is not None else
+                         load_split(cfg.dev_data, cfg.dev_split, cfg.dev_ocr, cfg.dev_max_docs)
+                         if cfg.dev_data else [])
+        self.policy = BatchedPolicy(self.model)
+        self.ref_policy = BatchedPolicy(self.reference)  # frozen now, before any update
+        self.kl_coef = cfg.kl_coef
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._rollout: Rollout | None = None
+        self._calls = 0
+        self._last_ok: dict[str, torch.Tensor] | None = None
+        self.kl_stopped_at: int | None = None
+        self._epoch_rewards: list[float] = []
+        self._start_reward: float | None = None
+        self._prev_reward: float | None = None
+        self._prev_f1 = evaluate(self.model, self.dev_docs)["lenient"]["f1"] if self.dev_docs \
+            else None
+        log.info("rl: %s, %d reviewed + %d pool documents (pool share %.2f), %d dev, reward %s",
+                 cfg.algorithm, self.n_reviewed, n_pool, self.share, len(self.dev_docs),
+                 type(self.reward).__name__)
+
+    def _documents(self, pool_docs: Sequence[Document] | None
+                   ) -> tuple[list[Document], list[list[str]], int]:
+        """Reviewed documents then pool documents, the fields to sample on each (reviewed:
+        their reviewed fields; pool: every field), and how many are reviewed. Gold is removed
+        unless the reward is the oracle ablation, which needs it on every page."""
+        names = self.model.schema.field_names
+        reviewed = list(self.feedback.documents)
+        per_doc: dict[int, set[str]] = {}
+        for e in self.feedback.examples:
+            per_doc.setdefault(e.doc, set()).add(e.field)
+        pool = self._pool(pool_docs, {d.id for d in reviewed})
+        if not isinstance(self.reward, OracleReward):
+            reviewed, pool = _without_gold(reviewed), _without_gold(pool)
+        elif missing := [d.id for d in reviewed + pool if d.gold is None]:
+            raise ValueError(f"rl: the oracle reward reads gold, and {len(missing)} documents "
+                             f"have none (e.g. {missing[0]!r})")
+        if not reviewed and not pool:
+            raise ValueError("rl: no documents to sample on (no reviewed documents, no pool)")
+        fields = ([[f for f in names if f in per_doc.get(i, ())] for i in range(len(reviewed))]
+                  + [list(names)] * len(pool))
+        return reviewed + pool, fields, len(reviewed)
+
+    def _pool(self, given: Sequence[Document] | None, reviewed_ids: set[str]) -> list[Document]:
+        cfg = self.cfg
+        if cfg.pool_share == 0:
+            return []
+        docs = (list(given) if given is not None else
+                load_split(cfg.pool_data, cfg.pool_split, cfg.pool_ocr, cfg.pool_max_docs)
+                if cfg.pool_data else [])
+        docs = [d for d in docs if d.id not in reviewed_ids]
+        if not docs:
+            raise ValueError("rl: pool_share > 0 needs unreviewed pool documents (pool_data)")
+        return docs
+
+    # -- batches ---------------------------------------------------------------------------------
+    def n_rollouts(self) -> int:
+        """Batches of samples per epoch: every reviewed document (or, without any, every pool
+        document) at least once."""
+        bs, n_pool = self.cfg.batch_size, len(self.docs) - self.n_reviewed
+        if self.share >= 1.0:
+            return max(1, math.ceil(n_pool / bs))
+        return max(1, math.ceil(self.n_reviewed / (bs * (1.0 - self.share))))
+
+    def steps_per_epoch(self) -> int:
+        return self.n_rollouts() * self.cfg.updates_per_batch
+
+    def epoch_batches(self, epoch: int, rng: random.Random) -> list[RolloutBatch]:
+        bs, n = self.cfg.batch_size, self.n_rollouts()
+        reviewed = _Cycle(range(self.n_reviewed), rng)
+        pool = _Cycle(range(self.n_reviewed, len(self.docs)), rng)
+        out = []
+        for j, k in enumerate(pool_counts(n, bs, self.share)):
+            docs = tuple(reviewed.take(bs - k) + pool.take(k))
+            rollout = (epoch - 1) * n + j
+            out += [RolloutBatch(rollout, docs, u) for u in range(self.cfg.updates_per_batch)]
+        return out
+
+    # -- one step --------------------------------------------------------------------------------
+    def _sample(self, batch: RolloutBatch, docs: list[Document], fields: list[FieldKey],
+                dists: dict[FieldKey, SpanDistribution]) -> Rollout:
+        """Draw ``K`` outcomes per field from ``dists`` (detached), score, advantages."""
+        k, device = self.cfg.samples_per_field, self.model.device
+        outcomes, old = [], []
+        for key in fields:
+            d = dists[key]
+            draws = decode.sample_spans(d.span_lp, d.absent_lp, k, self.generator)
+            outcomes.append(draws)
+            old.append(outcome_log_probs(d, draws).detach())
+        queries = [FieldOutcomes(p, f, o) for (p, f), o in zip(fields, outcomes)]
+        with torch.no_grad():
+            rewards = torch.stack([r.to(device, torch.float32)
+                                   for r in self.reward.score(docs, queries)])  # [G, K]
+            ref_dists = self.ref_policy.distributions(docs, fields)
+        ref = [(ref_dists[key].span_lp.detach(), ref_dists[key].absent_lp.detach())
+               for key in fields]
+        mean = float(rewards.mean())
+        self._epoch_rewards.append(mean)
+        if self._start_reward is None:
+            self._start_reward = mean
+        return Rollout(batch.rollout, fields, outcomes, torch.stack(old), rewards,
+                       rollout_advantages(rewards, self.cfg.algorithm), ref)
+
+    def compute_loss(self, batch: RolloutBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        self._calls += 1
+        if self.reference.device != self.model.device:
+            self.reference.to(self.model.device)
+        docs = [self.docs[i] for i in batch.docs]
+        fields = [(p, f) for p, i in enumerate(batch.docs) for f in self.fields_of[i]]
+        dists = self.policy.distributions(docs, fields)  # with grad, dropout off
+        if self._rollout is None or self._rollout.rollout != batch.rollout:
+            self._rollout = self._sample(batch, docs, fields, dists)
+        ro = self._rollout
+        logp = torch.stack([outcome_log_probs(dists[key], o)
+                            for key, o in zip(fields, ro.outcomes)])  # [G, K]
+        kl = torch.stack([span_categorical_kl(dists[key].span_lp, dists[key].absent_lp, *ref)
+                          for key, ref in zip(fields, ro.ref)])  # [G]
+        with torch.no_grad():
+            entropy = torch.stack([span_categorical_entropy(dists[key].span_lp,
+                                                            dists[key].absent_lp)
+                                   for key in fields])  # [G]
+        parts: dict[str, float] = {}
+        if cfg.algorithm == "ppo":
+            pg, clip_frac, approx_kl = ppo_clip_loss(logp.flatten(), ro.old_logp.flatten(),
+                                                     ro.advantages.flatten(), cfg.ppo_clip)
+            parts.update(clip_frac=float(clip_frac), approx_kl=float(approx_kl))
+        else:
+            pg = policy_gradient_loss(logp.flatten(), ro.advantages.flatten())
+        kl_mean = kl.mean()
+        loss = pg + self.kl_coef * kl_mean
+        measured = float(kl_mean.detach())
+        parts.update(
+            pg_loss=float(pg.detach()), reward=float(ro.rewards.mean()),
+            reward_std=float(ro.rewards.std(correction=0)), kl=measured,
+            kl_coef=self.kl_coef, entropy=float(entropy.mean()),
+            adv_mean=float(ro.advantages.mean()),
+            adv_std=float(ro.advantages.std(correction=0)),
+            pool_share=sum(i >= self.n_reviewed for i in batch.docs) / len(batch.docs),
+            kl_stopped=0.0)
+        if cfg.kl_stop is not None:
+            if measured > cfg.kl_stop:
+                self._stop(measured, {**parts, "kl_stopped": 1.0})
+            self._last_ok = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if cfg.adaptive_kl:
+            self.kl_coef = adaptive_kl_coef(self.kl_coef, measured, cfg.kl_target,
+                                            logp.numel(), cfg.kl_horizon)
+        return loss, parts
+
+    def _stop(self, kl: float, parts: dict[str, float]) -> None:
+        """End training before this step's update, with the last in-bound weights back."""
+        if self._last_ok is not None:
+            self.model.load_state_dict(self._last_ok)
+        self.kl_stopped_at = self._calls
+        raise StopTraining(f"step {self._calls} measured KL {kl:.4g} > kl_stop "
+                           f"{self.cfg.kl_stop:.4g}; weights of the last step within the bound",
+                           parts)
+
+    # -- epochs ----------------------------------------------------------------------------------
+    def evaluate(self, epoch: int) -> dict[str, Any]:
+        rewards, self._epoch_rewards = self._epoch_rewards, []
+        reward = sum(rewards) / len(rewards) if rewards else None
+        row: dict[str, Any] = {"reward": reward, "kl_coef": self.kl_coef}
+        if self.kl_stopped_at is not None:
+            row.update(kl_stopped=True, kl_stopped_at_step=self.kl_stopped_at)
+        if self.dev_docs:
+            f1 = evaluate(self.model, self.dev_docs)["lenient"]["f1"]
+            before = self._prev_reward if self._prev_reward is not None else self._start_reward
+            hacking = (reward is not None and before is not None and self._prev_f1 is not None
+                       and reward > before and f1 < self._prev_f1 - self.cfg.hacking_f1_drop)
+            if hacking:
+                log.warning("rl epoch %d: possible reward hacking: mean reward %.4f -> %.4f "
+                            "while dev F1 %.4f -> %.4f", epoch, before, reward, self._prev_f1,
+                            f1)
+            row.update(dev_f1=f1, reward_hacking=hacking)
+            self._prev_f1, self._prev_reward = f1, reward
+        return row
+
+    def selection_score(self, row: dict[str, Any]) -> float:
+        """Dev F1 when gold pages are given, else the latest epoch (the KL keeps it close)."""
+        return float(row["dev_f1"]) if "dev_f1" in row else float(row["epoch"])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "pool": len(self.docs) - self.n_reviewed,
+                "pool_share": self.share, "algorithm": self.cfg.algorithm}
