@@ -1,15 +1,17 @@
 """Benchmark routing: do the fitted auto-accept thresholds keep their promise on unseen receipts?
 
-Fits the decisions of a trained model on the calibration split exactly as training does
-(``training.decisions.fit_decisions``: fusion, absent threshold, lexicon bar, calibrator, then
-per field the lowest threshold whose accepted calibration items reach the target precision),
-then extracts the dev split (which neither training nor the fit saw) and reports per field
-and OCR engine the **coverage** (share of answers auto-accepted) and **strict precision** of
-the accepted ones (``extractor.scoring.is_correct``, what ``kvloop eval`` scores), for:
+Takes the auto-accept thresholds a trained model's card holds (fitted by training on the
+calibration split: per field the lowest threshold whose accepted calibration items reach the
+target precision, ``training.decisions``), extracts the dev split (which neither training nor
+the fit saw) and reports per field and OCR engine the **coverage** (share of answers
+auto-accepted) and **strict precision** of the accepted ones (``extractor.scoring
+.is_correct``, what ``kvloop eval`` scores), for:
 
-* ``fitted``: the plain rule (precision on the calibration items >= target, >= 30 accepted);
-* ``fitted-cp95``: the Clopper-Pearson rule (the 95% lower bound of that precision >= target);
-* ``schema``: the schema's fixed ``FieldSpec.auto_accept`` (0.95), as routing did before.
+* ``fitted``: the card's thresholds (plain rule: precision on the calibration items >= target,
+  at least 30 accepted);
+* ``schema``: the schema's fixed ``FieldSpec.auto_accept`` (0.95), as routing did before;
+* with ``--refit``: the decisions refitted here as training does, and ``fitted-cp95``, the
+  Clopper-Pearson rule (the 95% lower bound of that precision >= target).
 
     python scripts/bench_routing.py --model runs/base --data /work/shared/data/sroie
 """
@@ -65,32 +67,41 @@ def main(argv: list[str] | None = None) -> int:
                                           "data" / "sroie"))
     ap.add_argument("--target", type=float, default=0.99)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-docs", type=int, default=None, help="dev receipts (a smoke run)")
+    ap.add_argument("--ocr", default="provided,tesseract",
+                    help="comma list of dev OCR to score: provided, tesseract (re-reads the "
+                         "images: the OCR cache makes a second run fast)")
+    ap.add_argument("--refit", action="store_true",
+                    help="refit the decisions here (and the Clopper-Pearson rule)")
     ap.add_argument("--out", default="runs/bench-routing.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, card = KVEnsemble.from_pretrained(args.model)
     lexicon = Lexicon.load(args.model)
-    calib = load_split(args.data, "calibration", "provided")
-    calib_t = load_split(args.data, "calibration", "tesseract")
-    decisions = fit_decisions(model, calib, calib_t, lexicon, args.target, level=None)
-    fits = [decisions.default, *decisions.profiles.values()]
-    cp = fit_thresholds(fits, args.target, level=0.95)
-    card = decisions.apply(model, card)
-    thresholds = {"fitted": {k: f.threshold for k, f in decisions.auto_accept.items()},
-                  "fitted-cp95": {k: f.threshold for k, f in cp.items()},
+    thresholds = {"fitted": dict(card.auto_accept),
                   "schema": {s.name: s.auto_accept for s in card.schema.fields}}
+    fit_report: dict[str, Any] = {"fitted": card.auto_accept_fit}
+    if args.refit or not card.auto_accept:
+        calib = load_split(args.data, "calibration", "provided")
+        calib_t = load_split(args.data, "calibration", "tesseract")
+        decisions = fit_decisions(model, calib, calib_t, lexicon, args.target, level=None)
+        cp = fit_thresholds([decisions.default, *decisions.profiles.values()], args.target,
+                            level=0.95)
+        card = decisions.apply(model, card)
+        thresholds["fitted"] = {k: f.threshold for k, f in decisions.auto_accept.items()}
+        thresholds["fitted-cp95"] = {k: f.threshold for k, f in cp.items()}
+        fit_report = {rule: {k: f.export() for k, f in fits.items()}
+                      for rule, fits in (("fitted", decisions.auto_accept), ("fitted-cp95", cp))}
     pred = KVPredictor(model, card.decisions, "bench", card.ocr_profiles, lexicon)
     report: dict[str, Any] = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, torch {torch.__version__}, {args.threads} threads",
         "command": " ".join(["scripts/bench_routing.py"] + (argv or sys.argv[1:])),
         "model": args.model, "target": args.target, "thresholds": thresholds,
-        "calibration_fit": {rule: {k: f.export() for k, f in fits_.items()}
-                            for rule, fits_ in (("fitted", decisions.auto_accept),
-                                                ("fitted-cp95", cp))},
+        "calibration_fit": fit_report,
         "dev": {}}
-    for ocr in ("provided", "tesseract"):
-        dev = load_split(args.data, "dev", ocr)
+    for ocr in [o.strip() for o in args.ocr.split(",") if o.strip()]:
+        dev = load_split(args.data, "dev", ocr, args.max_docs)
         report["dev"][ocr] = operating_points(pred, dev, thresholds)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2), encoding="utf-8")
