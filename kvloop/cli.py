@@ -22,8 +22,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ocr": ("kvloop.commands.ocr", "Run tesseract OCR (with variants) over images or PDFs"),
     "align": ("kvloop.commands.align", ("Align gold values to OCR words as BIO tags and report "
               "what could not be aligned")),
-    "train": ("kvloop.commands.train", ("Train the extractor ensemble: 'base' = supervised from "
-              "gold labels, with dev early stopping and calibration")),
+    "train": ("kvloop.commands.train", ("Train the extractor ensemble: 'base' from gold labels; "
+              "'sft', 'reward', 'rl', 'dpo' from the operators' feedback; 'calibrate' refits "
+              "the decisions")),
     "extract": ("kvloop.commands.extract", ("Extract key-value fields (k-best candidates, "
                 "calibrated confidence) from images, PDFs or a dataset into JSONL")),
     "eval": ("kvloop.commands.eval", "Evaluate models or results files: HTML/JSON/Markdown report"),
