@@ -188,13 +188,7 @@ class ModelCard:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not a kvloop model directory "
                                     f"({CARD_FILE} missing)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read the model card ({e})") from e
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: the model card is not a JSON object")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_card_json(path, "model card"), str(path))
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / CARD_FILE
@@ -211,6 +205,17 @@ class ModelCard:
             if d.get(name):
                 key.append(d[name])
         return key
+
+
+def read_card_json(path: Path, what: str) -> dict[str, Any]:
+    """A card file's JSON object; ``ValueError`` naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the {what} ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: the {what} is not a JSON object")  # noqa: TRY004
+    return data
 
 
 def model_version(model_dir: str | Path) -> str:

@@ -59,7 +59,7 @@ from extractor.document import (
     FieldResult,
     Schema,
 )
-from extractor.model.card import CARD_FILE, TrainingRecord
+from extractor.model.card import CARD_FILE, TrainingRecord, read_card_json
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate, encode_words, length_buckets, windows_for
 from extractor.model.policy import FieldOutcomes, dropout_off
@@ -136,14 +136,7 @@ class RewardCard:
                     f"with `kvloop train reward --init {d}`" if (d / CARD_FILE).is_file() else "")
             raise FileNotFoundError(f"{path}: not a kvloop reward-model directory "
                                     f"({REWARD_CARD_FILE} missing{hint})")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: cannot read the reward-model card ({e})") from e
-        if not isinstance(data, dict):
-            # A ValueError like every other bad card: callers report all of them alike.
-            raise ValueError(f"{path}: the reward-model card is not a JSON object")  # noqa: TRY004
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_card_json(path, "reward-model card"), str(path))
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / REWARD_CARD_FILE
