@@ -9,6 +9,7 @@ install:
 
 demo: install
 	kvloop demo --out $(DEMO_OUT)
+	kvloop compare --config demo --data $(DEMO_OUT)/data/documents.jsonl --out $(DEMO_OUT)/compare
 
 test: install
 	$(PYTHON) -m pytest -q

@@ -1,10 +1,11 @@
-"""Paired bootstrap over documents: is model B really better than model A?
+"""Bootstrap over documents: how sure is a metric, and is model B really better than A?
 
 Each document contributes a row of additive statistics (for example tp, fp, fn) for each
-model. One bootstrap replicate draws documents with replacement, sums both models' rows over
-the same draw (that is what makes it *paired*), and applies the metric to the sums. The 95%
-interval is the 2.5th and 97.5th percentile of the replicate differences (Efron & Tibshirani
-1993, percentile method).
+model. One bootstrap replicate draws documents with replacement, sums the rows over the draw
+and applies the metric to the sums (``_resampled_sums``). ``bootstrap_ci`` does this for one
+model; ``paired_bootstrap`` sums both models' rows over the same draw (that is what makes it
+*paired*) and takes the difference. The 95% interval is the 2.5th and 97.5th percentile of
+the replicates (Efron & Tibshirani 1993, percentile method).
 """
 
 from __future__ import annotations
@@ -35,6 +36,21 @@ def mean_of(s: np.ndarray) -> np.ndarray:
 
 
 @dataclass
+class BootstrapCI:
+    """``metric`` on all documents, and its bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    n_docs: int
+    n_boot: int
+
+    def export(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high,
+                "n_docs": self.n_docs, "n_boot": self.n_boot}
+
+
+@dataclass
 class PairedCI:
     """Difference ``metric(b) - metric(a)`` on all documents, and its bootstrap interval."""
 
@@ -56,6 +72,48 @@ class PairedCI:
                 "significant": self.significant}
 
 
+def _resampled_sums(n_boot: int, seed: int, *stats: np.ndarray) -> list[np.ndarray]:
+    """Each of ``stats`` (docs, k) summed over the same ``n_boot`` draws of documents with
+    replacement: one (n_boot, k) array per input. Seeded, so a rerun gives the same draws."""
+    n = stats[0].shape[0]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))                  # (n_boot, n) document draws
+    # How often each replicate drew each document; summing through these weights keeps memory
+    # at (n_boot, n) + (n_boot, k) rather than (n_boot, n, k).
+    flat = (np.arange(n_boot)[:, None] * n + idx).ravel()       # (n_boot * n,)
+    counts = np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(float)
+    return [counts @ s for s in stats]                          # each (n_boot, k)
+
+
+def _percentiles(reps: np.ndarray, alpha: float) -> tuple[float, float]:
+    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _as_stats(stats: np.ndarray) -> np.ndarray:
+    a = np.asarray(stats, dtype=float)
+    if a.ndim != 2:
+        raise ValueError(f"statistics must have a (docs, k) shape, got {a.shape}")
+    return a
+
+
+def bootstrap_ci(stats: np.ndarray, metric: Metric, n_boot: int = 1000, seed: int = 0,
+                 alpha: float = 0.05) -> BootstrapCI:
+    """Percentile bootstrap CI of ``metric`` over documents (rows of ``stats``).
+
+    >>> ci = bootstrap_ci(np.array([[1, 0, 0], [0, 1, 1]] * 20), f1_of_counts, n_boot=200)
+    >>> ci.value, ci.low < ci.value < ci.high
+    (0.5, True)
+    """
+    s = _as_stats(stats)
+    value = float(metric(s.sum(0)))
+    if s.shape[0] == 0:
+        return BootstrapCI(value, value, value, 0, n_boot)
+    (sums,) = _resampled_sums(n_boot, seed, s)
+    low, high = _percentiles(metric(sums), alpha)                # metric: (n_boot,)
+    return BootstrapCI(value, low, high, s.shape[0], n_boot)
+
+
 def paired_bootstrap(stats_a: np.ndarray, stats_b: np.ndarray, metric: Metric,
                      n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> PairedCI:
     """Bootstrap CI of ``metric(B) - metric(A)``; rows of ``stats_*`` are the same documents.
@@ -73,11 +131,7 @@ def paired_bootstrap(stats_a: np.ndarray, stats_b: np.ndarray, metric: Metric,
     diff = float(metric(b.sum(0)) - metric(a.sum(0)))
     if n == 0:
         return PairedCI(diff, diff, diff, 0, n_boot, 1.0)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))          # (n_boot, n) document draws
-    # Summing via bincount-weights keeps memory at (n_boot, k) rather than (n_boot, n, k).
-    counts = np.zeros((n_boot, n))
-    np.add.at(counts, (np.repeat(np.arange(n_boot), n), idx.ravel()), 1)
-    reps = metric(counts @ b) - metric(counts @ a)       # (n_boot,)
-    low, high = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
-    return PairedCI(diff, float(low), float(high), n, n_boot, float(np.mean(reps <= 0)))
+    sums_a, sums_b = _resampled_sums(n_boot, seed, a, b)
+    reps = metric(sums_b) - metric(sums_a)                       # (n_boot,)
+    low, high = _percentiles(reps, alpha)
+    return PairedCI(diff, low, high, n, n_boot, float(np.mean(reps <= 0)))

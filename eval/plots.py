@@ -51,9 +51,14 @@ def to_data_uri(fig: Figure, fmt: str = "png") -> str:
     return f"data:{mime};base64,{base64.b64encode(buf.getvalue()).decode('ascii')}"
 
 
-def _footer(fig: Figure, runs: Sequence[RunEval]) -> None:
+def add_footer(fig: Figure, text: str) -> None:
+    """A provenance line under a figure (shared by every report that makes figures)."""
     # Below the axes (va="top" at y=0): bbox_inches="tight" grows the image to include it.
-    fig.text(0.01, -0.01, provenance(runs), fontsize=8, color="#555", ha="left", va="top")
+    fig.text(0.01, -0.01, text, fontsize=8, color="#555", ha="left", va="top")
+
+
+def _footer(fig: Figure, runs: Sequence[RunEval]) -> None:
+    add_footer(fig, provenance(runs))
 
 
 def field_f1(runs: Sequence[RunEval], fields: Sequence[str]) -> Figure:

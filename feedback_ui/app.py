@@ -2,8 +2,9 @@
 
 All logic (queue, leases, saving, undo, uploads) lives in ``feedback_ui.service`` and the
 store. Run it with ``kvloop review --store URL``; the command passes its options as
-environment variables (``KVLOOP_STORE``, ``KVLOOP_MODEL``, ``KVLOOP_AUDIT_RATE``,
-``KVLOOP_AUDIT_SEED``, ``KVLOOP_UPLOAD_DIR``, ``KVLOOP_DATASET``, ``KVLOOP_LEASE_S``).
+environment variables (``KVLOOP_STORE``, ``KVLOOP_MODEL``, ``KVLOOP_RERANK``,
+``KVLOOP_AUDIT_RATE``, ``KVLOOP_AUDIT_SEED``, ``KVLOOP_UPLOAD_DIR``, ``KVLOOP_DATASET``,
+``KVLOOP_LEASE_S``).
 """
 
 from __future__ import annotations
@@ -70,11 +71,12 @@ def get_service(url: str, audit_rate: float, seed: int, dataset: str, lease_s: f
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def get_uploader(url: str, model_dir: str, upload_dir: str) -> Any:
-    """The model bundle (loaded once) wrapped for uploads: OCR, then extraction."""
+def get_uploader(url: str, model_dir: str, upload_dir: str, rerank: str | None = None) -> Any:
+    """The model bundle (loaded once) wrapped for uploads: OCR, then extraction (reranked by
+    the reward model in ``rerank`` when given)."""
     from feedback_ui.ingest import Uploader
 
-    return Uploader.load(model_dir, upload_dir)
+    return Uploader.load(model_dir, upload_dir, rerank)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -499,7 +501,8 @@ def upload_page() -> None:
                              accept_multiple_files=True, key="uploads")
     if st.button("Run OCR and extraction", disabled=not files):
         uploader = get_uploader(os.environ.get("KVLOOP_STORE", ""), model_dir,
-                                os.environ.get("KVLOOP_UPLOAD_DIR", "uploads"))
+                                os.environ.get("KVLOOP_UPLOAD_DIR", "uploads"),
+                                os.environ.get("KVLOOP_RERANK") or None)
         with st.spinner("OCR and extraction..."):
             report = uploader.ingest(service(), [(f.name, f.getvalue()) for f in files or []])
         if report.added:

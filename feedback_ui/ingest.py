@@ -1,7 +1,9 @@
 """Uploads: files an operator drops in the UI -> OCR -> extraction -> the review queue.
 
 Each file is handled whole: its pages are OCR'd (``extractor.loaders.images``), run through the
-model, and stored with their results in one transaction. A file with an unreadable image, a
+model (a ``KVPredictor``; with ``rerank``, the ``RerankingPredictor`` that reorders each field's
+k-best by a reward model, as ``kvloop extract --rerank`` does), and stored with their results
+in one transaction. A file with an unreadable image, a
 PDF that does not open, or a page with no words is rejected with the reason, and nothing of it
 is stored; the other files of the batch go on.
 """
@@ -43,10 +45,13 @@ class Uploader:
         self.ocr_cache = ocr_cache
 
     @classmethod
-    def load(cls, model_dir: str | Path, upload_dir: str | Path) -> Uploader:
+    def load(cls, model_dir: str | Path, upload_dir: str | Path,
+             rerank: str | Path | None = None) -> Uploader:
+        """The model in ``model_dir`` (its k-best reranked by the reward model in ``rerank``,
+        when given: ``extractor.model.predictor.load_predictor``)."""
         from extractor.model.predictor import load_predictor
 
-        return cls(load_predictor(model_dir), upload_dir)
+        return cls(load_predictor(model_dir, rerank=rerank), upload_dir)
 
     def _keep(self, name: str, data: bytes) -> Path:
         """Store the bytes under a content-derived name (same file twice -> same id)."""

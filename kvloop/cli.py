@@ -23,10 +23,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "align": ("kvloop.commands.align", ("Align gold values to OCR words as BIO tags and report "
               "what could not be aligned")),
     "train": ("kvloop.commands.train", ("Train the extractor ensemble: 'base' from gold labels; "
-              "'sft', 'reward', 'rl', 'dpo' from the operators' feedback; 'calibrate' refits "
+              "'sft', 'reward', 'rl', 'dpo', 'sft-rl' from the operators' feedback; 'calibrate' refits "
               "the decisions")),
     "extract": ("kvloop.commands.extract", ("Extract key-value fields (k-best candidates, "
                 "calibrated confidence) from images, PDFs or a dataset into JSONL")),
+    "compare": ("kvloop.commands.compare", ("SFT vs reward model + RL vs DPO on the same "
+                "simulated operators' feedback: rounds, seeds, paired CIs, an HTML report")),
     "eval": ("kvloop.commands.eval", "Evaluate models or results files: HTML/JSON/Markdown report"),
     "review": ("kvloop.commands.review", ("Start the Streamlit correction UI on a feedback store "
                "(127.0.0.1 by default)")),

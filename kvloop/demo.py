@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from extractor.document import Document, ExtractionResult, write_jsonl
-from extractor.normalize import lenient_key
 from extractor.splits import split_documents
 
 
@@ -84,17 +83,11 @@ def train_model(cfg: DemoConfig, docs: list[Document]) -> Path:
 
 
 def simulated_choice(view, gold: str | None):
-    """What an operator who knows the true value does with one field."""
-    from feedback_ui.service import FieldChoice
+    """What an operator who knows the true value does with one field (the ``full`` operator,
+    ``kvloop.compare.operator.full_choice``)."""
+    from kvloop.compare.operator import full_choice
 
-    if gold is None:
-        return FieldChoice("accept") if view.value is None else FieldChoice("not_present")
-    if view.value is not None and lenient_key(view.value) == lenient_key(gold):
-        return FieldChoice("accept")
-    for i, cand in enumerate(view.candidates):
-        if lenient_key(cand.value) == lenient_key(gold):
-            return FieldChoice("pick", pick_index=i)
-    return FieldChoice("edit", value=gold)
+    return full_choice(view, gold)
 
 
 def review_queue(store_url: str, docs: list[Document], results: list[ExtractionResult],
@@ -103,6 +96,7 @@ def review_queue(store_url: str, docs: list[Document], results: list[ExtractionR
     from feedback_ui.routing import RoutingConfig
     from feedback_ui.service import ReviewService
     from feedback_ui.store import FeedbackStore
+    from kvloop.compare.operator import OperatorConfig, SimulatedOperator
 
     store = FeedbackStore(store_url)
     try:
@@ -111,14 +105,9 @@ def review_queue(store_url: str, docs: list[Document], results: list[ExtractionR
         service.add(docs, results)
         gold = {d.id: d.gold or {} for d in docs}
         queued = len(service.queue())
-        reviewed, actions = 0, Counter()
-        while (task := service.next_document(cfg.operator)) is not None:
-            choices = {fv.name: simulated_choice(fv, gold[task.doc_id].get(fv.name))
-                       for fv in task.fields}
-            service.save_correction(task, choices, cfg.operator)
-            actions.update(c.action for c in choices.values())
-            reviewed += 1
-        return reviewed, actions, queued
+        operator = SimulatedOperator(OperatorConfig("full", seed=cfg.seed))
+        log = operator.review_queue(service, gold, cfg.operator)
+        return log.reviewed, log.actions, queued
     finally:
         store.close()
 

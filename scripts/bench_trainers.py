@@ -5,15 +5,17 @@ its record ``OUT/steps/<step>.json`` exists; it is written last, after the step'
 complete, so re-running skips finished steps and redoes interrupted ones):
 
 1. ``start``: supervised base training (``SupervisedTrainer``) from gold on the first
-   ``--start-docs`` receipts of ``fit``, dev early stopping on ``dev``, decisions fitted on
+   ``--start-docs`` receipts of ``fit``, early stopping and decisions fitted on
    ``calibration`` -> ``OUT/start``.
 2. ``pool``: the next ``--pool-docs`` receipts of ``fit`` extracted by the start model, stored
    (without their gold) in a SQLite feedback store ``OUT/pool/feedback.db`` and reviewed by a
    simulated operator through ``feedback_ui.service.ReviewService`` (open, choose,
-   save_correction: the UI's API). ``--regime full`` accepts right values, picks the right
-   alternative or types the gold value (``kvloop.demo.simulated_choice``); ``choice-only``
-   never types: it rejects a wrong shown value no alternative corrects, and skips a document
-   with a field shown empty whose value no alternative has (nothing to reject, nothing to pick).
+   save_correction: the UI's API) with ``kvloop.compare.operator.SimulatedOperator``.
+   ``--regime full`` accepts right values, picks the right alternative or types the gold
+   value; ``choice-only`` never types: it rejects a wrong shown value no alternative corrects,
+   and skips a document with a field shown empty whose value no alternative has (nothing to
+   reject, nothing to pick). ``operator_seconds``: what the reviews cost under its default
+   ``EffortModel`` (Keystroke-Level Model).
 3. trainers, each a child process running the real CLI (``kvloop train NAME``, through a
    wrapper that records ``ru_maxrss``), timed wall-clock -> ``OUT/models/<row>``: ``sft``,
    ``sft-ul`` (``--unlikelihood-weight``), ``reward`` (from the store), ``rl`` (rloo against
@@ -56,7 +58,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -153,9 +154,9 @@ def make_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=13, help="seed of every step")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of each feedback trainer")
     ap.add_argument("--start-epochs", type=int, default=10,
-                    help="maximum epochs of the start model (dev early stopping)")
+                    help="maximum epochs of the start model (early stopping on calibration)")
     ap.add_argument("--max-dev-docs", type=int, default=None,
-                    help="cap the dev receipts (evaluation, trainers' dev scores; tiny runs)")
+                    help="cap the dev receipts (the evaluation; tiny runs)")
     ap.add_argument("--max-calib-docs", type=int, default=None,
                     help="cap the calibration receipts the decisions are fitted on (tiny "
                          "runs; the trainers then read them from OUT/calib.jsonl)")
@@ -245,17 +246,17 @@ def base_child(argv: Sequence[str]) -> int:
     train = load_split(data, "fit")[a:b]
     if spec["ocr_mix"] > 0:
         train = with_tesseract_variants(train, data, "fit")
-    dev = load_split(data, "dev", max_docs=spec["max_dev_docs"])
     calib = load_split(data, "calibration", max_docs=spec["max_calib_docs"])
     profile = (load_split(data, "calibration", "tesseract", spec["max_calib_docs"])
                if spec["tesseract_profile"] else [])
     cfg = SupervisedConfig(data=data, out=spec["out"], arch=spec["arch"], init=spec["init"],
                            epochs=spec["epochs"], seed=spec["seed"], ocr_mix=spec["ocr_mix"],
                            tesseract_profile=spec["tesseract_profile"])
-    result = SupervisedTrainer(cfg, train_docs=train, dev_docs=dev, calib_docs=calib,
+    # Epochs are chosen on calibration, never on dev: dev is where the rows are compared.
+    result = SupervisedTrainer(cfg, train_docs=train, dev_docs=calib, calib_docs=calib,
                                profile_docs=profile).train()
     shutil.rmtree(Path(spec["out"]) / "checkpoint-last", ignore_errors=True)
-    print(f"saved {result.out} (best epoch {result.best_epoch}, dev lenient F1 "
+    print(f"saved {result.out} (best epoch {result.best_epoch}, calibration lenient F1 "
           f"{result.best_dev_f1:.4f})")
     return 0
 
@@ -302,54 +303,6 @@ def start_step(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 
 # -- step 2: the pool and the simulated operator -----------------------------------------------
 
-def choice_full(view: Any, gold: str | None) -> Any:
-    """The ``full`` operator: accept, pick the right alternative or type the gold value."""
-    from kvloop.demo import simulated_choice
-
-    return simulated_choice(view, gold)
-
-
-def choice_only(view: Any, gold: str | None) -> Any:
-    """The ``choice-only`` operator: as ``full`` but never types. Where ``full`` would type,
-    it rejects the shown value; ``None`` when nothing is shown (nothing to reject)."""
-    from feedback_ui.service import FieldChoice
-
-    c = choice_full(view, gold)
-    if c.action != "edit":
-        return c
-    return FieldChoice("reject") if view.value is not None else None
-
-
-OPERATORS = {"full": choice_full, "choice-only": choice_only}
-
-
-def review(service: Any, docs: Sequence[Document], regime: str) -> dict[str, Any]:
-    """The simulated operator opens each document, chooses per field, saves (or skips)."""
-    from feedback_ui.service import InvalidValueError
-
-    choose = OPERATORS[regime]
-    actions: Counter[str] = Counter()
-    reviewed, skipped, invalid = 0, 0, 0
-    for doc in docs:
-        task = service.open(doc.id, OPERATOR)
-        gold = doc.gold or {}
-        choices = {fv.name: choose(fv, gold.get(fv.name)) for fv in task.fields}
-        if any(c is None for c in choices.values()):
-            service.skip(task, OPERATOR)  # a field it cannot express without typing
-            skipped += 1
-            continue
-        try:
-            service.save_correction(task, choices, OPERATOR)
-        except InvalidValueError:
-            service.skip(task, OPERATOR)
-            invalid += 1
-            continue
-        actions.update(c.action for c in choices.values())
-        reviewed += 1
-    return {"reviewed": reviewed, "skipped_unexpressible": skipped,
-            "skipped_invalid": invalid, "actions": dict(sorted(actions.items()))}
-
-
 def pool_step(args: argparse.Namespace, out: Path, start: dict[str, Any],
               pool: Sequence[Document]) -> dict[str, Any]:
     settings = {"start": start["version"], "docs": [d.id for d in pool],
@@ -360,6 +313,7 @@ def pool_step(args: argparse.Namespace, out: Path, start: dict[str, Any],
     from extractor.model.predictor import load_predictor
     from feedback_ui.service import ReviewService
     from feedback_ui.store import FeedbackStore
+    from kvloop.compare.operator import OperatorConfig, SimulatedOperator
 
     folder = out / "pool"
     shutil.rmtree(folder, ignore_errors=True)
@@ -373,8 +327,11 @@ def pool_step(args: argparse.Namespace, out: Path, start: dict[str, Any],
         service = ReviewService(store, predictor.schema, dataset=DATASET, k=args.k)
         service.add([dataclasses.replace(d, gold=None) for d in pool], results)  # no gold
         t1 = time.perf_counter()
-        got = review(service, pool, args.regime)
-        got.update(docs=len(pool), regime=args.regime, operator=OPERATOR,
+        log = SimulatedOperator(OperatorConfig(args.regime, seed=args.seed)).review(
+            service, pool, OPERATOR)
+        got = {k: v for k, v in log.summary().items() if k != "seconds"}
+        got.update(operator_seconds=round(log.seconds, 1), docs=len(pool), regime=args.regime,
+                   operator=OPERATOR,
                    extract_s=round(t_extract, 2), review_s=round(time.perf_counter() - t1, 2),
                    saves=len(store.saves()))
     finally:
@@ -453,8 +410,9 @@ def row_values(row: Row, args: argparse.Namespace, out: Path,
     values: dict[Any, Any] = {
         "init": str(out / "start"), "store": store_url(out), "out": str(out / "models" / row.name),
         "seed": args.seed, "epochs": args.epochs,
-        "dev_data": args.data, "dev_split": "dev",
-        ("max_dev_docs", "dev_max_docs"): args.max_dev_docs,
+        # each trainer picks its epoch on calibration (also where decisions are refitted):
+        # dev stays the test set every row is compared on
+        "dev_data": calib[0], "dev_split": calib[1],
     }
     if row.trainer != "reward":  # a reward model has no decisions to refit
         values.update(calib_data=calib[0], calib_split=calib[1],

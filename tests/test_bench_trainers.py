@@ -75,6 +75,8 @@ def test_every_row_parses_under_its_trainers_config(row, tmp_path: Path) -> None
     cfg = parse_config(cls, flags)
     assert cfg.init == str(tmp_path / "start") and cfg.out == str(tmp_path / "models" / row.name)
     assert cfg.epochs == 1 and cfg.seed == args.seed and cfg.store.startswith("sqlite:///")
+    # epochs are chosen on calibration: dev is the test set the rows are compared on
+    assert (cfg.dev_data, cfg.dev_split) == (args.data, "calibration")
     if row.name == "sft-ul":
         assert cfg.unlikelihood_weight == args.unlikelihood_weight > 0
     if row.name == "rl":
@@ -108,8 +110,10 @@ def test_selected_adds_what_a_row_needs_and_keeps_run_order() -> None:
     ("7.00", ["7.00"], None, ("not_present", None), ("not_present", None)),
 ])
 def test_the_operators(value, cands, gold, full, choice_only) -> None:
+    from kvloop.compare.operator import choice_only_choice, full_choice
+
     view = _view(value, cands)
-    f, c = bench.choice_full(view, gold), bench.choice_only(view, gold)
+    f, c = full_choice(view, gold), choice_only_choice(view, gold)
     assert (f.action, f.pick_index) == full and (c.action, c.pick_index) == choice_only
     if f.action == "edit":
         assert f.value == gold
@@ -117,8 +121,10 @@ def test_the_operators(value, cands, gold, full, choice_only) -> None:
 
 def test_choice_only_cannot_express_a_missed_value() -> None:
     """Nothing shown, no alternative right: nothing to reject or pick; the document is skipped."""
-    assert bench.choice_only(_view(None, []), "9.00") is None
-    assert bench.choice_full(_view(None, []), "9.00").action == "edit"
+    from kvloop.compare.operator import choice_only_choice, full_choice
+
+    assert choice_only_choice(_view(None, []), "9.00") is None
+    assert full_choice(_view(None, []), "9.00").action == "edit"
 
 
 # -- end to end ----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Builders (mock receipts with gold, the briefly fitted tiny parent, the store fil
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,29 @@ def test_dpo_widens_the_margin(world: World) -> None:
     assert {"chosen_reward", "rejected_reward", "margin", "chosen_vs_ref", "pairs"} <= set(
         steps[0])
     assert abs(steps[0]["margin"]) < 1e-6  # the start model is the reference
+    card = json.loads((out / "kvloop.json").read_text())
+    assert card["training"]["best_epoch"] == len(epochs)  # no dev pages: the latest epoch
+    assert "dev_f1" not in epochs[0]
+
+
+def test_dev_pages_pick_the_kept_epoch(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    store = FeedbackStore(world.url)
+    try:
+        reviewed = read_feedback(store).documents[0]
+    finally:
+        store.close()
+    dev = _mock_receipts(range(40, 44)) + [reviewed]
+    with caplog.at_level(logging.WARNING, logger="training.feedback_trainer"):
+        tr = DPOTrainer(_cfg(world, "dev", epochs=3, patience=10), dev_docs=dev)
+    assert "1 dev pages are also training pages" in caplog.text  # kept, but said
+    assert len(tr.dev_docs) == 5
+    out = tr.train()
+    _, epochs = _curves(out)
+    assert all({"dev_f1", "dev_strict_f1", "dev_recall_at_5", "pairs_margin"} <= set(e)
+               for e in epochs)
+    f1 = [e["dev_f1"] for e in epochs]
+    card = json.loads((out / "kvloop.json").read_text())
+    assert card["training"]["best_epoch"] == 1 + f1.index(max(f1))
 
 
 def _repeated_word_feedback() -> FeedbackSet:

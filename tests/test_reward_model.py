@@ -1,5 +1,7 @@
 """The reward model: batched scoring equals per-document scoring, saving round-trips, rerank
-reorders by reward and keeps the candidates; a tiny random config throughout."""
+reorders by reward and keeps the candidates, and the reranking predictor (``load_predictor(...,
+rerank=)``) that ``kvloop extract --rerank`` and the review UI's uploads share; a tiny random
+config throughout."""
 
 from __future__ import annotations
 
@@ -9,14 +11,24 @@ from pathlib import Path
 import pytest
 import torch
 
-from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
+from extractor.document import (
+    Candidate,
+    Document,
+    ExtractionResult,
+    FieldResult,
+    FieldSpec,
+    Schema,
+    Word,
+)
 from extractor.model.card import ModelCard
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.policy import FieldOutcomes
+from extractor.model.predictor import RerankingPredictor, check_reranker, load_predictor
 from extractor.model.reward import (
     REWARD_CARD_FILE,
     RewardModel,
     build_reward_model,
+    extractor_confidence,
     is_span,
     reward_version,
 )
@@ -218,3 +230,88 @@ def test_rerank_follows_the_scores(reward: RewardModel, docs: list,
     out = ties.rerank([res], [doc])[0].fields["total"]  # every span scores 0
     assert out.candidates == [cands[0], cands[1], cands[2], cands[4], cands[3]]
     assert out.confidence == 0.55  # same top, same confidence
+
+
+# -- the reranking predictor: one copy for `kvloop extract --rerank` and the UI's uploads -------
+
+@pytest.fixture(scope="module")
+def saved(tiny: KVEnsemble, reward: RewardModel,
+          tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("rerank")
+    tiny.save_pretrained(root / "extractor", ModelCard(tiny.schema))
+    reward.save_pretrained(root / "reward")
+    return root / "extractor", root / "reward"
+
+
+def _without_time(results: list[ExtractionResult]) -> list[dict]:
+    return [{k: v for k, v in r.export().items() if k != "created_at"} for r in results]
+
+
+def test_load_predictor_with_rerank_reranks_like_the_reward_model(saved: tuple[Path, Path],
+                                                                  docs: list) -> None:
+    model_dir, rm_dir = saved
+    base = load_predictor(model_dir, "cpu")
+    pred = load_predictor(model_dir, "cpu", rerank=rm_dir)
+    rm = RewardModel.from_pretrained(rm_dir)[0]
+    assert isinstance(pred, RerankingPredictor) and not isinstance(base, RerankingPredictor)
+    assert pred.version == f"{base.version}+{rm.version}" and pred.schema == base.schema
+    pages = docs[:4]
+    want = rm.rerank(base.predict(pages, k=3), pages, 3, extractor_confidence(base))
+    got = pred.predict(pages, k=3)
+    assert _without_time(got) == _without_time(want)
+    assert all(r.model_version == pred.version for r in got)
+    # decoding without predict does not rerank, and says so with the extractor's version
+    plain = pred.results_from_log_probs(pages, base.pass_log_probs(pages), k=3)
+    assert _without_time(plain) == _without_time(base.predict(pages, k=3))
+    raw = pred.uncalibrated()
+    assert isinstance(raw, RerankingPredictor) and raw.version == pred.version
+
+
+def test_a_reward_model_for_other_fields_is_refused(saved: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    model_dir, rm_dir = saved
+    schema = ModelCard.load(model_dir).schema
+    check_reranker(rm_dir, schema)  # fine
+    other = build_reward_model("tiny", Schema("t", [FieldSpec("total", "amount")]), seed=0)
+    other.save_pretrained(tmp_path / "total-only")
+    with pytest.raises(ValueError, match=r"total-only: the reward model scores fields \['total'\]"):
+        load_predictor(model_dir, "cpu", rerank=tmp_path / "total-only")
+    with pytest.raises(ValueError, match="total-only"):
+        check_reranker(tmp_path / "total-only", schema)
+    with pytest.raises(FileNotFoundError, match="that is an extractor"):
+        check_reranker(model_dir, schema)
+    (tmp_path / "total-only" / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="weights are missing"):
+        check_reranker(tmp_path / "total-only", schema)
+
+
+def test_uploads_are_reranked_and_say_by_which_reward_model(saved: tuple[Path, Path],
+                                                            tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    from extractor.loaders.report import LoadReport
+    from feedback_ui import ingest
+    from feedback_ui.service import ReviewService
+    from feedback_ui.store import FeedbackStore
+
+    model_dir, rm_dir = saved
+    uploader = ingest.Uploader.load(model_dir, tmp_path / "uploads", rerank=rm_dir)
+    assert isinstance(uploader.predictor, RerankingPredictor)
+    page = _mock_doc(16, "scan-1")
+    # OCR is not what is tested here: the "image" reads as ``page``
+    monkeypatch.setattr(ingest, "load_image_folder", lambda path, **kw: LoadReport([page]))
+    store = FeedbackStore(tmp_path / "f.db")
+    try:
+        svc = ReviewService(store, uploader.predictor.schema)
+        report = uploader.ingest(svc, [("scan.png", b"\x89PNG not decoded")])
+        assert report.added == ["scan-1"] and not report.failures
+        stored = store.latest_result("scan-1")
+        assert stored is not None
+        version = RewardModel.from_pretrained(rm_dir)[0].version
+        assert stored[1].model_version == uploader.predictor.version
+        assert stored[1].model_version.endswith(f"+{version}")
+        want = uploader.predictor.predict([page])[0]
+        assert {k: [c.value for c in f.candidates] for k, f in stored[1].fields.items()} == {
+            k: [c.value for c in f.candidates] for k, f in want.fields.items()}
+    finally:
+        store.close()

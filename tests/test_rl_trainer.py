@@ -173,6 +173,17 @@ def test_config_validates() -> None:
         RLConfig(reward_transform="tanh")
     assert RLConfig(algorithm="ppo", ppo_epochs=3).updates_per_batch == 3
     assert RLConfig(algorithm="grpo", ppo_epochs=3).updates_per_batch == 1
+    # the dev fields are FeedbackConfig's, named as in every feedback trainer
+    for bad, match in (({"dev_split": "nope"}, "dev_split"), ({"dev_ocr": "x"}, "dev_ocr"),
+                       ({"max_dev_docs": 0}, "max_dev_docs"),
+                       ({"max_pool_docs": 0}, "max_pool_docs")):
+        with pytest.raises(ValueError, match=match):
+            RLConfig(**bad)
+    from training.cli import ConfigError, parse_config
+    cfg = parse_config(RLConfig, ["--max-dev-docs", "3", "--max-pool-docs", "4"])
+    assert (cfg.max_dev_docs, cfg.max_pool_docs) == (3, 4)
+    with pytest.raises(ConfigError, match="dev-max-docs"):
+        parse_config(RLConfig, ["--dev-max-docs", "3"])  # the old name is gone
 
 
 def test_pool_counts_spread_the_share_over_batches() -> None:

@@ -283,6 +283,10 @@ def test_config_validates() -> None:
         SFTConfig(replay_ratio=-1)
     with pytest.raises(ValueError, match="loss_weights"):
         SFTConfig(loss_weights=[1.0])
+    with pytest.raises(ValueError, match="dev_split"):  # FeedbackConfig's, shared
+        SFTConfig(dev_split="nope")
+    with pytest.raises(ValueError, match="max_dev_docs"):
+        SFTConfig(max_dev_docs=0)
     cfg = parse_config(SFTConfig, ["--init", "m", "--out", "n", "--replay-ratio", "0.5",
                                    "--unlikelihood-weight", "1", "--max-steps", "7"])
     assert (cfg.replay_ratio, cfg.unlikelihood_weight, cfg.max_steps) == (0.5, 1.0, 7)

@@ -74,6 +74,49 @@ def test_review_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "cannot open store" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny random extractor and a tiny reward model started from it (saved)."""
+    from extractor.model.reward import RewardModel
+    from extractor.model.zoo import build_model
+
+    root = tmp_path_factory.mktemp("models")
+    tiny = build_model("tiny", seed=0)
+    tiny.save_pretrained(root / "extractor")
+    RewardModel.from_ensemble(tiny, seed=0).save_pretrained(root / "reward")
+    return root / "extractor", root / "reward"
+
+
+def test_review_passes_rerank_to_the_ui(tmp_path: Path, models: tuple[Path, Path],
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir, rm_dir = models
+    _, env = review.streamlit_command(review_args(store=tmp_path / "f.db", model=model_dir,
+                                                  rerank=rm_dir))
+    assert env["KVLOOP_RERANK"] == str(rm_dir.resolve())
+    assert env["KVLOOP_MODEL"] == str(model_dir.resolve())
+    _, env = review.streamlit_command(review_args(store=tmp_path / "f.db", model=model_dir))
+    assert "KVLOOP_RERANK" not in env
+    started: list[dict[str, str]] = []
+    monkeypatch.setattr(review.os, "execve", lambda path, cmd, env: started.append(env))
+    assert review.run(review_args(store=tmp_path / "f.db", model=model_dir, rerank=rm_dir)) == 0
+    assert started[0]["KVLOOP_RERANK"] == str(rm_dir.resolve())
+    assert f"uploads reranked by {rm_dir}" in capsys.readouterr().out
+
+
+def test_review_refuses_a_bad_rerank_folder_up_front(tmp_path: Path, models: tuple[Path, Path],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    model_dir, rm_dir = models
+    db = tmp_path / "f.db"
+    assert review.run(review_args(store=db, rerank=rm_dir)) == 2
+    assert "--rerank needs --model" in capsys.readouterr().err
+    assert review.run(review_args(store=db, model=model_dir, rerank=tmp_path / "nope")) == 2
+    assert f"{tmp_path / 'nope'}: no such reward-model directory" in capsys.readouterr().err
+    assert review.run(review_args(store=db, model=model_dir, rerank=model_dir)) == 2
+    assert "that is an extractor" in capsys.readouterr().err
+    assert not db.exists()  # refused before the store was opened
+
+
 def test_export_pairs_with_filters_writes_pages_beside(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "f.db")

@@ -13,9 +13,12 @@ Parameters, by group:
   ``online`` (pairs from the current policy's own samples, the best- and worst-rewarded
   values of ``samples_per_field`` draws per reviewed field), ``reward`` (a reward-model
   directory or ``oracle``), ``reward_transform``;
-* shared with every feedback trainer (``training.feedback_trainer.FeedbackConfig``): ``init``
-  (the start model, also the frozen reference), ``store`` and its filters, ``calib_data``,
-  ``out``, ``epochs``, ``lr``, ``seed``, ...
+* selection: with the dev pages of ``FeedbackConfig`` (``dev_data``, ...) the epoch with the
+  best dev lenient F1 is kept, else the latest;
+* shared with every feedback trainer, documented once in
+  ``training.feedback_trainer.FeedbackConfig``: ``init`` (the start model, also the frozen
+  reference), ``store`` and its filters, the dev pages, ``calib_data``; and
+  ``training.config.TrainConfig``'s ``out``, ``epochs``, ``lr``, ``seed``, ...
 """
 
 from __future__ import annotations

@@ -32,12 +32,17 @@ reviewed field of the batch's documents from the current policy (``BatchedPolicy
 scores them with the reward (``training.rewards``), and pairs the best- over the worst-rewarded
 value when their rewards differ; the store's pairs then only measure the epochs.
 
+Selection: with dev pages (``dev_data``, ``FeedbackConfig``) the epoch with the best dev lenient
+F1 is kept, else the latest.
+
 Curves (per step): ``loss``, ``chosen_reward``/``rejected_reward`` (implicit rewards
 ``beta (log pi - log pi_ref)``, means), ``margin`` (their mean difference), ``accuracy``
 (share of pairs with a positive margin), ``chosen_logp`` and ``chosen_vs_ref`` (mean
 ``log pi(chosen) - log pi_ref(chosen)``, negative when training lowers the chosen value),
 ``chosen_vs_ref_min`` (the pair whose chosen value fell most), ``chosen_down`` (share of pairs
-whose chosen value is below the reference), ``rejected_vs_ref``, ``pairs``; per epoch the same over every offline pair (``pairs_*``).
+whose chosen value is below the reference), ``rejected_vs_ref``, ``pairs``; per epoch the same
+over every offline pair (``pairs_*``) and, with dev pages, ``dev_f1``, ``dev_strict_f1``,
+``dev_recall_at_5``.
 """
 
 from __future__ import annotations
@@ -191,8 +196,9 @@ class DPOTrainer(FeedbackTrainer):
     cfg: DPOConfig
 
     def __init__(self, cfg: DPOConfig, feedback: FeedbackSet | None = None, *,
-                 reward: Reward | None = None) -> None:
-        super().__init__(cfg, feedback)
+                 reward: Reward | None = None,
+                 dev_docs: Sequence[Document] | None = None) -> None:
+        super().__init__(cfg, feedback, dev_docs)
         schema = self.model.schema
         self.pairs, self.counts = feedback_pairs(self.feedback, schema, self.model.max_span_len,
                                                  cfg.max_pairs_per_field)
@@ -317,16 +323,20 @@ class DPOTrainer(FeedbackTrainer):
         return pairs
 
     def evaluate(self, epoch: int) -> dict[str, Any]:
-        """The curves over every offline pair, after the epoch (no grad)."""
-        if not self.pairs:
-            return {}
-        with torch.no_grad():
-            loss, parts = self.loss(self.pair_scores(self.pairs, self._ref_cache))
-        return {f"pairs_{k}": v for k, v in {"loss": float(loss), **parts}.items()}
+        """The curves over every offline pair (``pairs_*``, no grad) and the dev scores
+        (``FeedbackTrainer.dev_scores``), after the epoch."""
+        row = self.dev_scores()
+        if self.pairs:
+            with torch.no_grad():
+                loss, parts = self.loss(self.pair_scores(self.pairs, self._ref_cache))
+            row.update({f"pairs_{k}": v for k, v in {"loss": float(loss), **parts}.items()})
+        return row
 
     def selection_score(self, row: dict[str, Any]) -> float:
-        """The latest epoch (``beta`` and the fixed reference are the regularisation)."""
-        return float(row["epoch"])
+        """Dev F1 when dev pages are given, else the latest epoch (``beta`` and the fixed
+        reference are the regularisation; the ``pairs_*`` curves are the training pairs, no
+        held-out measure to select on)."""
+        return float(row["dev_f1"]) if "dev_f1" in row else float(row["epoch"])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), **self.counts.export(), "loss_type": self.cfg.loss_type,

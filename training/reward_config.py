@@ -7,8 +7,9 @@ Parameters, by group:
   (empty: the encoder starts as a copy of ``init``'s LayoutLM member, same tokenizer and
   windows; a zoo name, ``extractor.model.zoo.ARCHS``: from the zoo's weights instead),
   ``field_dim`` / ``head_hidden`` (the head, ``extractor.model.reward.RewardHead``);
-* feedback (inherited from ``FeedbackConfig``): ``store`` and its filters (``dataset``,
-  ``operator``, ``model_version``, ``since``, ``until``, ``max_feedback_docs``);
+* feedback and dev pages, documented once in ``training.feedback_trainer.FeedbackConfig``:
+  ``store`` and its filters (``dataset``, ``operator``, ``model_version``, ``since``,
+  ``until``, ``max_feedback_docs``), ``dev_data``/``dev_split``/``dev_ocr``/``max_dev_docs``;
 * gold: ``gold_data`` (a dataset spec, e.g. SROIE) with ``gold_split`` (``fit``: pages the
   extractor was fitted on are fine, its mistakes there are still mistakes), ``gold_ocr``,
   ``max_gold_docs``; the gold span against every wrong value in the parent's ``k``-best;
@@ -16,8 +17,8 @@ Parameters, by group:
   ``margin`` (Touvron et al. 2023 Eq. 2; 0 is none), ``pointwise_weight`` (BCE: accepted
   values 1, rejected values of fields without a placed right value 0);
 * evaluation: ``heldout_share`` (share of the documents, seeded, whose pairs are held out
-  for pairwise accuracy), ``dev_data`` / ``dev_split`` / ``dev_ocr`` / ``max_dev_docs``
-  (gold pages: dev lenient F1 of the parent's k-best reranked, against the parent's own);
+  for pairwise accuracy) and, on the dev pages, the dev lenient F1 of the parent's k-best
+  reranked, against the parent's own (the best reranked F1 picks the kept epoch);
 * shared (``TrainConfig``): ``out`` (a new folder, never overwritten), ``epochs``,
   ``batch_size`` (documents per step), ``lr`` (encoder), ``head_lr`` (the reward head),
   ``layout_lr``, ``seed``, ``patience``, ``device``, ...
@@ -31,10 +32,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from extractor.loaders import OCR_MODES
 from extractor.splits import SPLITS
 from training.feedback_trainer import FeedbackConfig
-
-OCR_MODES = ("provided", "tesseract")
 
 
 @dataclass
@@ -61,11 +61,6 @@ class RewardConfig(FeedbackConfig):
         "help": "weight of the BCE term: accepted values 1, values of reject-only fields 0"})
     heldout_share: float = field(default=0.2, metadata={
         "help": "share of the documents (seeded) whose pairs are held out for accuracy"})
-    dev_data: str = field(default="", metadata={
-        "help": "dataset spec of gold pages to rerank the parent's k-best on ('' none)"})
-    dev_split: str = field(default="dev", metadata={"help": "split of dev_data"})
-    dev_ocr: str = field(default="provided", metadata={"help": "OCR of dev_data pages"})
-    max_dev_docs: int | None = field(default=None, metadata={"help": "cap dev pages"})
     dropout: bool = field(default=False, metadata={
         "help": "encoder dropout while training (off: the function trained is the one used)"})
     epochs: int = field(default=3, metadata={"help": "passes over the pairs"})
@@ -82,13 +77,10 @@ class RewardConfig(FeedbackConfig):
             from extractor.model.zoo import ARCHS
             if self.arch not in ARCHS:
                 raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS} or ''")
-        for name in ("gold_split", "dev_split"):
-            if getattr(self, name) not in SPLITS:
-                raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")
-        for name in ("gold_ocr", "dev_ocr"):
-            if getattr(self, name) not in OCR_MODES:
-                raise ValueError(f"{name} must be one of {OCR_MODES}, "
-                                 f"got {getattr(self, name)!r}")
+        if self.gold_split not in SPLITS:
+            raise ValueError(f"gold_split must be one of {SPLITS}, got {self.gold_split!r}")
+        if self.gold_ocr not in OCR_MODES:
+            raise ValueError(f"gold_ocr must be one of {OCR_MODES}, got {self.gold_ocr!r}")
         if self.k < 1 or self.field_dim < 1 or self.head_hidden < 0:
             raise ValueError("k and field_dim must be >= 1, head_hidden >= 0")
         if self.pair_weight < 0 or self.pointwise_weight < 0 or self.margin < 0:

@@ -62,9 +62,9 @@ from extractor.model.reward import (
     reward_version,
 )
 from extractor.normalize import lenient_key
-from feedback_ui.store import FeedbackStore
 from training.data import load_split
-from training.feedback_data import FeedbackSet, read_feedback
+from training.feedback_data import FeedbackSet
+from training.feedback_trainer import check_run, load_dev_docs, read_store_feedback
 from training.loop import LoopResult, Trainer, seed_everything
 from training.losses import bradley_terry_loss, pointwise_reward_loss
 from training.reward_config import RewardConfig
@@ -198,15 +198,9 @@ class RewardTrainer(Trainer):
     def __init__(self, cfg: RewardConfig, feedback: FeedbackSet | None = None,
                  gold_docs: Sequence[Document] | None = None,
                  dev_docs: Sequence[Document] | None = None) -> None:
-        if not cfg.init:
-            raise ValueError("init: the parent extractor is required")
-        if not cfg.out:
-            raise ValueError("out: the new reward model's directory is required")
-        if Path(cfg.out).exists():
-            raise FileExistsError(f"{cfg.out}: already exists; a trainer writes a new version "
-                                  "and never overwrites one")
-        if feedback is None and not cfg.store and gold_docs is None and not cfg.gold_data:
-            raise ValueError("store or gold_data: the reward model needs feedback or gold pages")
+        check_run(cfg, feedback is not None or bool(cfg.store) or gold_docs is not None
+                  or bool(cfg.gold_data),
+                  "store or gold_data: the reward model needs feedback or gold pages")
         self.cfg, self.out = cfg, Path(cfg.out)
         seed_everything(cfg.seed, cfg.threads)
         ensemble, _ = KVEnsemble.from_pretrained(cfg.init)
@@ -239,9 +233,7 @@ class RewardTrainer(Trainer):
         for it in self.items:
             self.by_doc.setdefault(it.doc, []).append(it)
         self.train_docs, self.heldout_docs = self._split(sorted(self.by_doc))
-        self.dev_docs = (list(dev_docs) if dev_docs is not None else
-                         load_split(cfg.dev_data, cfg.dev_split, cfg.dev_ocr, cfg.max_dev_docs)
-                         if cfg.dev_data else [])
+        self.dev_docs = load_dev_docs(cfg, dev_docs, self.documents, self.name)
         self._dev: tuple[list[ExtractionResult], float] | None = None
         log.info("%s: %d items from %d documents (%d pairs, %d pointwise labels); %d documents "
                  "held out", self.name, len(self.items), len(self.by_doc),
@@ -249,11 +241,7 @@ class RewardTrainer(Trainer):
                  len(self.heldout_docs))
 
     def _read_store(self) -> FeedbackSet:
-        store = FeedbackStore(self.cfg.store)
-        try:
-            return read_feedback(store, self.cfg.feedback_filter(), self.schema.field_names)
-        finally:
-            store.close()
+        return read_store_feedback(self.cfg, self.schema.field_names)
 
     def _split(self, docs: list[int]) -> tuple[list[int], list[int]]:
         """(training, held-out) document indices: a seeded share, at least one to train on."""

@@ -14,21 +14,24 @@ Parameters, by group:
   (Ziegler et al. 2019), ``kl_stop`` (a bound: the first step that measures a larger mean KL
   ends training and the weights before the last update are kept);
 * documents: the reviewed documents of the store (``FeedbackConfig`` filters) and, when
-  ``pool_share > 0``, unreviewed pages of ``pool_data``/``pool_split`` (that share of every
-  batch; their gold is never read, except by the ``oracle`` ablation), ``batch_size``
-  (documents per batch of samples);
-* held-out: ``dev_data``/``dev_split`` (gold pages: dev lenient F1 after every epoch, the
-  kept epoch, and the reward-hacking check: reward up while dev F1 falls by more than
-  ``hacking_f1_drop``);
-* shared with every feedback trainer (``training.feedback_trainer.FeedbackConfig``): ``init``,
-  ``store`` and its filters, ``calib_data`` (decisions refitted after training), ``out``,
-  ``epochs``, ``lr``, ``seed``, ...
+  ``pool_share > 0``, unreviewed pages of ``pool_data``/``pool_split``/``pool_ocr`` (at most
+  ``max_pool_docs``; that share of every batch; their gold is never read, except by the
+  ``oracle`` ablation), ``batch_size`` (documents per batch of samples);
+* held-out: the dev pages of ``FeedbackConfig`` (``dev_data``, ...): dev lenient F1 after
+  every epoch, the kept epoch (without dev pages: the latest), and the reward-hacking check:
+  reward up while dev F1 falls by more than ``hacking_f1_drop``;
+* shared with every feedback trainer, documented once in
+  ``training.feedback_trainer.FeedbackConfig``: ``init`` (the start model, also the KL
+  reference), ``store`` and its filters, the dev pages, ``calib_data`` (decisions refitted
+  after training); and ``training.config.TrainConfig``'s ``out``, ``epochs``, ``lr``,
+  ``seed``, ...
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from extractor.loaders import OCR_MODES
 from extractor.splits import SPLITS
 from training.feedback_trainer import FeedbackConfig
 from training.rewards import TRANSFORMS
@@ -63,14 +66,9 @@ class RLConfig(FeedbackConfig):
         "help": "dataset spec of unreviewed pages to sample on too ('' = reviewed only)"})
     pool_split: str = field(default="train", metadata={"help": "split of pool_data"})
     pool_ocr: str = field(default="provided", metadata={"help": "OCR of pool_data pages"})
-    pool_max_docs: int | None = field(default=None, metadata={"help": "cap pool documents"})
+    max_pool_docs: int | None = field(default=None, metadata={"help": "cap pool documents"})
     pool_share: float = field(default=0.0, metadata={
         "help": "share of every batch drawn from the pool (0: reviewed documents only)"})
-    dev_data: str = field(default="", metadata={
-        "help": "dataset spec of gold pages for dev F1 and the reward-hacking check"})
-    dev_split: str = field(default="dev", metadata={"help": "split of dev_data"})
-    dev_ocr: str = field(default="provided", metadata={"help": "OCR of dev_data pages"})
-    dev_max_docs: int | None = field(default=None, metadata={"help": "cap dev documents"})
     hacking_f1_drop: float = field(default=0.0, metadata={
         "help": "dev F1 fall (absolute) that, with a rising reward, flags reward hacking"})
     batch_size: int = field(default=8, metadata={"help": "documents per batch of samples"})
@@ -97,9 +95,12 @@ class RLConfig(FeedbackConfig):
             raise ValueError(f"kl_stop must be > 0 (or None), got {self.kl_stop}")
         if not 0.0 <= self.pool_share <= 1.0:
             raise ValueError(f"pool_share must be in [0, 1], got {self.pool_share}")
-        for name in ("pool_split", "dev_split"):
-            if getattr(self, name) not in SPLITS:
-                raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")
+        if self.pool_split not in SPLITS:
+            raise ValueError(f"pool_split must be one of {SPLITS}, got {self.pool_split!r}")
+        if self.pool_ocr not in OCR_MODES:
+            raise ValueError(f"pool_ocr must be one of {OCR_MODES}, got {self.pool_ocr!r}")
+        if self.max_pool_docs is not None and self.max_pool_docs < 1:
+            raise ValueError(f"max_pool_docs must be >= 1, got {self.max_pool_docs}")
         if self.hacking_f1_drop < 0:
             raise ValueError(f"hacking_f1_drop must be >= 0, got {self.hacking_f1_drop}")
 

@@ -40,7 +40,8 @@ Curves (``curves.jsonl``, one row per step): ``reward`` (mean of the batch of sa
 ``reward_std``, ``kl`` (exact, mean over fields), ``kl_coef``, ``entropy`` (of the span
 categorical, mean over fields), ``adv_mean``/``adv_std``, ``pg_loss``, ``pool_share``,
 ``ppo``: ``clip_frac`` and ``approx_kl`` (k3 estimate of KL(old || new)); per epoch also
-``reward``, ``dev_f1``, ``reward_hacking``, ``kl_stopped``.
+``reward``, the dev scores (``dev_f1``, ``dev_strict_f1``, ``dev_recall_at_5``:
+``FeedbackTrainer.dev_scores``), ``reward_hacking``, ``kl_stopped``.
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ from training.losses import (
 from training.policy_losses import span_categorical_entropy
 from training.rewards import OracleReward, Reward, load_reward
 from training.rl_config import RLConfig
-from training.supervised_trainer import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -153,15 +153,12 @@ class RLTrainer(FeedbackTrainer):
     def __init__(self, cfg: RLConfig, feedback: FeedbackSet | None = None, *,
                  reward: Reward | None = None, pool_docs: Sequence[Document] | None = None,
                  dev_docs: Sequence[Document] | None = None) -> None:
-        super().__init__(cfg, feedback)
+        super().__init__(cfg, feedback, dev_docs)
         self.reward = reward if reward is not None else load_reward(
             cfg.reward, self.model.schema, cfg.reward_transform, resolve_device(cfg.device))
         self.docs, self.fields_of, self.n_reviewed = self._documents(pool_docs)
         n_pool = len(self.docs) - self.n_reviewed
         self.share = 1.0 if not self.n_reviewed else (cfg.pool_share if n_pool else 0.0)
-        self.dev_docs = (list(dev_docs) if dev_docs is not None else
-                         load_split(cfg.dev_data, cfg.dev_split, cfg.dev_ocr, cfg.dev_max_docs)
-                         if cfg.dev_data else [])
         self.policy = BatchedPolicy(self.model)
         self.ref_policy = BatchedPolicy(self.reference)  # frozen now, before any update
         self.kl_coef = cfg.kl_coef
@@ -173,8 +170,7 @@ class RLTrainer(FeedbackTrainer):
         self._epoch_rewards: list[float] = []
         self._start_reward: float | None = None
         self._prev_reward: float | None = None
-        self._prev_f1 = evaluate(self.model, self.dev_docs)["lenient"]["f1"] if self.dev_docs \
-            else None
+        self._prev_f1: float | None = self.dev_scores().get("dev_f1")  # the start model's
         log.info("rl: %s, %d reviewed + %d pool documents (pool share %.2f), %d dev, reward %s",
                  cfg.algorithm, self.n_reviewed, n_pool, self.share, len(self.dev_docs),
                  type(self.reward).__name__)
@@ -206,7 +202,7 @@ class RLTrainer(FeedbackTrainer):
         if cfg.pool_share == 0:
             return []
         docs = (list(given) if given is not None else
-                load_split(cfg.pool_data, cfg.pool_split, cfg.pool_ocr, cfg.pool_max_docs)
+                load_split(cfg.pool_data, cfg.pool_split, cfg.pool_ocr, cfg.max_pool_docs)
                 if cfg.pool_data else [])
         docs = [d for d in docs if d.id not in reviewed_ids]
         if not docs:
@@ -323,8 +319,9 @@ class RLTrainer(FeedbackTrainer):
         row: dict[str, Any] = {"reward": reward, "kl_coef": self.kl_coef}
         if self.kl_stopped_at is not None:
             row.update(kl_stopped=True, kl_stopped_at_step=self.kl_stopped_at)
-        if self.dev_docs:
-            f1 = evaluate(self.model, self.dev_docs)["lenient"]["f1"]
+        dev = self.dev_scores()
+        if dev:
+            f1 = dev["dev_f1"]
             before = self._prev_reward if self._prev_reward is not None else self._start_reward
             hacking = (reward is not None and before is not None and self._prev_f1 is not None
                        and reward > before and f1 < self._prev_f1 - self.cfg.hacking_f1_drop)
@@ -332,7 +329,7 @@ class RLTrainer(FeedbackTrainer):
                 log.warning("rl epoch %d: possible reward hacking: mean reward %.4f -> %.4f "
                             "while dev F1 %.4f -> %.4f", epoch, before, reward, self._prev_f1,
                             f1)
-            row.update(dev_f1=f1, reward_hacking=hacking)
+            row.update(**dev, reward_hacking=hacking)
             self._prev_f1, self._prev_reward = f1, reward
         return row
 

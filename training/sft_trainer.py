@@ -26,8 +26,8 @@ Options on top:
 
 The shared loop (``training.loop``) runs the schedule, ``max_steps``, clipping, curves
 (``loss``, ``bert``, ``layoutlm``, ``fused``, ``unlikelihood``, ...) and keeps the epoch with
-the best dev lenient F1 when ``dev_data`` is given (``training.supervised_trainer.evaluate``,
-the base trainer's evaluation), else the lowest train loss. ``FeedbackTrainer.train`` writes
+the best dev lenient F1 when ``dev_data`` is given (``FeedbackTrainer.dev_scores``, the base
+trainer's evaluation), else the lowest train loss. ``FeedbackTrainer.train`` writes
 the new version beside the parent and refits the decisions on ``calib_data``.
 
 Not measured yet: the recipe (learning rate, epochs, replay ratio, unlikelihood weight) on
@@ -57,7 +57,6 @@ from training.feedback_trainer import FeedbackTrainer
 from training.losses import unlikelihood_loss
 from training.sft_config import SFTConfig
 from training.sft_losses import joint_partial_tagging_loss
-from training.supervised_trainer import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +207,7 @@ class SFTTrainer(FeedbackTrainer):
     def __init__(self, cfg: SFTConfig, feedback: FeedbackSet | None = None,
                  replay_docs: Sequence[Document] | None = None,
                  dev_docs: Sequence[Document] | None = None) -> None:
-        super().__init__(cfg, feedback)
+        super().__init__(cfg, feedback, dev_docs)
         schema = self.model.schema
         fb_docs = self.feedback.documents
         labels = feedback_labels(self.feedback, schema)
@@ -225,14 +224,6 @@ class SFTTrainer(FeedbackTrainer):
         self.replay_docs = [d for d, _ in replay]
         self.replay_pages = [page_windows(self.model, d, lab, p, "replay")
                              for p, (d, lab) in enumerate(replay)]
-        if dev_docs is None:
-            dev_docs = (load_split(cfg.dev_data, cfg.dev_split, cfg.dev_ocr, cfg.max_dev_docs)
-                        if cfg.dev_data else [])
-        self.dev_docs = list(dev_docs)
-        leaked = {d.id for d in self.dev_docs} & {d.id for d in fb_docs}
-        if leaked:
-            log.warning("sft: %d dev pages are also feedback pages (dev F1 is optimistic): %s",
-                        len(leaked), sorted(leaked)[:5])
         self.rejections = (rejected_outcomes(self.feedback, cfg.unlikelihood_explicit_only)
                            if cfg.unlikelihood_weight > 0 else [])
         if not self.pages:
@@ -308,18 +299,8 @@ class SFTTrainer(FeedbackTrainer):
         flat = torch.cat(lps)  # [N]
         return unlikelihood_loss(flat), int(flat.numel())
 
-    # -- selection -------------------------------------------------------------------------------
-    def evaluate(self, epoch: int) -> dict[str, Any]:
-        if not self.dev_docs:
-            return {}
-        dev = evaluate(self.model, self.dev_docs)
-        return {"dev_f1": dev["lenient"]["f1"], "dev_strict_f1": dev["strict"]["f1"],
-                "dev_recall_at_5": dev["recall_at"].get(5)}
-
-    def selection_score(self, row: dict[str, Any]) -> float:
-        return row["dev_f1"] if "dev_f1" in row else -row["train_loss"]
-
+    # -- selection: FeedbackTrainer's (dev F1 on the dev pages, else the lowest train loss) --
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "pages": len(self.pages),
-                "replay_pool": len(self.replay_pages), "dev_pages": len(self.dev_docs),
+                "replay_pool": len(self.replay_pages),
                 "rejected_documents": len(self.rejections)}

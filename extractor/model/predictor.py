@@ -14,6 +14,11 @@ calibrator and the lexicon correction of low-confidence words (``extractor.lexic
 ``ocr_profiles[engine]`` when the model has one for the page's engine (``tesseract`` for
 images), else from the default profile (fitted on the calibration split as loaded, SROIE: the
 provided words).
+
+Reranking: ``load_predictor(model_dir, rerank=REWARD_DIR)`` returns a
+:class:`RerankingPredictor`, the same predictor whose ``predict`` reorders each field's k-best
+by a reward model (best-of-k, ``extractor.model.reward.RewardModel.rerank``), so every caller
+(``kvloop extract --rerank``, the review UI's uploads) reranks one way.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,6 +47,9 @@ from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
 from extractor.normalize import lenient_key
+
+if TYPE_CHECKING:  # reward.py imports this module
+    from extractor.model.reward import RewardModel
 
 
 @dataclass
@@ -195,9 +204,75 @@ class KVPredictor:
         return [labels[i] for i in lp.argmax(-1).tolist()]
 
 
-def load_predictor(model_dir: str | Path, device: str | None = None) -> KVPredictor:
+def _same_fields(reward_schema: Schema, schema: Schema, where: str | Path) -> None:
+    """``ValueError`` naming ``where`` when the reward model scores other fields than the
+    extractor extracts (it could not score them, or would score values it never sees)."""
+    if reward_schema.labels != schema.labels:
+        raise ValueError(f"{where}: the reward model scores fields {reward_schema.field_names}, "
+                         f"the extractor extracts {schema.field_names}")
+
+
+def check_reranker(reward_dir: str | Path, schema: Schema) -> None:
+    """Whether ``reward_dir`` can rerank an extractor of ``schema`` without loading it: a
+    reward-model card for the same fields, and its weights file. ``OSError``/``ValueError``
+    naming the folder otherwise (for commands that load the model later, e.g. the UI)."""
+    from extractor.model.reward import WEIGHTS_FILE, RewardCard
+
+    card = RewardCard.load(reward_dir)  # says so when the folder holds an extractor
+    weights = Path(reward_dir) / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: the reward model's weights are missing")
+    _same_fields(card.schema, schema, reward_dir)
+
+
+class RerankingPredictor(KVPredictor):
+    """A predictor whose ``predict`` reranks ``base``'s k-best with ``reward``.
+
+    The model, decisions and lexicon are ``base``'s (shared, not copied). ``predict``'s
+    results carry ``version``, ``"<extractor version>+<reward version>"``
+    (``RewardModel.rerank``), so a stored result says which reward model ordered it.
+    Confidence stays the extractor's calibrated probability of the new top candidate
+    (``extractor_confidence``; the module docstring of ``extractor.model.reward`` says why).
+    The lower-level decoding (``results_from_log_probs``, ``results_from_merged``) does not
+    rerank, so its results carry ``base``'s version.
+    """
+
+    def __init__(self, base: KVPredictor, reward: RewardModel,
+                 where: str | Path | None = None) -> None:
+        from extractor.model.reward import extractor_confidence
+
+        _same_fields(reward.schema, base.schema, where or reward.version)
+        super().__init__(base.model, base.default_profile, f"{base.version}+{reward.version}",
+                         base.ocr_profiles, base.lexicon)
+        self.base, self.reward = base, reward
+        self._calibrate = extractor_confidence(base)
+
+    def predict(self, docs: list[Document], k: int = 5,
+                batch_size: int = 8) -> list[ExtractionResult]:
+        """``base``'s k-best per field, each field's ``k`` reordered by reward."""
+        results = self.base.predict(docs, k=k, batch_size=batch_size)
+        return self.reward.rerank(results, docs, k, self._calibrate, batch_size)
+
+    def results_from_merged(self, docs: Sequence[Document],
+                            merged: Sequence[dict[str, MergedField]]) -> list[ExtractionResult]:
+        return self.base.results_from_merged(docs, merged)  # not reranked: base's version
+
+    def uncalibrated(self) -> RerankingPredictor:
+        return RerankingPredictor(self.base.uncalibrated(), self.reward)
+
+
+def load_predictor(model_dir: str | Path, device: str | None = None,
+                   rerank: str | Path | None = None) -> KVPredictor:
     """Load a saved model directory (``kvloop.json`` + ``bert/`` + ``layoutlm/`` + tokenizer)
-    onto ``device`` (``extractor.devices.resolve_device``: default CUDA when present)."""
+    onto ``device`` (``extractor.devices.resolve_device``: default CUDA when present); with
+    ``rerank`` (a reward-model directory, ``kvloop train reward``), a
+    :class:`RerankingPredictor` with that reward model on the same device. Errors
+    (``OSError``, ``ValueError``) name the folder at fault."""
     model, card = KVEnsemble.from_pretrained(model_dir, resolve_device(device))
-    return KVPredictor(model, card.decisions, model_version(model_dir), card.ocr_profiles,
+    pred = KVPredictor(model, card.decisions, model_version(model_dir), card.ocr_profiles,
                        Lexicon.load(model_dir))
+    if rerank is None:
+        return pred
+    from extractor.model.reward import load_reward_model
+
+    return RerankingPredictor(pred, load_reward_model(rerank, device), where=rerank)

@@ -19,8 +19,9 @@ API, mirroring ``extractor.model.policy.BatchedPolicy`` (an outcome is a word-in
 * ``score(docs, queries: Sequence[FieldOutcomes], dropout=False)`` -> one reward-logit tensor
   [K] per query, differentiable; every document the queries name goes through the encoder
   once, however many fields and outcomes it has.
-* ``rerank(results, docs, k, calibrate)``: best-of-k. Each field's first ``k`` candidates are
-  reordered by reward (no policy update); the candidate objects are kept as they are.
+* ``rerank(results, docs, k, calibrate)``: best-of-k (a predictor that reranks its own
+  results: ``extractor.model.predictor.RerankingPredictor``). Each field's first ``k``
+  candidates are reordered by reward (no policy update); the candidate objects are kept.
   Candidates without a placed span (values only a variant OCR pass read) cannot be scored and
   go after the scored ones, in their old order. Confidence stays the extractor's: the
   calibrated probability of the new top candidate's own score (``calibrate(doc, score)``,
@@ -41,7 +42,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,20 +500,3 @@ def extractor_confidence(predictor: KVPredictor) -> Calibrate:
 
     return calibrate
 
-
-def rerank_stream(reward: RewardModel, results: Iterable[ExtractionResult],
-                  docs: Sequence[Document], k: int | None = None,
-                  calibrate: Calibrate | None = None, batch_size: int = 8,
-                  ) -> Iterator[ExtractionResult]:
-    """:meth:`RewardModel.rerank` over a stream of results (e.g. ``extract_batches``), in
-    chunks; each result's page is found in ``docs`` by id."""
-    by_id = {d.id: d for d in docs}
-    buf: list[ExtractionResult] = []
-    for r in results:
-        buf.append(r)
-        if len(buf) == RERANK_CHUNK:
-            yield from reward.rerank(buf, [by_id[x.doc_id] for x in buf], k, calibrate,
-                                     batch_size)
-            buf = []
-    if buf:
-        yield from reward.rerank(buf, [by_id[x.doc_id] for x in buf], k, calibrate, batch_size)

@@ -5,8 +5,9 @@ over them in batches and writes one ``ExtractionResult.export()`` per line. File
 read and documents that fail are listed at the end; the batch goes on past them.
 
 ``--rerank REWARD_DIR`` reorders each field's k-best by a reward model (``kvloop train
-reward``; best-of-k, ``extractor.model.reward``) before writing; the results' model version is
-then ``<extractor version>+<reward version>``.
+reward``; best-of-k, ``extractor.model.predictor.RerankingPredictor``, the same one the review
+UI's uploads use) before writing; the results' model version is then
+``<extractor version>+<reward version>``.
 """
 
 from __future__ import annotations
@@ -40,16 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from extractor.loaders import load_documents
     from extractor.model.batch import BatchOutcome, extract_batches
     from extractor.model.predictor import load_predictor
-    from extractor.model.reward import extractor_confidence, load_reward_model, rerank_stream
 
     torch.set_num_threads(args.threads)
     try:
-        predictor = load_predictor(args.model, args.device)
-        reward = load_reward_model(args.rerank, args.device) if args.rerank else None
-        if reward is not None and reward.schema.labels != predictor.schema.labels:
-            raise ValueError(f"{args.rerank}: the reward model scores fields "
-                             f"{reward.schema.field_names}, the extractor extracts "
-                             f"{predictor.schema.field_names}")
+        predictor = load_predictor(args.model, args.device, rerank=args.rerank)
         report = load_documents(args.input, split=args.split, ocr=args.ocr)
     except (OSError, ValueError) as e:
         print(f"kvloop extract: {e}", file=sys.stderr)
@@ -57,14 +52,9 @@ def run(args: argparse.Namespace) -> int:
     outcome = BatchOutcome()
     results = extract_batches(predictor, report.documents, k=args.k,
                               batch_size=args.batch_size, outcome=outcome)
-    version = predictor.version
-    if reward is not None:
-        results = rerank_stream(reward, results, report.documents, args.k,
-                                extractor_confidence(predictor), args.batch_size)
-        version = f"{predictor.version}+{reward.version}"
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(res.export(), ensure_ascii=False) + "\n" for res in results)
-    print(f"{version}: wrote {outcome.n_ok} result(s) to {args.out}")
+    print(f"{predictor.version}: wrote {outcome.n_ok} result(s) to {args.out}")
     for f in report.failures:
         print(f"  FAILED to load {f.path}: {f.reason}", file=sys.stderr)
     for x in outcome.failures:

@@ -1,4 +1,10 @@
-"""``kvloop review --store URL``: start the Streamlit correction UI (loopback by default)."""
+"""``kvloop review --store URL``: start the Streamlit correction UI (loopback by default).
+
+``--model DIR`` extracts values from uploaded documents; ``--rerank REWARD_DIR`` (with
+``--model``) reorders their k-best by a reward model first, exactly as ``kvloop extract
+--rerank`` does (``extractor.model.predictor.load_predictor(..., rerank=...)``), so the stored
+results' model version is ``<extractor version>+<reward version>``.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model folder: extracts values from uploaded documents, and its "
                              "kvloop.json's fitted auto-accept thresholds route the queue "
                              "(without it, or without them: the schema's auto_accept)")
+    parser.add_argument("--rerank", metavar="REWARD_DIR", default=None,
+                        help="reward model (`kvloop train reward`) that reorders each field's "
+                             "k-best of uploaded documents before they are queued (needs "
+                             "--model; confidence stays the extractor's)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8501)
@@ -45,6 +55,8 @@ def streamlit_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
                KVLOOP_UPLOAD_DIR=str(Path(upload_dir).resolve()))
     if args.model:
         env["KVLOOP_MODEL"] = str(Path(args.model).resolve())
+    if args.rerank:
+        env["KVLOOP_RERANK"] = str(Path(args.rerank).resolve())
     app = Path(__file__).resolve().parents[2] / "feedback_ui" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app),
            "--server.address", args.host, "--server.port", str(args.port),
@@ -66,12 +78,19 @@ def run(args: argparse.Namespace) -> int:
     if args.model and not Path(args.model).is_dir():
         print(f"kvloop review: model folder {args.model} does not exist", file=sys.stderr)
         return 2
+    if args.rerank and not args.model:
+        print("kvloop review: --rerank needs --model (the extractor whose k-best it reorders)",
+              file=sys.stderr)
+        return 2
     from feedback_ui.service import schema_of_model, thresholds_of_model
 
     try:
-        schema_of_model(args.model)
+        schema = schema_of_model(args.model)
         fitted = thresholds_of_model(args.model)
-    except ValueError as e:
+        if args.rerank:  # the UI loads it only at the first upload: fail now, naming it
+            from extractor.model.predictor import check_reranker
+            check_reranker(args.rerank, schema)
+    except (OSError, ValueError) as e:
         print(f"kvloop review: {e}", file=sys.stderr)
         return 2
     # Open (and migrate) the store once here so a bad URL fails with a clear message now.
@@ -84,8 +103,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     cmd, env = streamlit_command(args)
     print(f"kvloop review: http://{args.host}:{args.port}  (store {env['KVLOOP_STORE']}; "
-          f"auto-accept thresholds: {'fitted with the model' if fitted else 'schema defaults'})",
-          flush=True)
+          f"auto-accept thresholds: {'fitted with the model' if fitted else 'schema defaults'}"
+          f"{'; uploads reranked by ' + args.rerank if args.rerank else ''})", flush=True)
     # Become the Streamlit server (no child process): a signal sent to `kvloop review` then
     # reaches the server itself, so stopping the command never leaves a server behind.
     os.execve(cmd[0], cmd, env)

@@ -34,6 +34,10 @@ TRAINERS: dict[str, tuple[str, str, str]] = {
     "rl": ("training.rl_config:RLConfig", "training.rl_trainer:RLTrainer",
            "policy updates against a reward model: group baseline (RLOO/GRPO) or PPO, exact KL "
            "to the start model"),
+    "sft-rl": ("training.sft_rl_config:SFTThenRLConfig",
+               "training.sft_rl_trainer:SFTThenRLTrainer",
+               ("SFT on the corrections, then RL from the SFT model (its KL reference): "
+                "writes <out>.sft, then <out>; the sft_ flags configure the SFT stage")),
     "dpo": ("training.dpo_config:DPOConfig", "training.dpo_trainer:DPOTrainer",
             "direct preference optimisation on chosen-vs-rejected values (DPO, DPOP, "
             "differing-words)"),
@@ -72,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = parse_config(load(cfg_path), args.options, prog=f"kvloop train {args.trainer}",
                            description=help_text)
+        # base and calibrate read a dataset; every other trainer (sft, reward, rl, sft-rl, dpo)
+        # starts from a saved model.
         required = ("data", "out") if args.trainer in ("base", "calibrate") else ("out", "init")
         for name in required:
             if not getattr(cfg, name):

@@ -1,0 +1,202 @@
+"""Configuration of ``kvloop compare``: data, budget, operator, arms, seeds, execution.
+
+A comparison is read from a YAML or JSON file (``kvloop compare --config FILE``) or one of the
+packaged presets by name (``demo``, ``quick``, ``full``; ``kvloop/compare/configs/``). Keys
+are the fields of ``CompareConfig``; ``operator`` and ``effort`` are mappings given to
+``kvloop.compare.operator.OperatorConfig`` and ``EffortModel.from_dict``; ``arm_options``
+maps an arm name to trainer config fields that override the arm's defaults (for example
+``{rl: {kl_coef: 0.1}}``). Flags of ``kvloop compare`` override the file (``--seeds``,
+``--out``, ``--arms``, ...).
+
+Splits (``extractor.splits``): the start model and the pool come from ``fit``; trainers pick
+their epoch on ``select_split`` (default ``calibration``) and refit their decisions on it;
+arms are scored on ``dev`` and on its **unseen-vendor** slice (dev documents whose company
+appears in no ``fit`` document), which no learner reads. Choosing epochs on dev and reporting
+dev would flatter every arm; choosing them on calibration keeps dev a test set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
+PRESETS: tuple[str, ...] = ("demo", "quick", "full")
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """How an arm learns from a round's feedback.
+
+    ``trainer``: the ``kvloop train`` trainer it runs (``""`` = no weights change);
+    ``options``: that trainer's config fields; ``needs_reward``: it reads the round's reward
+    model (the ``reward`` trainer on the same feedback); ``rerank``: at evaluation the k best
+    are reranked by that reward model; ``vendor_memory``: at evaluation, values operators
+    saved for the same vendor are offered as candidates; ``gold``: trained from the gold of
+    every pool document (the ceiling; no operator involved); ``pool``: the trainer also
+    samples on unreviewed pool documents.
+    """
+
+    name: str
+    trainer: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    needs_reward: bool = False
+    rerank: bool = False
+    vendor_memory: bool = False
+    gold: bool = False
+    pool: bool = False
+    help: str = ""
+
+
+ARMS: dict[str, ArmSpec] = {a.name: a for a in (
+    ArmSpec("none", help="the start model, no feedback (the floor)"),
+    ArmSpec("sft", "sft", help="SFT on the corrected values (cross-entropy on their spans)"),
+    ArmSpec("sft-ul", "sft", {"unlikelihood_weight": 1.0},
+            help="SFT plus unlikelihood -log(1 - p) on the values operators rejected"),
+    ArmSpec("rerank", needs_reward=True, rerank=True,
+            help="the start model's k best reranked by the reward model (no policy update)"),
+    ArmSpec("rl", "rl", {"algorithm": "rloo"}, needs_reward=True,
+            help="RLOO against the reward model on the reviewed documents"),
+    ArmSpec("rl-pool", "rl", {"algorithm": "rloo", "pool_share": 0.5}, needs_reward=True,
+            pool=True, help="RLOO on reviewed plus unreviewed pool documents (half of each "
+                            "batch)"),
+    ArmSpec("ppo", "rl", {"algorithm": "ppo"}, needs_reward=True,
+            help="PPO (clipped ratio) against the reward model, exact KL penalty"),
+    ArmSpec("dpo", "dpo", {"loss_type": "dpo"}, help="DPO on chosen-vs-rejected values"),
+    ArmSpec("dpop", "dpo", {"loss_type": "dpop"},
+            help="DPO-Positive: the chosen log-prob kept from falling below the reference's"),
+    ArmSpec("dpo-diff", "dpo", {"loss_type": "diff_words"},
+            help="DPO on only the words where chosen and rejected values differ"),
+    ArmSpec("sft-rl", "sft-rl", {"algorithm": "rloo"}, needs_reward=True,
+            help="SFT on the corrections, then RLOO from the SFT model"),
+    ArmSpec("vendor-memory", vendor_memory=True,
+            help="values operators saved for the same vendor offered as candidates; no "
+                 "weights change"),
+    ArmSpec("rl-oracle", "rl", {"algorithm": "rloo", "reward": "oracle"},
+            help="ablation: RLOO with the exact-match reward (is the reward model the "
+                 "bottleneck?)"),
+    ArmSpec("gold", "base", gold=True,
+            help="ceiling: supervised training on the gold of every pool document"),
+)}
+
+
+@dataclass
+class CompareConfig:
+    """One comparison (see the module docstring)."""
+
+    name: str = "comparison"
+    data: str = "demo"
+    """Dataset spec (``extractor.loaders``): ``demo`` (the synthetic generator, ``demo_docs``
+    receipts), a SROIE folder, a JSONL of documents, ..."""
+    demo_docs: int = 120
+    out: str = "runs/compare"
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    start_docs: int = 25
+    """``fit`` documents (the first ones) the start model is trained on from gold."""
+    start_epochs: int = 10
+    start_options: dict[str, Any] = field(default_factory=dict)
+    """Fields of the start model's ``training.supervised_config.SupervisedConfig`` (``lr``,
+    ``batch_size``, ...)."""
+    start_per_seed: bool = False
+    """One start model per seed (its training varies too), or one shared by every seed (the
+    seeds then vary selection, operator noise and the arms' training)."""
+    pool_docs: int | None = None
+    """The next ``fit`` documents, gold hidden from every learner (``None``: all the rest)."""
+    rounds: int = 2
+    docs_per_round: int = 50
+    strategy: str = "random"
+    operator: dict[str, Any] = field(default_factory=lambda: {"regime": "full"})
+    effort: dict[str, Any] = field(default_factory=dict)
+    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    arm_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trainer_options: dict[str, Any] = field(default_factory=dict)
+    """Config fields given to every trainer (``batch_size``, ``lr``, ...)."""
+    reward_options: dict[str, Any] = field(default_factory=dict)
+    """Config fields of the round's reward model (``training.reward_config.RewardConfig``)."""
+    epochs: int = 2
+    arch: str = "minilm"
+    k: int = 5
+    select_split: str = "calibration"
+    max_select_docs: int | None = None
+    refit_decisions: bool = True
+    dev_split: str = "dev"
+    max_eval_docs: int | None = None
+    unseen_vendor: bool = True
+    extra_eval: dict[str, str] = field(default_factory=dict)
+    """More evaluation sets: name -> dataset spec (every document of it is scored)."""
+    baseline: str = "sft"
+    n_boot: int = 1000
+    keep_models: bool = False
+    """Keep every arm's weights (GBs); by default only cards and curves stay once scored."""
+    device: str = "cpu"
+    threads: int = 2
+    ray: bool = False
+    ray_address: str | None = None
+    cpus_per_task: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"arms: unknown {unknown}; choose from {list(ARMS)}")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"arms: listed twice: {self.arms}")
+        bad_opts = [a for a in self.arm_options if a not in ARMS]
+        if bad_opts:
+            raise ValueError(f"arm_options: unknown arms {bad_opts}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if not self.seeds:
+            raise ValueError("seeds: at least one seed")
+        for name in ("start_docs", "rounds", "docs_per_round", "epochs", "start_epochs", "k",
+                     "demo_docs", "n_boot", "threads", "cpus_per_task"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("pool_docs", "max_select_docs", "max_eval_docs"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 (or null), got {v}")
+        if self.baseline not in self.arms:
+            raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
+
+    @property
+    def arm_specs(self) -> list[ArmSpec]:
+        """The arms to run, with ``arm_options`` merged into their trainer options."""
+        return [dataclasses.replace(ARMS[a], options={**ARMS[a].options,
+                                                      **self.arm_options.get(a, {})})
+                for a in self.arms]
+
+    @property
+    def needs_reward(self) -> bool:
+        return any(a.needs_reward for a in self.arm_specs)
+
+    def export(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def preset_path(name: str) -> Path:
+    """The packaged config file of a preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {PRESETS} or give a file")
+    return Path(str(resources.files("kvloop.compare") / "configs" / f"{name}.yaml"))
+
+
+def load_config(spec: str, overrides: dict[str, Any] | None = None) -> CompareConfig:
+    """A preset name or a YAML/JSON file, with ``overrides`` (non-``None`` values) on top.
+    Errors name the file and the problem."""
+    from training.cli import ConfigError, read_config_file
+
+    path = preset_path(spec) if spec in PRESETS else Path(spec)
+    values = read_config_file(path)
+    names = {f.name for f in dataclasses.fields(CompareConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; a comparison config has "
+                          f"{sorted(names)}")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return CompareConfig(**values)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{path}: {e}") from e

@@ -1,0 +1,132 @@
+"""The documents of a comparison, fixed once and written under ``OUT/data``.
+
+* ``start``: the first ``start_docs`` of ``fit``, with gold (the start model learns them);
+* ``pool``: the next ``pool_docs`` of ``fit``. ``pool.jsonl`` keeps their gold for the
+  simulated operator and the two arms allowed to read it (``gold``, the ceiling, and
+  ``rl-oracle``, the ablation); ``pool-nogold.jsonl`` is what the store and every other
+  learner see;
+* ``select``: ``select_split`` (calibration), gold pages for epoch choice and decisions;
+* evaluation sets: ``dev`` and its ``unseen-vendor`` slice (dev documents whose vendor, the
+  gold ``vendor_field`` under ``lenient_key``, is the vendor of no ``fit`` document), plus
+  the config's ``extra_eval`` sets.
+
+Units of work (possibly on other machines of a Ray cluster) read these files, so every unit
+sees the same documents in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from extractor.document import Document, write_jsonl
+from extractor.normalize import lenient_key
+from kvloop.compare.config import CompareConfig
+
+log = logging.getLogger(__name__)
+
+VENDOR_FIELD = "company"
+
+
+@dataclass
+class CompareData:
+    """Paths of the prepared JSONL files and the ids in each (see the module docstring)."""
+
+    folder: Path
+    start: list[str]
+    pool: list[str]
+    select: list[str]
+    eval_sets: dict[str, list[str]]
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.jsonl"
+
+    def export(self) -> dict:
+        return {"folder": str(self.folder), "start": self.start, "pool": self.pool,
+                "select": self.select, "eval_sets": self.eval_sets}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CompareData:
+        return cls(Path(d["folder"]), d["start"], d["pool"], d["select"], d["eval_sets"])
+
+
+def read_docs(path: str | Path) -> list[Document]:
+    from extractor.document import read_jsonl
+
+    return [Document.from_dict(d) for d in read_jsonl(str(path))]
+
+
+def source_spec(cfg: CompareConfig, out: Path) -> str:
+    """The dataset spec: for ``demo``, the synthetic receipts generated (once) under
+    ``OUT/demo-data``."""
+    if cfg.data != "demo":
+        return cfg.data
+    from extractor.synth.demo import generate_demo
+
+    folder = out / "demo-data"
+    jsonl = folder / "documents.jsonl"
+    if not jsonl.is_file():
+        report = generate_demo(folder, n=cfg.demo_docs, seed=0)
+        if report.failures:
+            log.warning("%s", report.summary())
+    return str(jsonl)
+
+
+def load(spec: str, split: str) -> list[Document]:
+    from training.data import load_split
+
+    return load_split(spec, split)
+
+
+def unseen_vendor(dev: Sequence[Document], seen: Sequence[Document],
+                  vendor_field: str = VENDOR_FIELD) -> list[Document]:
+    """Documents of ``dev`` whose gold vendor no document of ``seen`` has."""
+    known = {lenient_key((d.gold or {}).get(vendor_field)) for d in seen}
+    return [d for d in dev if (k := lenient_key((d.gold or {}).get(vendor_field)))
+            and k not in known]
+
+
+def prepare(cfg: CompareConfig, out: Path) -> CompareData:
+    """Split the dataset as the module docstring says and write the JSONL files."""
+    spec = source_spec(cfg, out)
+    fit = load(spec, "fit")
+    n_pool = cfg.pool_docs if cfg.pool_docs is not None else len(fit) - cfg.start_docs
+    if cfg.start_docs + n_pool > len(fit) or n_pool < 1:
+        raise ValueError(f"{spec}: start_docs + pool_docs = {cfg.start_docs} + {n_pool} but "
+                         f"the fit split has {len(fit)} documents")
+    if cfg.rounds * cfg.docs_per_round > n_pool:
+        raise ValueError(f"rounds x docs_per_round = {cfg.rounds * cfg.docs_per_round} is more "
+                         f"than the {n_pool} pool documents")
+    start, pool = fit[:cfg.start_docs], fit[cfg.start_docs:cfg.start_docs + n_pool]
+    select = load(spec, cfg.select_split)[:cfg.max_select_docs]
+    dev = load(spec, cfg.dev_split)[:cfg.max_eval_docs]
+    if not select or not dev:
+        raise ValueError(f"{spec}: the {cfg.select_split!r} and {cfg.dev_split!r} splits "
+                         "must not be empty")
+    sets: dict[str, list[Document]] = {"dev": dev}
+    if cfg.unseen_vendor:
+        unseen = unseen_vendor(dev, fit)
+        if not unseen:
+            log.warning("no dev document has a vendor unseen in fit: no unseen-vendor set")
+        elif len(unseen) == len(dev):
+            log.warning("every dev vendor is unseen in fit: dev is the unseen-vendor set")
+        else:
+            sets["unseen-vendor"] = unseen
+    for name, extra in cfg.extra_eval.items():
+        if name in sets:
+            raise ValueError(f"extra_eval: {name!r} is a built-in evaluation set name")
+        sets[name] = load(extra, "all")
+    folder = out / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"start": start, "pool": pool, "select": select,
+             "pool-nogold": [dataclasses.replace(d, gold=None) for d in pool],
+             **{f"eval-{k}": v for k, v in sets.items()}}
+    for name, docs in files.items():
+        tmp = folder / f"{name}.jsonl.tmp"
+        write_jsonl(str(tmp), docs)
+        tmp.rename(folder / f"{name}.jsonl")
+    return CompareData(folder, [d.id for d in start], [d.id for d in pool],
+                       [d.id for d in select], {k: [d.id for d in v] for k, v in sets.items()})

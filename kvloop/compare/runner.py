@@ -1,0 +1,406 @@
+"""``kvloop compare``: the SFT-vs-RL experiment, end to end, resumable.
+
+1. **Data** (``kvloop.compare.data``): start documents, the pool (gold hidden from learners),
+   selection pages, evaluation sets (dev and its unseen-vendor slice).
+2. **Start model**: base training from gold on the start documents (one shared by every
+   seed, or one per seed with ``start_per_seed``); its k best on the pool are extracted once.
+3. **Rounds**, per seed: the strategy picks the next ``docs_per_round`` pool documents from
+   the start model's results (the documents a deployed model would send to review); the
+   simulated operator reviews them through ``feedback_ui.service.ReviewService`` under the
+   feedback regime, every second of effort counted. Each round's store is its own SQLite
+   file (the previous round's copied, then this round's reviews added, renamed into place
+   when complete), so an arm at round r reads exactly the reviews of rounds 1..r and an
+   interrupted review is redone from a clean copy.
+4. **Arms**: every arm learns from the same store of the same round, starting from the same
+   start model; the round's reward model is trained once and shared by the arms that use it.
+   Every arm is scored on every evaluation set; round 0 (no feedback) is the start model.
+5. **Report** (``kvloop.compare.analysis``, ``kvloop.compare.report``): bootstrap CIs over
+   documents, paired comparisons, McNemar, the answer in words, HTML with plots, JSON.
+
+Why every arm learns from the start model's review stream (not each from its own model's):
+the question is which learner gets more out of the *same* operator work; letting each arm
+choose what the operator sees would confound the learner with the feedback it was given.
+
+Every step is recorded when finished (``kvloop.compare.steps``); running the same command
+again continues from the last finished step. Results go to ``OUT/results.jsonl`` as each
+unit finishes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from kvloop.compare import units
+from kvloop.compare.config import ArmSpec, CompareConfig
+from kvloop.compare.data import CompareData, prepare, read_docs
+from kvloop.compare.executors import LocalExecutor, RayExecutor
+from kvloop.compare.records import ArmResult, append_result, read_results
+from kvloop.compare.steps import StepCache
+
+log = logging.getLogger(__name__)
+
+OPERATOR = "simulated-operator"
+
+
+def _sqlite_copy(src: Path, dst: Path) -> None:
+    """A consistent copy of an SQLite database (the backup API, not a file copy)."""
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+
+
+class Comparison:
+    """One comparison run (see the module docstring)."""
+
+    def __init__(self, cfg: CompareConfig, command: str = "kvloop compare") -> None:
+        self.cfg, self.command = cfg, command
+        self.out = Path(cfg.out).resolve()
+        self.steps = StepCache(self.out / "steps")
+        self.results_file = self.out / "results.jsonl"
+        self.executor: LocalExecutor | RayExecutor = LocalExecutor()  # Ray starts in run()
+        self.threads = cfg.cpus_per_task if cfg.ray else cfg.threads
+
+    # -- paths --------------------------------------------------------------------------------
+    def start_key(self, seed: int) -> str:
+        return f"seed-{seed}" if self.cfg.start_per_seed else "shared"
+
+    def start_dir(self, seed: int) -> Path:
+        return self.out / "start" / self.start_key(seed)
+
+    def store_file(self, seed: int, rnd: int) -> Path:
+        return self.out / f"seed-{seed}" / f"feedback-round-{rnd}.db"
+
+    def unit_dir(self, seed: int, rnd: int, name: str) -> Path:
+        return self.out / f"seed-{seed}" / f"round-{rnd}" / name
+
+    def base_payload(self, seed: int) -> dict[str, Any]:
+        d, cfg = self.data, self.cfg
+        return {"seed": seed, "threads": self.threads, "device": cfg.device, "k": cfg.k,
+                "epochs": cfg.epochs, "refit_decisions": cfg.refit_decisions,
+                "keep_models": cfg.keep_models, "start": str(self.start_dir(seed)),
+                "start_file": str(d.path("start")), "pool_file": str(d.path("pool")),
+                "pool_nogold_file": str(d.path("pool-nogold")),
+                "select_file": str(d.path("select")),
+                "eval_files": {n: str(d.path(f"eval-{n}")) for n in d.eval_sets},
+                "trainer_options": dict(cfg.trainer_options)}
+
+    # -- steps --------------------------------------------------------------------------------
+    def prepare_data(self) -> CompareData:
+        cfg = self.cfg
+        settings = {k: getattr(cfg, k) for k in (
+            "data", "demo_docs", "start_docs", "pool_docs", "select_split", "max_select_docs",
+            "dev_split", "max_eval_docs", "unseen_vendor", "extra_eval")}
+        got = self.steps.get("data", settings)
+        if got is None:
+            got = prepare(cfg, self.out).export()
+            self.steps.put("data", settings, got)
+        return CompareData.from_dict(got)
+
+    def start_models(self) -> dict[str, dict[str, Any]]:
+        cfg = self.cfg
+        keys = {self.start_key(s): s for s in cfg.seeds}
+        settings = {"arch": cfg.arch, "epochs": cfg.start_epochs, "docs": self.data.start,
+                    "select": self.data.select, "options": cfg.start_options}
+        done: dict[str, dict[str, Any]] = {}
+        todo = []
+        for key, seed in keys.items():
+            got = self.steps.get(f"start/{key}", {**settings, "seed": seed})
+            if got is None:
+                todo.append((key, seed))
+            else:
+                done[key] = got
+        payloads = [{**self.base_payload(seed), "out": str(self.out / "start" / key),
+                     "arch": cfg.arch, "epochs": cfg.start_epochs,
+                     "options": dict(cfg.start_options)} for key, seed in todo]
+        for i, got in self.executor.run(units.train_start, payloads):
+            key, seed = todo[i]
+            self.steps.put(f"start/{key}", {**settings, "seed": seed}, got)
+            done[key] = got
+            print(f"  start model {key}: {got['version']} ({got['seconds']:.0f} s, select F1 "
+                  f"{got['select_f1']:.3f})", flush=True)
+        return done
+
+    def pool_results(self, seed: int) -> Path:
+        """The start model's k best on the pool (extracted once per start model)."""
+        key = self.start_key(seed)
+        out = self.out / "start" / f"{key}-pool.jsonl"
+        settings = {"start": self.starts[key]["version"], "pool": self.data.pool,
+                    "k": self.cfg.k}
+        if self.steps.get(f"pool/{key}", settings) is None:
+            payload = {**self.base_payload(seed), "out": str(out)}
+            got = next(self.executor.run(units.extract_pool, [payload]))[1]
+            self.steps.put(f"pool/{key}", settings, got)
+        return out
+
+    def round_zero_store(self, seed: int) -> None:
+        """The seed's store before any review: the pool (no gold) and the start's results."""
+        from extractor.document import ExtractionResult, read_jsonl
+        from feedback_ui.service import ReviewService
+        from feedback_ui.store import FeedbackStore
+
+        settings = {"start": self.starts[self.start_key(seed)]["version"],
+                    "pool": self.data.pool}
+        if self.steps.get(f"seed-{seed}/store-0", settings) is not None:
+            return
+        final = self.store_file(seed, 0)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        store = FeedbackStore(f"sqlite:///{tmp}")
+        try:
+            service = ReviewService(store, units.schema_of(self.start_dir(seed)),
+                                    dataset=self.cfg.name, k=self.cfg.k)
+            results = [ExtractionResult.from_dict(d)
+                       for d in read_jsonl(str(self.pool_results(seed)))]
+            service.add(read_docs(self.data.path("pool-nogold")), results)
+        finally:
+            store.close()
+        tmp.rename(final)
+        self.steps.put(f"seed-{seed}/store-0", settings, {"store": str(final)})
+
+    def review_round(self, seed: int, rnd: int) -> dict[str, Any]:
+        """Round ``rnd``'s reviews of seed ``seed``, into its own store file."""
+        from extractor.document import ExtractionResult, read_jsonl
+        from feedback_ui.service import ReviewService
+        from feedback_ui.store import FeedbackStore
+        from kvloop.compare.operator import EffortModel, OperatorConfig, SimulatedOperator
+        from kvloop.compare.selection import pick_next
+
+        cfg = self.cfg
+        settings = {"strategy": cfg.strategy, "operator": cfg.operator, "effort": cfg.effort,
+                    "n": cfg.docs_per_round, "start": self.starts[self.start_key(seed)]["version"]}
+        name = f"seed-{seed}/round-{rnd}/review"
+        got = self.steps.get(name, settings)
+        if got is not None:
+            return got
+        prev = self.review_round(seed, rnd - 1) if rnd > 1 else {"shown": [], "seconds": 0.0,
+                                                                  "reviewed": 0}
+        results = [ExtractionResult.from_dict(d)
+                   for d in read_jsonl(str(self.pool_results(seed)))]
+        picked = pick_next(cfg.strategy, results, set(prev["shown"]), cfg.docs_per_round,
+                           seed=seed * 1000 + rnd)
+        gold = {d.id: d for d in read_docs(self.data.path("pool"))}
+        final = self.store_file(seed, rnd)
+        tmp = final.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        _sqlite_copy(self.store_file(seed, rnd - 1), tmp)
+        store = FeedbackStore(f"sqlite:///{tmp}")
+        try:
+            service = ReviewService(store, units.schema_of(self.start_dir(seed)),
+                                    dataset=cfg.name, k=cfg.k)
+            operator = SimulatedOperator(
+                OperatorConfig.from_dict({**cfg.operator, "seed": seed * 1000 + rnd}),
+                EffortModel.from_dict(cfg.effort))
+            review_log = operator.review(service, [gold[i] for i in picked], OPERATOR).export()
+        finally:
+            store.close()
+        tmp.rename(final)
+        got = {"picked": picked, "shown": prev["shown"] + picked, "log": review_log,
+               "seconds": prev["seconds"] + float(review_log["seconds"]),
+               "reviewed": prev["reviewed"] + len(picked),
+               "saved": review_log["reviewed"], "store": str(final)}
+        self.steps.put(name, settings, got)
+        print(f"  seed {seed} round {rnd}: {len(picked)} documents reviewed "
+              f"({review_log['reviewed']} saved, {review_log['seconds'] / 60:.1f} operator-min; "
+              f"actions {review_log.get('actions')})", flush=True)
+        return got
+
+    def reward_models(self, rnd: int) -> dict[int, dict[str, Any]]:
+        """The round's reward model of every seed (only when an arm needs one)."""
+        cfg = self.cfg
+        out: dict[int, dict[str, Any]] = {}
+        if not cfg.needs_reward:
+            return out
+        todo, payloads = [], []
+        for seed in cfg.seeds:
+            settings = self.unit_settings(seed, rnd, "reward")
+            got = self.steps.get(f"seed-{seed}/round-{rnd}/reward", settings)
+            if got is not None:
+                out[seed] = got
+                continue
+            todo.append(seed)
+            payloads.append({**self.round_payload(seed, rnd), "options": dict(cfg.reward_options),
+                             "out": str(self.unit_dir(seed, rnd, "reward"))})
+        for i, got in self.executor.run(units.train_reward, payloads):
+            seed = todo[i]
+            self.steps.put(f"seed-{seed}/round-{rnd}/reward", self.unit_settings(seed, rnd,
+                                                                                 "reward"), got)
+            out[seed] = got
+            acc = got["extras"].get("reward_pair_acc")
+            print(f"  seed {seed} round {rnd}: reward model ({got['seconds']:.0f} s, held-out "
+                  f"pair accuracy {'—' if acc is None else f'{acc:.3f}'})", flush=True)
+        return out
+
+    def round_payload(self, seed: int, rnd: int) -> dict[str, Any]:
+        return {**self.base_payload(seed),
+                "store": f"sqlite:///{self.store_file(seed, rnd)}", "round": rnd}
+
+    def unit_settings(self, seed: int, rnd: int, name: str) -> dict[str, Any]:
+        cfg = self.cfg
+        arm = next((a for a in cfg.arm_specs if a.name == name), None)
+        return {"start": self.starts[self.start_key(seed)]["version"],
+                "review": self.reviews[seed][rnd]["picked"],
+                "epochs": cfg.epochs, "k": cfg.k, "refit": cfg.refit_decisions,
+                "options": (dataclasses.asdict(arm) if arm else dict(cfg.reward_options)),
+                "trainer_options": cfg.trainer_options, "eval": self.data.eval_sets}
+
+    def arm_rows(self, arm: ArmSpec, seed: int, rnd: int, got: dict[str, Any],
+                 review: dict[str, Any], extras: dict[str, Any]) -> list[ArmResult]:
+        rows = []
+        for set_name, s in got["scores"].items():
+            rows.append(ArmResult(
+                arm=arm.name, seed=seed, round=rnd, eval_set=set_name, fields=s["fields"],
+                doc_ids=s["doc_ids"], correct=s["correct"], counts=s["counts"],
+                reviewed_docs=review["reviewed"], operator_seconds=review["seconds"],
+                train_seconds=got["train_seconds"], model_version=got["model_version"],
+                extras={**extras, **got["extras"], "regime": self.cfg.operator.get("regime"),
+                        "executor": self.executor.name, "threads": self.threads}))
+        return rows
+
+    def score_start(self) -> None:
+        """The start model scored once per start model: round 0 of every arm, and the ``none``
+        arm (the floor) at every round, since no feedback ever changes it."""
+        cfg = self.cfg
+        keys = sorted({self.start_key(s) for s in cfg.seeds})
+        todo, payloads = [], []
+        for key in keys:
+            seed = next(s for s in cfg.seeds if self.start_key(s) == key)
+            if self.steps.get(f"start/{key}-scores", self.start_settings(key)) is None:
+                todo.append(key)
+                payloads.append({**self.base_payload(seed), "out": "",
+                                 "arm": dataclasses.asdict(ArmSpec("none"))})
+        for i, got in self.executor.run(units.run_arm, payloads):
+            self.steps.put(f"start/{todo[i]}-scores", self.start_settings(todo[i]), got)
+        for seed in cfg.seeds:
+            got = self.steps.get(f"start/{self.start_key(seed)}-scores",
+                                 self.start_settings(self.start_key(seed)))
+            assert got is not None
+            name = f"seed-{seed}/start-rows"
+            if self.steps.get(name, {"version": got["model_version"]}) is not None:
+                continue
+            for arm in cfg.arm_specs:
+                for row in self.arm_rows(arm, seed, 0, got, {"reviewed": 0, "seconds": 0.0},
+                                         {}):
+                    append_result(self.results_file, row)
+            self.steps.put(name, {"version": got["model_version"]}, {})
+
+    def start_settings(self, key: str) -> dict[str, Any]:
+        return {"start": self.starts[key]["version"], "k": self.cfg.k,
+                "eval": self.data.eval_sets}
+
+    def floor_rows(self, rnd: int) -> None:
+        """The ``none`` arm at round ``rnd``: the start model's scores, at this budget."""
+        if "none" not in self.cfg.arms:
+            return
+        arm = next(a for a in self.cfg.arm_specs if a.name == "none")
+        for seed in self.cfg.seeds:
+            got = self.steps.get(f"start/{self.start_key(seed)}-scores",
+                                 self.start_settings(self.start_key(seed)))
+            name = f"seed-{seed}/round-{rnd}/arm-none"
+            settings = {"version": got["model_version"], "review": self.reviews[seed][rnd]["picked"]}
+            if self.steps.get(name, settings) is not None:
+                continue
+            for row in self.arm_rows(arm, seed, rnd, got, self.reviews[seed][rnd], {}):
+                append_result(self.results_file, row)
+            self.steps.put(name, settings, {})
+
+    def arms_round(self, rnd: int, rewards: dict[int, dict[str, Any]]) -> None:
+        cfg = self.cfg
+        self.floor_rows(rnd)
+        todo: list[tuple[ArmSpec, int]] = []
+        payloads = []
+        for seed in cfg.seeds:
+            for arm in cfg.arm_specs:
+                if arm.name == "none":
+                    continue  # floor_rows
+                if arm.gold and rnd != cfg.rounds:
+                    continue  # the ceiling does not depend on the round: trained once
+                name = f"seed-{seed}/round-{rnd}/arm-{arm.name}"
+                if self.steps.get(name, self.unit_settings(seed, rnd, arm.name)) is not None:
+                    continue
+                payload = {**self.round_payload(seed, rnd), "arm": dataclasses.asdict(arm),
+                           "out": str(self.unit_dir(seed, rnd, arm.name)),
+                           "reward_dir": rewards.get(seed, {}).get("dir")}
+                todo.append((arm, seed))
+                payloads.append(payload)
+        for i, got in self.executor.run(units.run_arm, payloads):
+            arm, seed = todo[i]
+            review = self.reviews[seed][rnd]
+            if arm.gold:
+                review = {"reviewed": len(self.data.pool), "seconds": float("nan")}
+            extras = dict(rewards.get(seed, {}).get("extras", {})) if arm.needs_reward else {}
+            for row in self.arm_rows(arm, seed, rnd, got, review, extras):
+                append_result(self.results_file, row)
+            self.steps.put(f"seed-{seed}/round-{rnd}/arm-{arm.name}",
+                           self.unit_settings(seed, rnd, arm.name),
+                           {"train_seconds": got["train_seconds"],
+                            "model_version": got["model_version"], "extras": got["extras"]})
+            dev = next(iter(got["scores"].values()))
+            f1 = ArmResult("", 0, 0, "", dev["fields"], dev["doc_ids"], dev["correct"],
+                           dev["counts"], 0, 0.0).f1
+            print(f"  seed {seed} round {rnd} {arm.name}: {got['train_seconds']:.0f} s, "
+                  f"F1 {f1:.3f} on {next(iter(got['scores']))}", flush=True)
+        if not cfg.keep_models:
+            for seed, rm in rewards.items():
+                units.drop_weights(Path(rm["dir"]))
+
+    # -- the whole run ------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if cfg.ray:
+            self.executor = RayExecutor(cfg.ray_address, cfg.cpus_per_task)
+        (self.out / "config.json").write_text(json.dumps(cfg.export(), indent=1),
+                                              encoding="utf-8")
+        try:
+            print(f"[1/4] data: {cfg.data}", flush=True)
+            self.data = self.prepare_data()
+            d = self.data
+            print(f"      {len(d.start)} start, {len(d.pool)} pool, {len(d.select)} selection "
+                  f"documents; evaluation sets "
+                  f"{ {k: len(v) for k, v in d.eval_sets.items()} }", flush=True)
+            print(f"[2/4] start model ({cfg.arch}, {cfg.start_epochs} epochs at most)",
+                  flush=True)
+            self.starts = self.start_models()
+            self.reviews: dict[int, dict[int, dict[str, Any]]] = {s: {} for s in cfg.seeds}
+            for seed in cfg.seeds:
+                self.round_zero_store(seed)
+            print(f"[3/4] {cfg.rounds} rounds x {cfg.docs_per_round} documents, "
+                  f"{len(cfg.seeds)} seeds, arms {cfg.arms} ({self.executor.name})", flush=True)
+            self.score_start()
+            for rnd in range(1, cfg.rounds + 1):
+                for seed in cfg.seeds:
+                    self.reviews[seed][rnd] = self.review_round(seed, rnd)
+                rewards = self.reward_models(rnd)
+                self.arms_round(rnd, rewards)
+        finally:
+            self.executor.close()
+        print("[4/4] report", flush=True)
+        paths = self.report()
+        return {"paths": paths, "seconds": round(time.perf_counter() - t0, 1)}
+
+    def report(self) -> dict[str, Any]:
+        from kvloop.compare.analysis import analyse
+        from kvloop.compare.report import write_report
+
+        results = read_results(self.results_file)
+        analysis = analyse(results, baseline=self.cfg.baseline, floor="none",
+                           n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0])
+        analysis["command"] = self.command
+        return write_report(analysis, results, self.cfg.export(), self.out)
+
+
+def remove_run(out: Path) -> None:
+    """Delete a comparison's folder (``kvloop compare --fresh``)."""
+    shutil.rmtree(out, ignore_errors=True)

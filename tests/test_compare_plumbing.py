@@ -1,0 +1,105 @@
+"""``kvloop compare`` plumbing: configs and presets, step records, result rows, data splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_rl_trainer import _mock_receipts
+
+from extractor.document import write_jsonl
+from kvloop.compare.config import ARMS, PRESETS, CompareConfig, load_config
+from kvloop.compare.data import prepare, read_docs, unseen_vendor
+from kvloop.compare.records import ArmResult, append_result, read_results
+from kvloop.compare.steps import SettingsMismatch, StepCache
+from training.cli import ConfigError
+
+
+def _row(arm: str = "sft", seed: int = 0, rnd: int = 1, counts=None) -> ArmResult:
+    counts = counts or [[1, 0, 0], [0, 1, 1]]
+    return ArmResult(arm, seed, rnd, "dev", ["total"], ["a", "b"], [[1], [0]], counts, 10, 60.0)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_load_and_validate(name: str) -> None:
+    cfg = load_config(name)
+    assert cfg.baseline in cfg.arms and "none" in cfg.arms and cfg.seeds
+
+
+def test_config_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text("arms: [sft, telepathy]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*telepathy"):
+        load_config(str(bad))
+    bad.write_text("armz: [sft]\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*unknown key.*armz"):
+        load_config(str(bad))
+    with pytest.raises(ValueError, match="baseline"):
+        CompareConfig(arms=["none", "rl"], baseline="sft")
+    cfg = load_config("demo", {"seeds": [7], "arms": ["none", "sft"], "out": None})
+    assert cfg.seeds == [7] and cfg.arms == ["none", "sft"] and cfg.out == "runs/compare-demo"
+
+
+def test_arm_options_override_an_arms_defaults() -> None:
+    cfg = CompareConfig(arms=["sft", "rl"], arm_options={"rl": {"kl_coef": 0.5}})
+    rl = {a.name: a for a in cfg.arm_specs}["rl"]
+    assert rl.options == {"algorithm": "rloo", "kl_coef": 0.5}
+    assert ARMS["rl"].options == {"algorithm": "rloo"}  # the registry is not changed
+    assert cfg.needs_reward
+
+
+def test_step_cache_records_settings_and_refuses_other_ones(tmp_path: Path) -> None:
+    steps = StepCache(tmp_path)
+    assert steps.get("seed-0/start", {"a": 1}) is None
+    steps.put("seed-0/start", {"a": 1}, {"version": "v1"})
+    assert steps.get("seed-0/start", {"a": 1}) == {"version": "v1"}
+    with pytest.raises(SettingsMismatch, match="other settings"):
+        steps.get("seed-0/start", {"a": 2})
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_results_file_keeps_the_latest_row_per_key_and_survives_a_torn_line(
+        tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    append_result(path, _row())
+    append_result(path, _row(seed=1))
+    append_result(path, _row(counts=[[1, 0, 0], [1, 0, 0]]))  # the same unit, redone
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"arm": "sft", "seed"')  # killed mid-write
+    rows = read_results(path)
+    assert sorted((r.seed, r.f1) for r in rows) == [(0, 1.0), (1, 2 / 4)]
+    with pytest.raises(ValueError, match="documents but"):
+        ArmResult("x", 0, 0, "dev", ["f"], ["a"], [], [], 0, 0.0)
+
+
+def test_prepare_hides_pool_gold_and_slices_unseen_vendors(tmp_path: Path) -> None:
+    docs = _mock_receipts(range(40))
+    data = tmp_path / "docs.jsonl"
+    write_jsonl(str(data), docs)
+    cfg = CompareConfig(data=str(data), start_docs=4, pool_docs=10, rounds=2,
+                        docs_per_round=5, arms=["none", "sft"], out=str(tmp_path / "out"))
+    prepared = prepare(cfg, tmp_path / "out")
+    pool = read_docs(prepared.path("pool"))
+    hidden = read_docs(prepared.path("pool-nogold"))
+    assert [d.id for d in pool] == [d.id for d in hidden] == prepared.pool
+    assert all(d.gold for d in pool) and all(d.gold is None for d in hidden)
+    assert not set(prepared.start) & set(prepared.pool)
+    dev = read_docs(prepared.path("eval-dev"))
+    assert not {d.id for d in dev} & set(prepared.pool + prepared.start + prepared.select)
+    # 8 mock shops repeat: every dev vendor is a fit vendor, so no unseen-vendor set
+    assert "unseen-vendor" not in prepared.eval_sets
+    assert unseen_vendor(dev, docs[:1]) == [d for d in dev
+                                            if d.gold["company"] != docs[0].gold["company"]]
+    with pytest.raises(ValueError, match="more than the 10 pool"):
+        prepare(CompareConfig(data=str(data), start_docs=4, pool_docs=10, rounds=3,
+                              docs_per_round=5, arms=["none", "sft"]), tmp_path / "o2")
+
+
+def test_compare_lists_arms(capsys: pytest.CaptureFixture[str]) -> None:
+    from kvloop.cli import main
+
+    assert main(["compare", "--list-arms"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ARMS)
+    assert json.loads(json.dumps(CompareConfig().export()))["arms"] == list(ARMS)
