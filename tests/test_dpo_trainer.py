@@ -205,3 +205,19 @@ def test_new_version_parent_untouched_and_seeded(world: World) -> None:
     new, _ = KVEnsemble.from_pretrained(a)
     assert not torch.equal(parent.fusion_raw, new.fusion_raw) or any(
         not torch.equal(x, y) for x, y in zip(parent.parameters(), new.parameters()))
+
+
+def test_document_batches_group_every_pair_of_a_document() -> None:
+    import random
+
+    from training.dpo_trainer import document_batches
+
+    docs_of = [0, 0, 1, 2, 2, 2, 1, 3]
+    plain = document_batches(docs_of, 2)
+    assert plain == [[0, 1, 2, 6], [3, 4, 5, 7]]
+    shuffled = document_batches(docs_of, 2, random.Random(0))
+    assert sorted(i for b in shuffled for i in b) == list(range(8))
+    for b in shuffled:  # a document's pairs are never split across steps
+        assert len({docs_of[i] for i in b}) <= 2
+        assert all(docs_of.count(docs_of[i]) == sum(docs_of[j] == docs_of[i] for j in b)
+                   for i in b)

@@ -8,7 +8,7 @@ Parameters, by group:
   ``training.policy_losses``), ``beta`` (the KL-regularisation strength of the implicit
   reward ``beta * (log pi - log pi_ref)``);
 * pairs: ``max_pairs_per_field`` (rejected values used per reviewed field; None: all);
-  ``batch_size`` (pairs per step; documents per step when online);
+  ``batch_size`` (documents per step, each with all its pairs);
 * online (Guo et al. 2024, "Direct Language Model Alignment from Online AI Feedback"):
   ``online`` (pairs from the current policy's own samples, the best- and worst-rewarded
   values of ``samples_per_field`` draws per reviewed field), ``reward`` (a reward-model
@@ -52,7 +52,7 @@ class DPOConfig(FeedbackConfig):
     samples_per_field: int = field(default=4, metadata={
         "help": "online: outcomes drawn per reviewed field to rank"})
     batch_size: int = field(default=8, metadata={
-        "help": "preference pairs per step (documents per step when online)"})
+        "help": "documents per step (with every preference pair of each)"})
     lr: float = field(default=1e-5, metadata={"help": "learning rate of pretrained weights"})
     head_lr: float = field(default=1e-5, metadata={"help": "learning rate of the heads"})
 

@@ -142,6 +142,22 @@ class SpanIndex:
         return tuple(dict.fromkeys([*self._cache[key], *([stored] if stored else [])]))
 
 
+def document_batches(docs_of: Sequence[int], per_batch: int,
+                     rng: random.Random | None = None) -> list[list[int]]:
+    """Item indices grouped by document, ``per_batch`` documents per batch (shuffled with
+    ``rng``). A step then runs one forward per document and scores all its pairs with it:
+    batching pairs instead cost one forward per pair's document, about one per pair, since
+    a page gives a dozen pairs (four fields x its rejected values)."""
+    by_doc: dict[int, list[int]] = {}
+    for i, d in enumerate(docs_of):
+        by_doc.setdefault(d, []).append(i)
+    order = sorted(by_doc)
+    if rng is not None:
+        rng.shuffle(order)
+    return [[i for d in order[a:a + per_batch] for i in by_doc[d]]
+            for a in range(0, len(order), per_batch)]
+
+
 def make_pair(index: SpanIndex, doc_index: int, doc: Document, spec: FieldSpec,
               chosen: Span, chosen_value: str | None, rejected: Span,
               rejected_value: str | None) -> ValuePair | None:
@@ -250,13 +266,13 @@ class DPOTrainer(FeedbackTrainer):
                 torch.stack([logsumexp_value_logprob(lp[n:]) for lp, n in zip(lps, n_c)]))
 
     def _reference_scores(self, pairs: Sequence[ValuePair]) -> torch.Tensor:
-        """Reference scores [N, 2] (chosen, rejected), in chunks of ``batch_size`` pairs."""
-        out = []
+        """Reference scores [N, 2] (chosen, rejected), ``batch_size`` documents per forward."""
+        out = torch.zeros((len(pairs), 2))
         with torch.no_grad():
-            for i in range(0, len(pairs), self.cfg.batch_size):
-                c, r = self.scores(self.ref_policy, pairs[i:i + self.cfg.batch_size])
-                out.append(torch.stack([c, r], dim=-1))
-        return torch.cat(out) if out else torch.zeros((0, 2))
+            for chunk in document_batches([p.doc for p in pairs], self.cfg.batch_size):
+                c, r = self.scores(self.ref_policy, [pairs[i] for i in chunk])
+                out[chunk] = torch.stack([c, r], dim=-1).cpu()
+        return out
 
     def pair_scores(self, pairs: Sequence[ValuePair], ref: torch.Tensor | None = None
                     ) -> PairScores:
@@ -277,12 +293,15 @@ class DPOTrainer(FeedbackTrainer):
 
     # -- the loop's hooks ------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
-        n = len(self.doc_fields) if self.cfg.online else len(self.pairs)
+        n = len(self.doc_fields) if self.cfg.online else len({p.doc for p in self.pairs})
         return max(1, math.ceil(n / self.cfg.batch_size))
 
     def epoch_batches(self, epoch: int, rng: random.Random) -> list[list[int]]:
-        """Shuffled chunks of pair indices (of reviewed-document indices when online)."""
-        order = list(range(len(self.doc_fields) if self.cfg.online else len(self.pairs)))
+        """Shuffled batches of ``batch_size`` documents: every pair of those documents
+        (offline; pair indices), or the documents themselves (online)."""
+        if not self.cfg.online:
+            return document_batches([p.doc for p in self.pairs], self.cfg.batch_size, rng)
+        order = list(range(len(self.doc_fields)))
         rng.shuffle(order)
         bs = self.cfg.batch_size
         return [order[i:i + bs] for i in range(0, len(order), bs)]

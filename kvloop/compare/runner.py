@@ -395,6 +395,9 @@ class Comparison:
         from kvloop.compare.report import write_report
 
         results = read_results(self.results_file)
+        if not results:
+            raise FileNotFoundError(f"{self.results_file}: no results yet; run the comparison "
+                                    "(without --report-only) first")
         analysis = analyse(results, baseline=self.cfg.baseline, floor="none",
                            n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0])
         analysis["command"] = self.command
