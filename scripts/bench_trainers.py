@@ -68,6 +68,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from extractor.document import Document
+from kvloop.compare.steps import SettingsMismatch, StepCache
 
 DATA = str(REPO.parent / "shared" / "data" / "sroie")
 REGIMES = ("full", "choice-only")
@@ -174,37 +175,18 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# -- step records (the cache) ------------------------------------------------------------------
+# -- step records (the cache): kvloop.compare.steps, one copy for every experiment -------------
 
-class SettingsMismatch(SystemExit):
-    """A cached step was made with other settings."""
-
-
-def record_path(out: Path, step: str) -> Path:
-    return out / "steps" / f"{step}.json"
+def steps(out: Path) -> StepCache:
+    return StepCache(out / "steps")
 
 
 def cached(out: Path, step: str, settings: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of a finished step made with ``settings``; ``None`` when not finished."""
-    p = record_path(out, step)
-    if not p.is_file():
-        return None
-    rec = json.loads(p.read_text(encoding="utf-8"))
-    if rec["settings"] != settings:
-        diff = {k: (rec["settings"].get(k), v) for k, v in settings.items()
-                if rec["settings"].get(k) != v}
-        raise SettingsMismatch(f"{p}: made with other settings {diff} (cached, asked); use "
-                               f"another --out or delete {p}")
-    return rec["result"]
+    return steps(out).get(step, settings)
 
 
 def finish(out: Path, step: str, settings: dict[str, Any], result: dict[str, Any]) -> None:
-    p = record_path(out, step)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"settings": settings, "result": result}, indent=1),
-                   encoding="utf-8")
-    tmp.rename(p)
+    steps(out).put(step, settings, result)
 
 
 # -- children ----------------------------------------------------------------------------------
@@ -468,17 +450,10 @@ def trainer_step(row: Row, args: argparse.Namespace, out: Path, pool_docs: int,
 
 def history_of(model_dir: Path) -> dict[str, Any]:
     """The training record of a saved extractor or reward model: epochs, loop seconds."""
-    from extractor.model.card import CARD_FILE, ModelCard
-    from extractor.model.reward import REWARD_CARD_FILE, RewardCard
+    from kvloop.compare.units import history
 
-    if (model_dir / REWARD_CARD_FILE).is_file():
-        rec = RewardCard.load(model_dir).training
-    elif (model_dir / CARD_FILE).is_file():
-        rec = ModelCard.load(model_dir).training
-    else:
-        rec = None
-    hist = list(rec.history) if rec else []
-    return {"epochs_run": len(hist), "best_epoch": rec.best_epoch if rec else None,
+    hist, best = history(model_dir)
+    return {"epochs_run": len(hist), "best_epoch": best,
             "train_s": round(sum(float(h.get("train_seconds", 0.0)) for h in hist), 2),
             "history": hist}
 
@@ -647,7 +622,7 @@ def eval_step(args: argparse.Namespace, out: Path, models: dict[str, Path]) -> d
         raise RuntimeError(f"kvloop eval failed (exit {ran['rc']}):\n{tail(Path(ran['log']))}")
     got = read_eval(out / "eval" / "report.json", names)
     got["command"] = " ".join(shlex.quote(a) for a in ["python", "-m", "kvloop.cli", *argv])
-    record_path(out, "eval").unlink(missing_ok=True)
+    steps(out).drop("eval")
     finish(out, "eval", settings, got)
     return got
 
