@@ -103,3 +103,31 @@ def test_compare_lists_arms(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert all(name in out for name in ARMS)
     assert json.loads(json.dumps(CompareConfig().export()))["arms"] == list(ARMS)
+
+
+def test_a_shared_start_model_does_not_depend_on_the_seeds_asked_for(tmp_path: Path) -> None:
+    """The shared start model records the seed it was trained with (the last of ``seeds``);
+    ``start_seed`` lets ``--seeds 0`` reuse a finished ``[0, 1, 2]`` run's start model instead
+    of refusing it (or training another)."""
+    from kvloop.compare.runner import Comparison
+
+    docs = _mock_receipts(range(40))
+    data = tmp_path / "docs.jsonl"
+    write_jsonl(str(data), docs)
+    base = dict(data=str(data), start_docs=4, pool_docs=10, rounds=1, docs_per_round=5,
+                arms=["none", "sft"], out=str(tmp_path / "out"))
+    full = Comparison(CompareConfig(**base, seeds=[0, 1, 2]))
+    full.data = full.prepare_data()
+    settings = {"arch": "minilm", "epochs": 10, "docs": full.data.start,
+                "select": full.data.select, "options": {}}
+    finished = {"version": "kv.ensemble.v1@000000000000", "seconds": 1.0, "best_epoch": 1,
+                "select_f1": 0.5}
+    full.steps.put("start/shared", {**settings, "seed": 2}, finished)  # what a run wrote
+    assert full.start_models() == {"shared": finished}
+    subset = Comparison(CompareConfig(**base, seeds=[0]))
+    subset.data = subset.prepare_data()
+    with pytest.raises(SettingsMismatch, match="seed"):
+        subset.start_models()  # seed 0 would be another start model: refused, not retrained
+    pinned = Comparison(CompareConfig(**base, seeds=[0], start_seed=2))
+    pinned.data = pinned.prepare_data()
+    assert pinned.start_models() == {"shared": finished}

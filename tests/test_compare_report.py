@@ -193,6 +193,11 @@ def test_report_files(tmp_path: Path, clear_winner: list[ArmResult],
     assert all(p.is_file() for p in paths.values())
     page = paths["html"].read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 4   # F1 x2, field accuracy, wall time
+    pngs = sorted(p.name for p in (tmp_path / "out" / "figures").iterdir())
+    assert pngs == [f"default-{n}.png" for n in ("f1_vs_minutes", "f1_vs_reviewed",
+                                                  "field_accuracy", "wall_time")]
+    assert (tmp_path / "out/figures/default-f1_vs_reviewed.png").read_bytes()[:8] == (
+        b"\x89PNG\r\n\x1a\n")
     assert "<script" not in page and "skipped:" in page  # no reward model, no KL logged
     md = paths["md"].read_text(encoding="utf-8")
     assert "rl beats it significantly" in md

@@ -27,6 +27,7 @@ from extractor.document import (
 )
 from extractor.model.card import ModelCard, model_version
 from extractor.model.ensemble import KVEnsemble
+from extractor.model.features import collate
 from extractor.model.policy import BatchedPolicy
 from extractor.model.zoo import build_model
 from feedback_ui.service import FieldChoice, ReviewService
@@ -298,7 +299,13 @@ def test_compute_loss_logs_the_parts_and_goes_down(parent: Path, feedback: Feedb
                     feedback)
     assert len(tr.pages) == 5  # r004 knows nothing
     [batch] = tr.epoch_batches(1, random.Random(0))
-    assert batch.rejections  # a single step gets every rejected document
+    # a single step gets every rejected document: those with a page scored from its forward
+    paged = set(tr.page_docs)
+    assert sorted(q.doc for _, qs in batch.page_rejections for q in qs) == sorted(
+        q.doc for d in tr.rejections for q in d if q.doc in paged)
+    assert sorted(q.doc for q in batch.rejections) == sorted(
+        q.doc for d in tr.rejections for q in d if q.doc not in paged)
+    assert batch.page_rejections
     opt = torch.optim.AdamW(tr.parameter_groups())
     before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
     losses = []
@@ -365,6 +372,37 @@ def _rejected_prob(model: KVEnsemble, fs: FeedbackSet) -> float:
     with torch.no_grad():
         lps = BatchedPolicy(model).log_probs(fs.documents, queries)
     return float(torch.cat(lps).exp().mean())
+
+
+def test_page_rejections_score_as_a_forward_of_their_own(parent: Path, feedback: FeedbackSet,
+                                                          tmp_path: Path) -> None:
+    """The rejected spans' log-probs taken from the tagging step's forward equal those of
+    ``BatchedPolicy.log_probs`` (a second forward), without dropout; batches hold whole pages
+    and every rejected document once."""
+    tr = SFTTrainer(_cfg(parent, tmp_path / "out", batch_size=2, unlikelihood_weight=1.0),
+                    feedback)
+    batches = tr.epoch_batches(1, random.Random(3))
+    assert len(batches) > 1
+    seen = [p for b in batches for p, _ in b.page_rejections]
+    loose = [q.doc for b in batches for q in b.rejections]
+    assert len(seen) == len(set(seen)) and seen
+    assert len(seen) + len(set(loose)) == len(tr.rejections)
+    for b in batches:
+        for p, _ in b.page_rejections:  # all of a page's windows are in its batch
+            assert sum(w.page == p and w.source == "feedback" for w in b.windows) == len(
+                tr.pages[p])
+    tr.model.eval()
+    with torch.no_grad():
+        for b in batches:
+            if not b.page_rejections:
+                continue
+            feats = collate([w.window for w in b.windows], tr.model.tokenizer.pad_token_id)
+            lp = tr.model(**{k: v for k, v in feats.items() if k != "labels"})
+            shared = tr.page_rejection_log_probs(b, lp.get("fused"))
+            queries = [q for _, qs in b.page_rejections for q in qs]
+            own = tr.policy.log_probs(feedback.documents, queries)
+            for a, o in zip(shared, own, strict=True):
+                torch.testing.assert_close(a, o, atol=1e-5, rtol=1e-5)
 
 
 def test_unlikelihood_lowers_the_rejected_spans_probability(parent: Path,

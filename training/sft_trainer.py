@@ -21,8 +21,11 @@ Options on top:
   placed span of a value known to be wrong (rejected with ``reject``, or passed over for the
   value the operator settled on), ``-log(1 - p(span))`` under the field's
   span categorical (``extractor.model.policy.BatchedPolicy``; Welleck et al. 2019,
-  ``training.losses.unlikelihood_loss``). The rejected documents are spread over the epoch's
-  steps, each once.
+  ``training.losses.unlikelihood_loss``). A step then holds whole pages and scores their
+  rejected spans from its own forward (dropout on, as the tagging loss; a second forward per
+  rejected page made ``sft-ul`` cost 1.6x ``sft``, BENCHMARKS.md); rejected spans of documents
+  with no page to tag are spread over the epoch's steps, each once, with a forward of their
+  own.
 
 The shared loop (``training.loop``) runs the schedule, ``max_steps``, clipping, curves
 (``loss``, ``bert``, ``layoutlm``, ``fused``, ``unlikelihood``, ...) and keeps the epoch with
@@ -50,7 +53,8 @@ from extractor.document import Document, Schema
 from extractor.model.decode import field_label_ids
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate
-from extractor.model.policy import BatchedPolicy, FieldOutcomes
+from extractor.model.policy import BatchedPolicy, FieldOutcomes, outcome_log_probs
+from extractor.model.windows import merge_per_word
 from training.data import epoch_batches, load_split
 from training.feedback_data import FeedbackSet
 from training.feedback_trainer import FeedbackTrainer
@@ -143,8 +147,9 @@ class SFTWindow:
 
 
 def page_windows(model: KVEnsemble, doc: Document, labels: PageLabels, page: int,
-                 source: str) -> list[SFTWindow]:
-    """The windows of one page with each word's allowed labels on its first sub-token."""
+                 source: str) -> tuple[list[SFTWindow], list[int]]:
+    """The windows of one page with each word's allowed labels on its first sub-token, and
+    the position of each word's first sub-token in the page's token sequence."""
     words = label_sets(len(doc.words), model.schema, labels)  # [n, L]
     wins, first = model.windows([w.text for w in doc.words], doc.normalized_boxes(), doc=page)
     firsts = torch.tensor(first, dtype=torch.long)  # [n] token position of each word
@@ -155,7 +160,7 @@ def page_windows(model: KVEnsemble, doc: Document, labels: PageLabels, page: int
         inside = (firsts >= a) & (firsts < b)  # [n]
         allowed[firsts[inside] - a + 1] = words[inside]  # +1: [CLS]
         out.append(SFTWindow(w, allowed, source, page))
-    return out
+    return out, first
 
 
 def collate_allowed(batch: Sequence[SFTWindow], length: int) -> torch.Tensor:
@@ -188,12 +193,36 @@ def rejected_outcomes(feedback: FeedbackSet, explicit_only: bool = False
     return [by_doc[d] for d in sorted(by_doc)]
 
 
+def page_batches(wins: Sequence[SFTWindow], batch_size: int, rng: random.Random
+                 ) -> list[list[int]]:
+    """Window indices grouped by page, pages shuffled, pages added to a batch while it holds
+    at most ``batch_size`` windows (a longer page is a batch of its own): every window of a
+    page lands in one step, so its span categorical comes from that step's forward."""
+    by_page: dict[tuple[str, int], list[int]] = {}
+    for i, w in enumerate(wins):
+        by_page.setdefault((w.source, w.page), []).append(i)
+    pages = list(by_page.values())
+    rng.shuffle(pages)
+    batches: list[list[int]] = []
+    for idx in pages:
+        if batches and len(batches[-1]) + len(idx) <= batch_size:
+            batches[-1] += idx
+        else:
+            batches.append(list(idx))
+    return batches
+
+
 @dataclass
 class SFTBatch:
-    """One step: windows to tag, and rejected outcomes to push down (may be none)."""
+    """One step: windows to tag, and rejected outcomes to push down (may be none).
+
+    ``page_rejections`` are those of feedback pages whose windows are all in ``windows``
+    (scored from the step's own forward); ``rejections`` need a forward of their own (their
+    documents have no page to tag)."""
 
     windows: list[SFTWindow]
     rejections: list[FieldOutcomes] = field(default_factory=list)
+    page_rejections: list[tuple[int, list[FieldOutcomes]]] = field(default_factory=list)
 
 
 # -- the trainer -----------------------------------------------------------------------------
@@ -211,8 +240,10 @@ class SFTTrainer(FeedbackTrainer):
         schema = self.model.schema
         fb_docs = self.feedback.documents
         labels = feedback_labels(self.feedback, schema)
-        self.pages = [page_windows(self.model, fb_docs[d], lab, p, "feedback")
-                      for p, (d, lab) in enumerate(labels.items())]
+        paged = [page_windows(self.model, fb_docs[d], lab, p, "feedback")
+                 for p, (d, lab) in enumerate(labels.items())]
+        self.pages = [wins for wins, _ in paged]
+        self.page_firsts = [first for _, first in paged]  # feedback page -> first sub-tokens
         self.page_docs = list(labels)  # feedback page -> index into feedback.documents
         if replay_docs is None:
             replay_docs = (load_split(cfg.replay_data, cfg.replay_split, cfg.replay_ocr,
@@ -222,7 +253,7 @@ class SFTTrainer(FeedbackTrainer):
         replay = [(d, gold_labels(d, schema)) for d in replay_docs if d.id not in seen]
         replay = [(d, lab) for d, lab in replay if lab.informative(schema)]
         self.replay_docs = [d for d, _ in replay]
-        self.replay_pages = [page_windows(self.model, d, lab, p, "replay")
+        self.replay_pages = [page_windows(self.model, d, lab, p, "replay")[0]
                              for p, (d, lab) in enumerate(replay)]
         self.rejections = (rejected_outcomes(self.feedback, cfg.unlikelihood_explicit_only)
                            if cfg.unlikelihood_weight > 0 else [])
@@ -258,18 +289,34 @@ class SFTTrainer(FeedbackTrainer):
         """Mean steps over the configured epochs (the replay draw changes the window count),
         rounded up: the schedule ends at or just after the last step."""
         bs = self.cfg.batch_size
-        steps = [math.ceil(len(self.epoch_windows(e)) / bs)
-                 for e in range(1, self.cfg.epochs + 1)]
+        if self.rejections:  # whole-page batches: their count depends on the page order
+            steps = [len(page_batches(self.epoch_windows(e), bs, random.Random(e)))
+                     for e in range(1, self.cfg.epochs + 1)]
+        else:
+            steps = [math.ceil(len(self.epoch_windows(e)) / bs)
+                     for e in range(1, self.cfg.epochs + 1)]
         return math.ceil(sum(steps) / len(steps))
 
     def epoch_batches(self, epoch: int, rng: random.Random) -> list[SFTBatch]:
+        """Length-bucketed window batches; with unlikelihood, batches of whole pages, each
+        carrying its pages' rejected spans, and the rejected spans of documents without a
+        page spread over the steps."""
         wins = self.epoch_windows(epoch)
-        order = epoch_batches([w.window for w in wins], self.cfg.batch_size, rng)
-        docs = list(self.rejections)
-        rng.shuffle(docs)
+        if not self.rejections:
+            order = epoch_batches([w.window for w in wins], self.cfg.batch_size, rng)
+            return [SFTBatch([wins[i] for i in b]) for b in order]
+        order = page_batches(wins, self.cfg.batch_size, rng)
+        page_of_doc = {d: p for p, d in enumerate(self.page_docs)}
+        by_page = {page_of_doc[d[0].doc]: d for d in self.rejections if d[0].doc in page_of_doc}
+        loose = [d for d in self.rejections if d[0].doc not in page_of_doc]
+        rng.shuffle(loose)
         n = len(order)
-        return [SFTBatch([wins[i] for i in b], [q for d in docs[k::n] for q in d])
-                for k, b in enumerate(order)]
+        batches = []
+        for k, b in enumerate(order):
+            pages = sorted({wins[i].page for i in b if wins[i].source == "feedback"})
+            batches.append(SFTBatch([wins[i] for i in b], [q for d in loose[k::n] for q in d],
+                                    [(p, by_page[p]) for p in pages if p in by_page]))
+        return batches
 
     # -- the loss --------------------------------------------------------------------------------
     def compute_loss(self, batch: SFTBatch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -285,19 +332,34 @@ class SFTTrainer(FeedbackTrainer):
         n_allowed = allowed.sum(-1)[labelled]  # [N]
         parts["partial_share"] = float((n_allowed > 1).float().mean()) if n_allowed.numel() else 0.0
         if self.cfg.unlikelihood_weight > 0:
-            ul, n = self.unlikelihood(batch.rejections)
+            lps = self.page_rejection_log_probs(batch, lp.get("fused"))
+            if batch.rejections:
+                lps += self.policy.log_probs(self.feedback.documents, batch.rejections)
+            ul, n = ((unlikelihood_loss(torch.cat(lps)), sum(x.numel() for x in lps)) if lps
+                     else (torch.zeros((), device=dev), 0))
             loss = loss + self.cfg.unlikelihood_weight * ul
             parts["unlikelihood"], parts["rejected_spans"] = float(ul.detach()), float(n)
         return loss, parts
 
-    def unlikelihood(self, queries: Sequence[FieldOutcomes]) -> tuple[torch.Tensor, int]:
-        """Mean ``-log(1 - p(span))`` over the rejected spans of ``queries`` and their count
-        (0, with no graph, when there are none)."""
-        if not queries:
-            return torch.zeros((), device=self.model.device), 0
-        lps = self.policy.log_probs(self.feedback.documents, queries)  # per query [K]
-        flat = torch.cat(lps)  # [N]
-        return unlikelihood_loss(flat), int(flat.numel())
+    def page_rejection_log_probs(self, batch: SFTBatch, fused: torch.Tensor
+                                 ) -> list[torch.Tensor]:
+        """Log-probs [K] of the rejected spans of the batch's pages, from the step's own fused
+        tag log-probs ``fused`` [B, T, L]: each page's words take their window rows as
+        ``KVEnsemble.word_log_probs`` does (``merge_per_word``), so the term costs no second
+        encoder forward."""
+        out = []
+        docs = self.feedback.documents
+        for p, queries in batch.page_rejections:
+            rows = [i for i, w in enumerate(batch.windows)
+                    if w.source == "feedback" and w.page == p]
+            spans = [batch.windows[i].window.span for i in rows]
+            outs = [fused[i, 1:len(batch.windows[i].window.input_ids) - 1] for i in rows]
+            word_lp = torch.stack(merge_per_word(self.page_firsts[p], spans, outs))  # [n, L]
+            doc = docs[self.page_docs[p]]
+            for q in queries:
+                dist = self.model.span_distribution(doc, q.field, word_lp)
+                out.append(outcome_log_probs(dist, q.outcomes))
+        return out
 
     # -- selection: FeedbackTrainer's (dev F1 on the dev pages, else the lowest train loss) --
     def describe(self) -> dict[str, Any]:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo",
-                        help="a preset ('demo': synthetic data, minutes; 'quick': SROIE, about "
-                             "an hour on 2 cores; 'full': for bigger machines) or a YAML/JSON "
+                        help="a preset ('demo': synthetic data, minutes; 'quick': SROIE, 72 "
+                             "minutes on 2 cores; 'full': for bigger machines) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")

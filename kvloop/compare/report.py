@@ -10,6 +10,7 @@ accuracy logged, no KL) is skipped with a note saying why, never an error.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from collections.abc import Callable, Sequence
@@ -344,8 +345,10 @@ def _title(config: dict) -> str:
     return f"kvloop compare: {config.get('name', 'comparison')}"
 
 
-def render_html(analysis: dict, config: dict) -> str:
-    """The whole page: summary, F1 tables, figures, comparisons, seeds, config."""
+def render_html(analysis: dict, config: dict,
+                regime_figures: dict[str, Figures] | None = None) -> str:
+    """The whole page: summary, F1 tables, figures (``regime_figures``, else drawn here),
+    comparisons, seeds, config."""
     regimes = analysis["regimes"]
     parts = [f"<h1>{html.escape(_title(config))}</h1>",
              (f'<div class="prov">baseline {html.escape(analysis["method"]["baseline"])} · floor '
@@ -363,7 +366,7 @@ def render_html(analysis: dict, config: dict) -> str:
             parts += [f"<h3>F1 on {html.escape(es)}</h3>",
                       _table(head, [[html.escape(v) for v in r] for r in rows], "headline")]
         parts.append(f'<p class="prov">{html.escape(_legend(analysis))}</p>')
-        figs = figures(analysis, config, regime)
+        figs = (regime_figures or {}).get(regime) or figures(analysis, config, regime)
         parts.append('<div class="plots">' + "".join(
             _figure(uri, cap, "" if n in SINGLE_PANEL else "wide")
             for n, uri, cap in figs if uri) + "</div>")
@@ -420,13 +423,30 @@ def row_summary(r: ArmResult) -> dict[str, Any]:
 
 def write_report(analysis: dict, results: Sequence[ArmResult], config: dict,
                  out_dir: str | Path) -> dict[str, Path]:
-    """Write report.html, report.json and summary.md into ``out_dir``; returns their paths."""
+    """Write report.html, report.json, summary.md and the figures as PNG files
+    (``figures/<regime>-<name>.png``, for a README or slides) into ``out_dir``; returns the
+    three reports' paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"html": out / "report.html", "json": out / "report.json", "md": out / "summary.md"}
-    paths["html"].write_text(render_html(analysis, config), encoding="utf-8")
+    regime_figures = {g: figures(analysis, config, g) for g in analysis["regimes"]}
+    write_figure_files(regime_figures, out / "figures")
+    paths["html"].write_text(render_html(analysis, config, regime_figures), encoding="utf-8")
     paths["json"].write_text(json.dumps(
         {"config": config, "analysis": analysis, "rows": [row_summary(r) for r in results]},
         indent=1, default=str), encoding="utf-8")
     paths["md"].write_text(render_markdown(analysis, config), encoding="utf-8")
     return paths
+
+
+def write_figure_files(regime_figures: dict[str, Figures], folder: Path) -> list[Path]:
+    """Each drawn figure's PNG (decoded from its data URI) as ``<regime>-<name>.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for regime, figs in regime_figures.items():
+        for name, uri, _ in figs:
+            if uri.startswith("data:image/png;base64,"):
+                path = folder / f"{regime}-{name}.png"
+                path.write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+                written.append(path)
+    return written

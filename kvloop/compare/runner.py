@@ -108,7 +108,9 @@ class Comparison:
 
     def start_models(self) -> dict[str, dict[str, Any]]:
         cfg = self.cfg
-        keys = {self.start_key(s): s for s in cfg.seeds}
+        keys = {self.start_key(s): s for s in cfg.seeds}  # "shared": the last seed
+        if not cfg.start_per_seed and cfg.start_seed is not None:
+            keys = {"shared": cfg.start_seed}
         settings = {"arch": cfg.arch, "epochs": cfg.start_epochs, "docs": self.data.start,
                     "select": self.data.select, "options": cfg.start_options}
         done: dict[str, dict[str, Any]] = {}
