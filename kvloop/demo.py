@@ -73,6 +73,9 @@ def train_model(cfg: DemoConfig, docs: list[Document]) -> Path:
     from training.supervised_trainer import SupervisedTrainer
 
     out = Path(cfg.out) / "model"
+    if (out / "kvloop.json").is_file():  # a finished version is never overwritten: reuse it
+        print(f"      reusing the model already trained in {out} (delete it to retrain)")
+        return out
     tcfg = SupervisedConfig(data=str(Path(cfg.out) / "data" / "documents.jsonl"), out=str(out),
                             epochs=cfg.epochs, seed=cfg.seed, arch=cfg.arch)
     trainer = SupervisedTrainer(tcfg, train_docs=split_documents(docs, "fit"),

@@ -233,8 +233,8 @@ def test_the_loss_never_pushes_a_reject_only_fields_words_to_o(parent: Path,
     """Moving the total's words from O to B-TOTAL leaves r003's loss unchanged."""
     model, _ = KVEnsemble.from_pretrained(parent)
     d = _doc_index(feedback, "r003")
-    [win] = page_windows(model, feedback.documents[d], feedback_labels(feedback, SCHEMA)[d], 0,
-                         "feedback")
+    [win], _ = page_windows(model, feedback.documents[d],
+                            feedback_labels(feedback, SCHEMA)[d], 0, "feedback")
     allowed = win.allowed.unsqueeze(0)  # [1, T, L]
     first = model.windows([w.text for w in DOCS[2].words], DOCS[2].normalized_boxes())[1]
     lp = torch.full((1, allowed.shape[1], len(SCHEMA.labels)), 0.1 / 7).log()
