@@ -43,6 +43,7 @@ from training.decisions import Decisions, fit_decisions
 from training.loop import Trainer, seed_everything
 from training.losses import joint_tagging_loss
 from training.supervised_config import SupervisedConfig
+from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SupervisedTrainer(Trainer):
     """Config + data in, a saved, calibrated model directory out (see module docstring)."""
 
     name = "base"
+    cfg: SupervisedConfig
 
     def __init__(self, cfg: SupervisedConfig, schema: Schema = RECEIPT_SCHEMA,
                  train_docs: Sequence[Document] | None = None,
@@ -75,6 +77,7 @@ class SupervisedTrainer(Trainer):
                  calib_docs: Sequence[Document] | None = None,
                  profile_docs: Sequence[Document] | None = None) -> None:
         self.cfg, self.schema = cfg, schema
+        self.final_out = cfg.out  # ``cfg.out`` points into the partial folder while training
         seed_everything(cfg.seed, cfg.threads)
         load = (lambda s: load_split(cfg.data, s, cfg.ocr, cfg.max_docs))
         self.train_docs = list(train_docs) if train_docs is not None else load(cfg.train_split)
@@ -152,7 +155,8 @@ class SupervisedTrainer(Trainer):
 
     def training_record(self, best_epoch: int | None = None,
                         history: list[dict[str, Any]] | None = None) -> TrainingRecord:
-        return TrainingRecord(self.name, self.cfg.export(), self.parent_version,
+        config = {**self.cfg.export(), "out": self.final_out}  # not the partial folder
+        return TrainingRecord(self.name, config, self.parent_version,
                               best_epoch=best_epoch, history=list(history or []))
 
     def checkpoint_card(self, epoch: int) -> ModelCard:
@@ -167,10 +171,19 @@ class SupervisedTrainer(Trainer):
                              self.cfg.auto_accept_target, self.cfg.auto_accept_level)
 
     def train(self) -> TrainResult:
-        result = self.fit()
-        decisions = self.decisions()
-        self.save(Path(self.cfg.out), decisions, result.history, result.best_epoch)
-        return TrainResult(result.out, result.best_epoch, result.best_score, result.history)
+        """Train (resuming an interrupted run of the same command), fit the decisions and
+        write the new version ``cfg.out`` (``training.versions.new_version_dir``: atomic,
+        never over an existing folder)."""
+        out = Path(self.cfg.out)
+        with new_version_dir(out) as work:
+            self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
+            try:
+                result = self.fit()
+                if process_rank() == 0:  # the others' weights are the same; one saves
+                    self.save(work, self.decisions(), result.history, result.best_epoch)
+            finally:
+                self.cfg.out = str(out)
+        return TrainResult(out, result.best_epoch, result.best_score, result.history)
 
     def save(self, out: Path, decisions: Decisions, history: list[dict[str, Any]],
              best_epoch: int) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,7 @@ class ModelCard:
             training = d.get("training")
             auto_accept = d.get("auto_accept", {})
             if not isinstance(auto_accept, dict):
-                raise ValueError('"auto_accept" must map field names to thresholds, not '
+                raise ValueError('"auto_accept" must map field names to thresholds, not '  # noqa: TRY004
                                  f"{type(auto_accept).__name__}")
             for name, v in auto_accept.items():
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
@@ -184,16 +185,17 @@ class ModelCard:
     # -- files -------------------------------------------------------------------------------
     @classmethod
     def load(cls, model_dir: str | Path) -> ModelCard:
-        path = Path(model_dir) / CARD_FILE
+        d = Path(model_dir)
+        path = d / CARD_FILE
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d}: no such model folder")
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: not a kvloop model directory "
-                                    f"({CARD_FILE} missing)")
+            raise FileNotFoundError(f"{path}: not a kvloop model folder ({CARD_FILE} missing"
+                                    f"{_other_kind(d)})")
         return cls.from_dict(read_card_json(path, "model card"), str(path))
 
     def save(self, model_dir: str | Path) -> Path:
-        path = Path(model_dir) / CARD_FILE
-        path.write_text(json.dumps(self.export(), indent=2), encoding="utf-8")
-        return path
+        return write_json(Path(model_dir) / CARD_FILE, self.export())
 
     def decision_key(self) -> list[Any]:
         """What of the card enters the version hash besides the weights: every decision that
@@ -207,6 +209,16 @@ class ModelCard:
         return key
 
 
+def write_json(path: Path, obj: Any) -> Path:
+    """``obj`` as JSON in ``path``, written to a temporary file and renamed over it: a kill
+    leaves the old file or the new one, never half of one (``kvloop train calibrate`` rewrites
+    a card in place)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def read_card_json(path: Path, what: str) -> dict[str, Any]:
     """A card file's JSON object; ``ValueError`` naming the file when it is not one."""
     try:
@@ -216,6 +228,54 @@ def read_card_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: the {what} is not a JSON object")  # noqa: TRY004
     return data
+
+
+def _other_kind(d: Path) -> str:
+    """What ``d`` holds instead of an extractor, as the end of an error message."""
+    if (d / "reward.json").is_file():  # extractor.model.reward.REWARD_CARD_FILE
+        return ("; it holds reward.json: that is a reward model (kvloop train reward), "
+                "given where an extractor is expected; pass it as --rerank")
+    inner = sorted(p.parent.name for p in d.glob(f"*/{CARD_FILE}"))
+    if inner:
+        return f"; the model folders inside it: {', '.join(inner[:5])}"
+    return ""
+
+
+def check_safetensors(path: Path, expected: dict[str, tuple[int, ...]] | None = None,
+                      what: str = "weights") -> None:
+    """``path`` is a whole safetensors file (its header read, no tensor data): else
+    ``FileNotFoundError``/``ValueError`` naming it and the problem (missing, truncated, not
+    safetensors; with ``expected``, tensor names or shapes that do not fit)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing (the {what})")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or 8 + n > size:
+            raise ValueError(f"{path}: truncated or not a safetensors file ({size} bytes; "
+                             f"the {what})")
+        try:
+            header = json.loads(fh.read(n))
+            tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+            end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+            shapes = {k: tuple(v["shape"]) for k, v in tensors.items()}
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError,
+                TypeError, ValueError) as e:
+            raise ValueError(f"{path}: not a safetensors file (bad header: {e}; the "
+                             f"{what})") from e
+    if 8 + n + end != size:
+        raise ValueError(f"{path}: truncated: {size} bytes, its header describes "
+                         f"{8 + n + end} (the {what})")
+    if expected is None:
+        return
+    problems = [f"{k} missing" for k in expected if k not in shapes]
+    problems += [f"{k} unexpected" for k in shapes if k not in expected]
+    problems += [f"{k} is {list(shapes[k])}, the config needs {list(v)}"
+                 for k, v in expected.items() if k in shapes and shapes[k] != v]
+    if problems:
+        raise ValueError(f"{path}: does not fit its config ({len(problems)} problem(s): "
+                         f"{'; '.join(problems[:4])}; the {what})")
 
 
 def model_version(model_dir: str | Path) -> str:

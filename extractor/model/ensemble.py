@@ -28,7 +28,7 @@ log-probs (RL ratios need the same function on both sides).
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -40,7 +40,7 @@ from transformers import AutoTokenizer, BertForTokenClassification, LayoutLMForT
 
 from extractor.document import Box, Document, Schema, Word
 from extractor.model import decode
-from extractor.model.card import ModelCard
+from extractor.model.card import ModelCard, check_safetensors, read_card_json
 from extractor.model.features import Window, collate, encode_words, length_buckets, windows_for
 from extractor.model.windows import merge_per_word
 
@@ -240,13 +240,16 @@ class KVEnsemble(nn.Module):
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, device: str | torch.device | None = None,
                         ) -> tuple[KVEnsemble, ModelCard]:
-        """Load a directory written by :meth:`save_pretrained`; returns (model, card)."""
+        """Load a directory written by :meth:`save_pretrained`; returns (model, card).
+
+        Safetensors and JSON only, nothing fetched; every file is checked first, so a missing,
+        truncated or ill-fitting one gives ``FileNotFoundError``/``ValueError`` naming it."""
         d = Path(model_dir)
         card = ModelCard.load(d)
-        bert = BertForTokenClassification.from_pretrained(d / "bert")
-        layout = LayoutLMForTokenClassification.from_pretrained(d / "layoutlm")
-        tok = AutoTokenizer.from_pretrained(d / "tokenizer")
-        model = cls(bert, layout, card.schema, tok, arch=card.arch,
+        n_labels = len(card.schema.labels)
+        bert = load_member(d / "bert", BertForTokenClassification, n_labels)
+        layout = load_member(d / "layoutlm", LayoutLMForTokenClassification, n_labels)
+        model = cls(bert, layout, card.schema, load_tokenizer(d / "tokenizer"), arch=card.arch,
                     max_length=card.max_length, stride=card.stride,
                     max_span_len=card.max_span_len)
         with torch.no_grad():
@@ -255,3 +258,40 @@ class KVEnsemble(nn.Module):
         if device is not None:
             model.to(device)
         return model, card
+
+
+def expected_shapes(build: Callable[[], nn.Module]) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape of the state of the module ``build()`` makes, built on the meta
+    device (no memory, no initialisation cost)."""
+    with torch.device("meta"):
+        skeleton = build()
+    return {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+
+
+def load_member(folder: Path, model_cls: Any, n_labels: int) -> Any:
+    """A Hugging Face token classifier saved in ``folder`` (``config.json`` +
+    ``model.safetensors``), checked before loading (see :meth:`KVEnsemble.from_pretrained`)."""
+    what = f"{folder.name} member"
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: missing (the {what}'s config)")
+    try:
+        config = model_cls.config_class.from_dict(read_card_json(config_path, f"{what}'s config"))
+    except (TypeError, KeyError) as e:  # ValueError from read_card_json names the file
+        raise ValueError(f"{config_path}: not a {model_cls.config_class.__name__} ({e})") from e
+    if config.num_labels != n_labels:
+        raise ValueError(f"{config_path}: {config.num_labels} labels, but the model card's "
+                         f"schema has {n_labels}")
+    check_safetensors(folder / "model.safetensors", expected_shapes(lambda: model_cls(config)),
+                      f"{what}'s weights")
+    return model_cls.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """The tokenizer saved in ``folder``; ``FileNotFoundError``/``ValueError`` naming it."""
+    if not (folder / "tokenizer_config.json").is_file():
+        raise FileNotFoundError(f"{folder / 'tokenizer_config.json'}: missing (the tokenizer)")
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, TypeError, KeyError) as e:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{folder}: cannot load the tokenizer ({type(e).__name__}: {e})") from e

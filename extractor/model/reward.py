@@ -51,7 +51,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, LayoutLMConfig, LayoutLMModel
+from transformers import LayoutLMConfig, LayoutLMModel
 
 from extractor.document import (
     RECEIPT_SCHEMA,
@@ -60,8 +60,14 @@ from extractor.document import (
     FieldResult,
     Schema,
 )
-from extractor.model.card import CARD_FILE, TrainingRecord, read_card_json
-from extractor.model.ensemble import KVEnsemble
+from extractor.model.card import (
+    CARD_FILE,
+    TrainingRecord,
+    check_safetensors,
+    read_card_json,
+    write_json,
+)
+from extractor.model.ensemble import KVEnsemble, expected_shapes, load_tokenizer
 from extractor.model.features import Window, collate, encode_words, length_buckets, windows_for
 from extractor.model.policy import FieldOutcomes, dropout_off
 from extractor.model.predictor import KVPredictor
@@ -140,9 +146,7 @@ class RewardCard:
         return cls.from_dict(read_card_json(path, "reward-model card"), str(path))
 
     def save(self, model_dir: str | Path) -> Path:
-        path = Path(model_dir) / REWARD_CARD_FILE
-        path.write_text(json.dumps(self.export(), indent=2), encoding="utf-8")
-        return path
+        return write_json(Path(model_dir) / REWARD_CARD_FILE, self.export())
 
     def version_key(self) -> list[Any]:
         """What of the card enters the version hash besides the weights (how they are read)."""
@@ -449,17 +453,19 @@ class RewardModel(nn.Module):
             raise FileNotFoundError(f"{weights}: the reward model's weights are missing")
         try:
             config = LayoutLMConfig.from_dict(card.encoder)
-            tok = AutoTokenizer.from_pretrained(d / TOKENIZER_DIR)
-        except (OSError, ValueError, TypeError) as e:
-            raise ValueError(f"{d}: cannot rebuild the reward model's encoder or tokenizer "
-                             f"({e})") from e
-        model = cls(LayoutLMModel(config), card.schema, tok, card.arch, card.max_length,
-                    card.stride, card.field_dim, card.hidden)
-        try:
-            model.load_state_dict(load_file(str(weights)), strict=True)
-        except (RuntimeError, OSError, ValueError) as e:  # wrong shapes or keys, bad file
-            raise ValueError(f"{weights}: does not fit the architecture in "
-                             f"{REWARD_CARD_FILE} ({e})") from e
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{d / REWARD_CARD_FILE}: cannot rebuild the reward model's "
+                             f"encoder ({e})") from e
+
+        tok = load_tokenizer(d / TOKENIZER_DIR)
+
+        def build() -> RewardModel:
+            return cls(LayoutLMModel(config), card.schema, tok, card.arch, card.max_length,
+                       card.stride, card.field_dim, card.hidden)
+
+        check_safetensors(weights, expected_shapes(build), "reward model's weights")
+        model = build()
+        model.load_state_dict(load_file(str(weights)), strict=True)  # names and shapes checked
         model.version = reward_version(d)
         model.eval()
         if device is not None:
