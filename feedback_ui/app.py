@@ -4,14 +4,24 @@ All logic (queue, leases, saving, undo, uploads) lives in ``feedback_ui.service`
 store. Run it with ``kvloop review --store URL``; the command passes its options as
 environment variables (``KVLOOP_STORE``, ``KVLOOP_MODEL``, ``KVLOOP_RERANK``,
 ``KVLOOP_AUDIT_RATE``, ``KVLOOP_AUDIT_SEED``, ``KVLOOP_UPLOAD_DIR``, ``KVLOOP_DATASET``,
-``KVLOOP_LEASE_S``).
+``KVLOOP_LEASE_S``, ``KVLOOP_MAX_UPLOAD_MB``, ``KVLOOP_PASSWORD_HASH``,
+``KVLOOP_OPERATOR_HEADER``).
+
+Access (docs/review-ui-security.md): with a password hash set, a browser session sees nothing
+but the sign-in form until the password is given; every action is made as the operator the
+session identified (``operator()``: the name typed in the sidebar, checked, or the header an
+authenticating proxy sets), never a default. Every value from a document or the store is shown
+through ``md_text`` (HTML-escaped, markdown-escaped); nothing from them reaches HTML unescaped.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
+import threading
+import time
 from typing import Any
 
 import streamlit as st
@@ -21,6 +31,8 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from extractor.document import Candidate
 from extractor.normalize import collapse_ws
 from feedback_ui import imaging
+from feedback_ui.checks import operator_id, password_matches
+from feedback_ui.ingest import MAX_UPLOAD_MB
 from feedback_ui.routing import RoutingConfig
 from feedback_ui.service import (
     FieldChoice,
@@ -46,14 +58,15 @@ RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
 JPEG_QUALITY = 85
 MAX_ALTERNATIVES = 5  # candidate buttons per field (keys 1-5)
 # Characters Streamlit markdown would interpret (CommonMark punctuation, ``$`` maths, ``:``
-# emoji and colour directives).
-MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$:<>]")
+# emoji and colour directives); ``<``, ``>`` and ``&`` are HTML-escaped first (``md_text``).
+MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$:]")
 # Alternatives wrapped over lines read (and compare) best left-aligned; Streamlit centres button
 # labels. Keyed elements carry the class ``st-key-<key>`` (":" -> "-"); only style, so Streamlit
 # puts it where it takes no room.
 ALTERNATIVES_CSS = ('<style>[class*="st-key-pick--"] button [data-testid="stMarkdownContainer"] p'
                     " { text-align: left; }</style>")
 REJECT_KEY = "x"  # "this value is wrong", as in Prodigy (Streamlit reserves "r" and "c")
+SIGN_IN_DELAY_S = 1.0  # after a wrong password, under a lock shared by every session
 ss = st.session_state
 
 
@@ -71,12 +84,13 @@ def get_service(url: str, audit_rate: float, seed: int, dataset: str, lease_s: f
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def get_uploader(url: str, model_dir: str, upload_dir: str, rerank: str | None = None) -> Any:
+def get_uploader(url: str, model_dir: str, upload_dir: str, rerank: str | None = None,
+                 max_upload_mb: int = MAX_UPLOAD_MB) -> Any:
     """The model bundle (loaded once) wrapped for uploads: OCR, then extraction (reranked by
-    the reward model in ``rerank`` when given)."""
+    the reward model in ``rerank`` when given); files over ``max_upload_mb`` are refused."""
     from feedback_ui.ingest import Uploader
 
-    return Uploader.load(model_dir, upload_dir, rerank)
+    return Uploader.load(model_dir, upload_dir, rerank, max_bytes=max_upload_mb * 2**20)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
@@ -97,6 +111,93 @@ def service() -> ReviewService:
                        os.environ.get("KVLOOP_DATASET", "default"),
                        float(os.environ.get("KVLOOP_LEASE_S", "900")),
                        os.environ.get("KVLOOP_MODEL"))
+
+
+# -- access: the team password and the operator's identity ----------------------------------
+
+@st.cache_resource(show_spinner=False)
+def sign_in_lock() -> threading.Lock:
+    """One lock for every session's password check: with the pause after a wrong password it
+    holds guessing to about one try a second for the whole server, however many sessions."""
+    return threading.Lock()
+
+
+def password_hash() -> str | None:
+    return os.environ.get("KVLOOP_PASSWORD_HASH") or None
+
+
+def signed_in() -> bool:
+    """Whether this browser session may use the UI (always, when no password is set)."""
+    return password_hash() is None or ss.get("signed_in") is True
+
+
+def operator_header() -> str | None:
+    return os.environ.get("KVLOOP_OPERATOR_HEADER") or None
+
+
+def operator_problem() -> str | None:
+    """Why this session has no operator id to act as (``None`` when it has one)."""
+    try:
+        operator()
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def operator() -> str:
+    """The operator every action of this session is recorded as: the header set by the
+    authenticating proxy (``--operator-header``), else the name typed in the sidebar; checked
+    by ``checks.operator_id`` (``ValueError`` saying what is wrong)."""
+    header = operator_header()
+    if header:
+        raw = st.context.headers.get(header)
+        if raw is None:
+            raise ValueError(f"no operator: this UI takes your name from the {header} header "
+                             "that the sign-in proxy sets, and this request had none; open it "
+                             "through the proxy")
+        return operator_id(raw)
+    return operator_id(ss.get("operator"))
+
+
+def acting_operator() -> str | None:
+    """The operator for an action now, or ``None`` (with the reason flashed): callbacks act
+    only for a signed-in session with a valid operator id."""
+    if not signed_in():
+        return None
+    try:
+        return operator()
+    except ValueError as e:
+        flash("error", str(e))
+        return None
+
+
+def cb_sign_in() -> None:
+    # The password lives in the widget only until this callback has checked it.
+    given, ss.password = ss.get("password") or "", ""
+    expected = password_hash()
+    if expected is None:
+        return
+    with sign_in_lock():
+        if password_matches(given, expected):
+            ss.signed_in = True
+            return
+        time.sleep(SIGN_IN_DELAY_S)
+    flash("error", "Wrong password.")
+
+
+def cb_sign_out() -> None:
+    old: ReviewTask | None = ss.task
+    if old is not None:
+        service().skip(old, old.lease.operator)
+    show_task(None)
+    ss.signed_in = False
+
+
+def sign_in_page() -> None:
+    st.subheader("kvloop review")
+    with st.form("sign_in", border=False):
+        st.text_input("Team password", type="password", key="password")
+        st.form_submit_button("Sign in", on_click=cb_sign_in, type="primary")
 
 
 # -- session state and callbacks ------------------------------------------------------------
@@ -154,9 +255,12 @@ def first_attention(task: ReviewTask, after: str | None = None) -> str:
 
 
 def open_next(exclude: tuple[str, ...] = ()) -> None:
+    op = acting_operator()
+    if op is None:
+        return
     # Documents skipped in this session stay out of the way until the queue is refreshed.
     try:
-        show_task(service().next_document(ss.operator, current_filter(),
+        show_task(service().next_document(op, current_filter(),
                                           exclude=set(exclude) | ss.skipped))
     except StoreError as e:
         flash("error", str(e))
@@ -211,14 +315,15 @@ def form_choices(task: ReviewTask) -> dict[str, FieldChoice]:
 
 def cb_save(accept_all: bool = False) -> None:
     task: ReviewTask | None = ss.task
-    if task is None:
+    op = acting_operator()
+    if task is None or op is None:
         return
     svc = service()
     try:
         if accept_all:
-            svc.accept_all(task, ss.operator)
+            svc.accept_all(task, op)
         else:
-            svc.save_correction(task, form_choices(task), ss.operator)
+            svc.save_correction(task, form_choices(task), op)
     except (InvalidValueError, StoreError, ValueError, KeyError) as e:
         flash("error", str(e))
         return
@@ -228,43 +333,49 @@ def cb_save(accept_all: bool = False) -> None:
 
 def cb_skip() -> None:
     task: ReviewTask | None = ss.task
-    if task is not None:
-        service().skip(task, ss.operator)
+    op = acting_operator()
+    if task is not None and op is not None:
+        service().skip(task, op)
         ss.skipped.add(task.doc_id)
         flash("info", f"Skipped {task.doc_id}.")
         open_next(exclude=(task.doc_id,))
 
 
 def cb_undo() -> None:
+    op = acting_operator()
+    if op is None:
+        return
     svc = service()
     try:
-        reopened = svc.undo_last(ss.operator)
+        reopened = svc.undo_last(op)
     except StoreError as e:
         flash("error", str(e))
         return
     task: ReviewTask | None = ss.task
     if task is not None and task.doc_id != reopened.doc_id:
-        svc.skip(task, ss.operator)
+        svc.skip(task, task.lease.operator)
     show_task(reopened)
     flash("info", f"Undid your last save of {reopened.doc_id}; it is open again.")
 
 
 def cb_open_doc() -> None:
     doc_id = (ss.get("goto") or "").strip()
-    if not doc_id:
+    op = acting_operator()
+    if not doc_id or op is None:
         return
     old: ReviewTask | None = ss.task
     try:
-        task = service().open(doc_id, ss.operator)
+        task = service().open(doc_id, op)
     except (StoreError, KeyError) as e:
         flash("error", str(e).strip('"'))
         return
     if old is not None and old.doc_id != doc_id:
-        service().skip(old, ss.operator)
+        service().skip(old, old.lease.operator)
     show_task(task)
 
 
 def cb_operator() -> None:
+    """A new name: the open document is given back under the name that opened it."""
     old: ReviewTask | None = ss.task
     if old is not None:
         service().skip(old, old.lease.operator)
@@ -280,7 +391,7 @@ def cb_filters() -> None:
     """New filters: give back the open document and take the first one they select."""
     old: ReviewTask | None = ss.task
     if old is not None:
-        service().skip(old, ss.operator)
+        service().skip(old, old.lease.operator)
     show_task(None)
     ss.queue_done = False
 
@@ -289,8 +400,18 @@ def cb_filters() -> None:
 
 def sidebar(svc: ReviewService) -> None:
     with st.sidebar:
-        st.text_input("Operator name", key="operator", on_change=cb_operator,
-                      placeholder="your name")
+        header = operator_header()
+        problem = operator_problem()
+        if header is None:
+            st.text_input("Operator name", key="operator", on_change=cb_operator,
+                          placeholder="your name")
+            if problem and (ss.get("operator") or "").strip():
+                st.error(md_text(problem))
+        elif problem is None:
+            st.caption(f"Signed in as **{md_text(operator())}** (from the {md_text(header)} "
+                       "header)")
+        if password_hash() is not None:
+            st.button("Sign out", on_click=cb_sign_out, type="tertiary")
         st.radio("Page", ["Review", "Queue", "Upload", "History", "Stats"], key="page")
         st.divider()
         st.caption("Queue filters")
@@ -317,9 +438,9 @@ def show_flash(slot: Any) -> None:
     if ss.flash:
         kind, text = ss.flash
         if kind == "error":
-            slot.error(text)
+            slot.error(md_text(text))
         else:
-            st.toast(text, icon=":material/check_circle:" if kind == "success" else None)
+            st.toast(md_text(text), icon=":material/check_circle:" if kind == "success" else None)
         ss.flash = None
 
 
@@ -370,17 +491,30 @@ def render_image(task: ReviewTask) -> None:
     apply_click(task, window)
     boxes = tuple((fv.name, form_indices(task, fv)) for fv in task.fields)
     img = page_with_boxes(task.doc_id, task.doc.content_hash(), boxes, ss.active, window, task)
-    st.caption(f"Click a word to fill **{ss.active}** (more clicks add words)"
+    st.caption(f"Click a word to fill **{md_text(ss.active)}** (more clicks add words)"
                if ss.active else "")
     # ``img`` holds the JPEG bytes already: the component's "save" copies them, no re-encode.
     streamlit_image_coordinates(img, key="page_image", image_format="JPEG",
                                 jpeg_quality=JPEG_QUALITY, cursor="crosshair", width="stretch")
 
 
-def md_text(text: str) -> str:
-    """``text`` shown literally in Streamlit markdown (labels too): values hold ``$``, ``*``,
-    ``:`` ... that would otherwise turn into maths, emphasis or emoji."""
-    return MARKDOWN_SPECIAL.sub(r"\\\g<0>", text)
+def md_text(text: object) -> str:
+    """``text`` shown literally in Streamlit markdown (labels, captions, alerts and toasts too).
+
+    HTML-escaped first, so ``<script>`` or ``<img onerror=...>`` in a document's words, a field
+    value, a file name or an operator id is text whatever the renderer does with HTML; then
+    markdown's own specials are backslash-escaped (values hold ``$``, ``*``, ``:`` ... that
+    would turn into maths, emphasis or emoji); line breaks become spaces (no new blocks).
+    """
+    one_line = " ".join(str(text).splitlines())
+    return MARKDOWN_SPECIAL.sub(r"\\\g<0>", html.escape(one_line, quote=False))
+
+
+def field_label(name: str) -> str:
+    """The label (and so the accessible name ``move_focus`` looks for) of a field's text box.
+
+    Not escaped: ``FieldSpec`` allows only letters, digits and ``_`` in names."""
+    return f"{name} value"
 
 
 def alternative_label(i: int, c: Candidate) -> str:
@@ -392,7 +526,7 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
     with st.container(border=True):
         # One line of text and one button: every element here is drawn five times per page.
         head = st.columns([5, 1])
-        head[0].markdown(f"**{fv.name}** {STATE_BADGE[fv.state]}"
+        head[0].markdown(f"**{md_text(fv.name)}** {STATE_BADGE[fv.state]}"
                          + (" :red[(editing)]" if active else "")
                          + f" · confidence `{fv.confidence:.2f}`"
                          + (f" · {'rejected ' if fv.rejected else ''}by "
@@ -400,8 +534,8 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         head[1].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
                        disabled=active, type="tertiary")
         if fv.problem:
-            st.caption(f":red[{fv.problem}]")
-        st.text_input(f"{fv.name} value", key=edit_key(fv.name), on_change=cb_typed,
+            st.caption(f":red[{md_text(fv.problem)}]")
+        st.text_input(field_label(fv.name), key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
                       placeholder="(not present)")
         # The answers: whole values, wrapped over as many lines as they need (operators
@@ -425,7 +559,7 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         if choice.action == "edit":
             problem = service().check(task, fv.name, choice.value)
             if problem:
-                st.caption(f":red[{problem}]")
+                st.caption(f":red[{md_text(problem)}]")
         if choice.action == "reject":
             st.caption(f":red[**rejected:** {md_text(fv.value or '')}] · will save as wrong; "
                        "the field stays open for review")
@@ -441,7 +575,9 @@ def move_focus() -> None:
     """
     if not ss.focus:
         return
-    label = json.dumps(f"{ss.focus} value")
+    # JSON inside <script>: "<", ">" and "&" as \u escapes, so no value can close the tag.
+    label = (json.dumps(field_label(ss.focus)).replace("<", "\\u003c").replace(">", "\\u003e")
+             .replace("&", "\\u0026"))
     components.html("<script>const sel = 'input[aria-label=' + JSON.stringify(" + label
                     + ") + ']'; const f = () => { const el = window.parent.document"
                     ".querySelector(sel); if (el) { el.focus(); el.select(); } "
@@ -450,9 +586,16 @@ def move_focus() -> None:
 
 
 def review_page(svc: ReviewService) -> None:
-    if not ss.operator.strip():
-        st.info("Enter your operator name in the sidebar to start reviewing.")
+    problem = operator_problem()
+    if problem is not None:
+        if operator_header() is not None:
+            st.error(md_text(problem))
+        elif not (ss.get("operator") or "").strip():
+            st.info("Enter your operator name in the sidebar to start reviewing.")
+        else:
+            st.info("Fix your operator name in the sidebar to start reviewing.")
         return
+    op = operator()
     if ss.task is None and not ss.queue_done:
         open_next()
     task: ReviewTask | None = ss.task
@@ -474,7 +617,8 @@ def review_page(svc: ReviewService) -> None:
     with left:
         render_image(task)
     with right:
-        st.markdown(f"#### {task.doc_id} · model `{task.result.model_version}`{audit} · "
+        st.markdown(f"#### {md_text(task.doc_id)} · model {md_text(task.result.model_version)}"
+                    f"{audit} · "
                     f"locked for you until {task.lease.expires_at:%H:%M} UTC")
         for fv in task.fields:
             render_field(task, fv)
@@ -487,7 +631,7 @@ def review_page(svc: ReviewService) -> None:
         # Decode the next document's page while the operator works on this one.
         ss.warmed = task.doc_id
         width = int(RENDER_WIDTH * ZOOMS.get(ss.zoom or "Page", 1.0))
-        for doc in svc.upcoming(ss.operator, current_filter(), exclude=(task.doc_id,)):
+        for doc in svc.upcoming(op, current_filter(), exclude=(task.doc_id,)):
             imaging.warm(doc, width)
 
 
@@ -497,21 +641,22 @@ def upload_page() -> None:
     if not model_dir:
         st.warning("Uploads need a model: start the UI with `kvloop review --model DIR`.")
         return
+    max_mb = int(os.environ.get("KVLOOP_MAX_UPLOAD_MB", MAX_UPLOAD_MB))
     files = st.file_uploader("Receipts", type=["jpg", "jpeg", "png", "tif", "tiff", "pdf"],
-                             accept_multiple_files=True, key="uploads")
+                             accept_multiple_files=True, key="uploads", max_upload_size=max_mb)
     if st.button("Run OCR and extraction", disabled=not files):
         uploader = get_uploader(os.environ.get("KVLOOP_STORE", ""), model_dir,
                                 os.environ.get("KVLOOP_UPLOAD_DIR", "uploads"),
-                                os.environ.get("KVLOOP_RERANK") or None)
+                                os.environ.get("KVLOOP_RERANK") or None, max_mb)
         with st.spinner("OCR and extraction..."):
             report = uploader.ingest(service(), [(f.name, f.getvalue()) for f in files or []])
         if report.added:
             st.success(f"Added {len(report.added)} page(s) to the queue: "
-                       + ", ".join(report.added))
+                       + ", ".join(md_text(d) for d in report.added))
         if report.skipped:
-            st.info("Already in the store: " + ", ".join(report.skipped))
+            st.info("Already in the store: " + ", ".join(md_text(d) for d in report.skipped))
         for name, problem in report.failures:
-            st.error(f"{name}: {problem}")
+            st.error(md_text(f"{name}: {problem}"))
         ss.queue_done = False
 
 
@@ -519,7 +664,7 @@ def thresholds_caption(svc: ReviewService) -> str:
     """One line: each field's auto-accept threshold in force, and where it comes from."""
     in_force = svc.thresholds_in_force()
     fitted = any(t.source == "fitted" for t in in_force)
-    parts = [f"{t.field} " + ("always reviewed" if t.value is None else f"≥ {t.value:.2f}")
+    parts = [f"{md_text(t.field)} " + ("always reviewed" if t.value is None else f"≥ {t.value:.2f}")
              + (" (schema default)" if fitted and t.source == "schema" else "")
              for t in in_force]
     where = "fitted with the model" if fitted else "schema defaults (none fitted with the model)"
@@ -528,7 +673,7 @@ def thresholds_caption(svc: ReviewService) -> str:
 
 def queue_page(svc: ReviewService) -> None:
     st.subheader("Queue")
-    items = svc.queue(current_filter(), ss.operator)
+    items = svc.queue(current_filter(), "" if operator_problem() else operator())
     p = svc.progress(current_filter())
     st.caption(f"{len(items)} document(s) listed with the sidebar filters, most uncertain "
                f"first · reviewed {p.done} of {p.total}")
@@ -547,7 +692,7 @@ def history_page(svc: ReviewService) -> None:
         return
     rows = svc.history(doc_id)
     if not rows:
-        st.info(f"No review recorded for {doc_id!r}.")
+        st.info(md_text(f"No review recorded for {doc_id!r}."))
         return
     st.dataframe([{"save": h.save_id, "when (UTC)": f"{h.ended_at:%Y-%m-%d %H:%M:%S}",
                    "operator": h.operator, "field": h.field, "action": h.action,
@@ -569,7 +714,7 @@ def stats_page(svc: ReviewService) -> None:
                   for f, n in s.store.actions_per_field.items()], hide_index=True)
     if s.store.per_operator_since:
         st.caption("Saves today per operator: " + ", ".join(
-            f"{k}: {v}" for k, v in s.store.per_operator_since.items()))
+            f"{md_text(k)}: {v}" for k, v in s.store.per_operator_since.items()))
     st.caption(thresholds_caption(svc))
 
 
@@ -577,6 +722,11 @@ def main() -> None:
     st.set_page_config(page_title="kvloop review", layout="wide")
     st.html(ALTERNATIVES_CSS)
     init_state()
+    if not signed_in():
+        flash_slot = st.empty()
+        sign_in_page()
+        show_flash(flash_slot)
+        return
     svc = service()
     sidebar(svc)
     flash_slot = st.empty()

@@ -1,35 +1,106 @@
-"""The page image an operator looks at, with each field's word boxes drawn on it."""
+"""The page image an operator looks at, with each field's word boxes drawn on it.
+
+Nothing is decoded before its header says how many pixels it holds (``pixel_problem``): an
+upload whose header claims 100,000 x 100,000 pixels is refused with that reason, and a stored
+page that big is shown as a blank page with its words instead.
+"""
 
 from __future__ import annotations
 
 import io
+import re
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from extractor.document import Box, Document
+from extractor.loaders.images import PDF_DPI
 
 # One colour per field position in the schema; the field under edit gets a thick outline.
 PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
 ACTIVE = "#d62728"
+# A 600 dpi A3 scan is 70 megapixels; below PIL's own warning (89 M) and error (179 M) limits.
+MAX_PIXELS = 80_000_000
+MAX_PDF_PAGES = 50  # each page is OCR'd while the operator waits
+# What scans come as. PIL tells formats by content, not name: an EPS (Ghostscript) or any rarer
+# decoder behind a ".png" name is refused instead of decoded.
+PAGE_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM")
+
+
+def _megapixels(n: float) -> str:
+    return f"{n / 1e6:,.0f} megapixels"
+
+
+def _image_pixel_problem(data: bytes, max_pixels: int) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only, decodes nothing
+            w, h, kind = im.width, im.height, im.format
+    except Image.DecompressionBombError as e:  # PIL refuses past 2x its limit, in open()
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        size = _megapixels(int(claimed.group(1))) if claimed else "too many pixels"
+        return (f"refused before decoding: its header claims {size}, more than the "
+                f"{_megapixels(max_pixels)} allowed (a decompression bomb?)")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None  # unreadable, not too big: the loader says why when it tries
+    if kind not in PAGE_FORMATS:
+        return (f"the file holds {kind} data, not one of the image types accepted "
+                "(PNG, JPEG, TIFF, BMP, GIF, WebP, PNM)")
+    if w * h > max_pixels:
+        return (f"refused before decoding: the image is {w:,} x {h:,} pixels "
+                f"({_megapixels(w * h)}), more than the {_megapixels(max_pixels)} allowed")
+    return None
+
+
+def _pdf_pixel_problem(data: bytes, max_pixels: int, dpi: int) -> str | None:
+    import pymupdf
+
+    try:
+        pdf = pymupdf.open(stream=data, filetype="pdf")
+    except Exception:  # noqa: BLE001 - pymupdf raises its own and generic errors
+        return None  # the loader says why it cannot open it
+    with pdf:
+        if pdf.needs_pass:
+            return "the PDF is encrypted (password-protected); upload an unprotected copy"
+        if pdf.page_count > MAX_PDF_PAGES:
+            return f"the PDF has {pdf.page_count} pages; at most {MAX_PDF_PAGES} per upload"
+        for i in range(1, pdf.page_count + 1):
+            rect = pdf[i - 1].rect  # points; nothing is rendered
+            w, h = rect.width * dpi / 72, rect.height * dpi / 72
+            if w * h > max_pixels:
+                return (f"refused before rendering: page {i} is {w:,.0f} x {h:,.0f} pixels at "
+                        f"{dpi} dpi ({_megapixels(w * h)}), more than the "
+                        f"{_megapixels(max_pixels)} allowed")
+    return None
+
+
+def pixel_problem(data: bytes, suffix: str, max_pixels: int = MAX_PIXELS,
+                  pdf_dpi: int = PDF_DPI) -> str | None:
+    """Why the image (or PDF, rendered at ``pdf_dpi``) in ``data`` must not be decoded, read
+    from its header alone: too many pixels (or PDF pages), or an encrypted PDF. ``None`` when
+    it may be, including files that do not read as images at all (the loader names those)."""
+    if suffix.lower() == ".pdf":
+        return _pdf_pixel_problem(data, max_pixels, pdf_dpi)
+    return _image_pixel_problem(data, max_pixels)
 
 
 @lru_cache(maxsize=12)  # a 2400 px page is ~17 MB: bound the memory
 def _load(source: str, page: int, width: int) -> Image.Image:
     path = Path(source)
     if path.suffix.lower() == ".pdf":
-        import fitz  # pymupdf
+        import pymupdf
 
-        with fitz.open(path) as pdf:
+        with pymupdf.open(path) as pdf:
             # PDF pages are numbered from 1 in Documents (images use page 0).
             p = pdf[max(page - 1, 0)]
             pix = p.get_pixmap(dpi=max(36, min(300, int(72 * width / max(p.rect.width, 1)))))
             img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
     else:
-        with Image.open(path) as im:
+        with Image.open(path, formats=PAGE_FORMATS) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"{path}: {im.width} x {im.height} pixels, not decoded")
             # JPEG: decode at the smallest DCT scale still >= the width needed (a 5000x7000
             # scan shown 700 px wide decodes at 1/4 size, several times faster).
             im.draft("RGB", (width, max(1, width * im.height // max(im.width, 1))))
@@ -83,7 +154,7 @@ def page_image(doc: Document, width: int = 1400) -> Image.Image | None:
         return None
     try:
         return _load(doc.source, doc.page, width)
-    except (OSError, ValueError, IndexError, RuntimeError):
+    except (OSError, ValueError, IndexError, RuntimeError, Image.DecompressionBombError):
         return None
 
 

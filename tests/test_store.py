@@ -6,9 +6,10 @@ import itertools
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, MetaData, event, inspect, select, text
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
 from feedback_ui.store import (
@@ -20,11 +21,14 @@ from feedback_ui.store import (
     NothingToUndoError,
     StaleValueError,
     UnknownDocumentError,
+    as_utc,
     export_jsonl,
     migrate,
     pgtemp,
     to_dataset,
 )
+from feedback_ui.store.errors import UnstorableValueError
+from feedback_ui.store.models import NAME_MAX
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=timezone.utc)
 _db_counter = itertools.count()
@@ -108,7 +112,9 @@ def test_documents_and_results_round_trip(store_url: str) -> None:
     assert store.add_document(doc) is False  # same content: nothing new
     eid = store.add_result(make_result(doc))
     assert store.get_document(doc.id) == doc
-    got_eid, got = store.latest_result(doc.id)
+    latest = store.latest_result(doc.id)
+    assert latest is not None
+    got_eid, got = latest
     assert got_eid == eid and got.export() == make_result(doc).export() | {
         "created_at": got.created_at}
     assert store.model_versions() == ["m1"]
@@ -210,7 +216,7 @@ def test_undo_appends_and_restores_previous_value(store_url: str) -> None:
     assert store.reviewed_doc_ids() == set()
     hist = store.history(doc.id)
     assert len(hist) == 2 and all(h.undone for h in hist)  # still there, flagged
-    assert store.lease_of(doc.id).operator == "ann"  # undo hands the document back
+    assert holder(store, doc.id) == "ann"  # undo hands the document back
     with pytest.raises(NothingToUndoError):
         store.undo_last("ann")
 
@@ -296,3 +302,186 @@ def test_migrations_downgrade_and_upgrade_again(store_url: str) -> None:
     assert "documents" not in inspect(store.engine).get_table_names()
     assert migrate.upgrade(store.engine) == migrate.head_revision()
     assert FeedbackStore(store_url).document_ids() == []
+
+
+# -- every row, for comparisons (backups, migrations, crashes) --------------------------------
+
+def table_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every store table, by primary key, datetimes as aware UTC (reflected, so
+    it reads whatever schema revision the database is at)."""
+    meta = MetaData()
+    meta.reflect(engine)
+    out = {}
+    with engine.connect() as conn:
+        for name, table in sorted(meta.tables.items()):
+            if name == "alembic_version":
+                continue
+            rows = conn.execute(select(table).order_by(*table.primary_key.columns)).mappings()
+            out[name] = [{k: as_utc(v) if isinstance(v, datetime) else v for k, v in r.items()}
+                         for r in rows]
+    return out
+
+
+# -- security: hostile strings, names the store cannot keep, who did what ---------------------
+
+HOSTILE = [
+    "O'Brien \"the\" `tick`",
+    "x'); DROP TABLE saves; --",
+    "' OR '1'='1",
+    "/* comment */ -- #hash",
+    "%s %(name)s :name ? $1 {0} %%",
+    "C:\\new\\table\\x00 \\' \\\\",
+    "semi;colon\nnew line\r\ncr\ttab",
+    "<script>alert('x')</script><b>&amp;</b>",
+    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 😀 👩‍👩‍👧 𠜎",
+    "\u202eright-to-left\u200b\u200dzero\ufeffwidth",
+    "n" * NAME_MAX,  # the longest name the store keeps
+]
+"""Document ids, operators, datasets, field names, model versions and values."""
+LONG_VALUE = "9" * 100_000
+NUL = "nul\x00byte"
+
+
+def holder(store: FeedbackStore, doc_id: str) -> str | None:
+    """Who holds ``doc_id``'s live lease."""
+    lease = store.lease_of(doc_id)
+    return None if lease is None else lease.operator
+
+
+def _latest(store: FeedbackStore, version: str) -> tuple[int, ExtractionResult]:
+    got = store.latest_result(version, version)  # document id and version are one name here
+    assert got is not None
+    return got
+
+
+def _hostile(store_url: str) -> list[str]:
+    # PostgreSQL text cannot hold NUL (its refusal is tested below); SQLite keeps it.
+    return HOSTILE + ([NUL] if store_url.startswith("sqlite") else [])
+
+
+def test_hostile_strings_survive_a_save_and_read_back_as_parameters(store_url: str) -> None:
+    names = _hostile(store_url)
+    values = names + [LONG_VALUE, ""]
+    store = FeedbackStore(store_url, clock=Clock())
+    statements: list[str] = []
+    event.listen(store.engine, "before_cursor_execute",
+                 lambda _c, _cur, stmt, *_: statements.append(stmt))
+    tables = set(inspect(store.engine).get_table_names())
+    for i, name in enumerate(names):
+        # One document per name: the name as id, source, dataset, operator, model version
+        # and field name; every value as a word, a candidate, a shown and a final value.
+        doc = Document(id=name, words=[Word(v, (k, 0, k + 1, 1)) for k, v in enumerate(values)],
+                       width=10, height=10, source=name)
+        cands = [Candidate(v, 1.0 / (k + 2), [k]) for k, v in enumerate(values)]
+        res = ExtractionResult(name, name, {name: FieldResult(name, cands, 0.25)},
+                               doc_hash=doc.content_hash())
+        store.add_batch([doc], [res], dataset=name)
+        eid = _latest(store, name)[0]
+        store.acquire_lease(name, name)
+        acts = [FieldAction(name, "pick", values[i], values[0], 0.25, cands, pick_index=i,
+                            final_span=[i])]
+        acts += [FieldAction(f"f{k}", "edit", v, values[k - 1], 0.5, cands[:2])
+                 for k, v in enumerate(values)]
+        save = store.save_review(name, name, acts, started_at=T0, extraction_id=eid,
+                                 dataset=name)
+
+        assert store.get_document(name) == doc and store.documents([name]) == {name: doc}
+        assert _latest(store, name)[1].export() == res.export()
+        assert store.current_values(name) == {name: values[i]} | {
+            f"f{k}": v for k, v in enumerate(values)}
+        hist = store.history(name)
+        assert [(h.field, h.before, h.after, h.shown_value, h.operator) for h in hist] == [
+            (a.field, a.shown_value, a.final_value, a.shown_value, name) for a in acts]
+        assert [(s.operator, s.dataset) for s in store.saves(name)] == [(name, name)]
+        assert holder(store, name) == name
+        [fb] = store.iter_feedback(operator=name, model_version=name, dataset=name)
+        assert fb.document == doc and fb.operator == name
+        assert fb.fields[name].final_value == values[i]
+        assert fb.fields[name].shown == cands and fb.fields[name].final_span == [i]
+        undo = store.undo_last(name)
+        assert (undo.operator, undo.undoes_id, store.current_values(name)) == (name, save.id, {})
+        assert [e.operator for e in store.lease_history(name)] == [name, name]
+    assert set(store.model_versions()) == set(names)
+    assert store.document_ids() == sorted(names)
+    # The strings went as parameters: none appears in any SQL text, every table is still there.
+    assert len(statements) > 100
+    for name in names[:-1]:
+        assert not any(name in stmt for stmt in statements), name
+    assert set(inspect(store.engine).get_table_names()) == tables
+    assert len(store.saves()) == 2 * len(names)
+
+
+def test_postgresql_refuses_nul_naming_the_value_and_saves_nothing(pg_server: str) -> None:
+    store = FeedbackStore(pgtemp.create_database(pg_server, "nul_refused"))
+    doc = fill(store, 1)[0]
+    before = table_rows(store.engine)
+    with pytest.raises(UnstorableValueError, match=r"NUL.*nul\\x00byte.*nothing was written"):
+        store.add_document(Document(NUL, doc.words, 200, 300))
+    with pytest.raises(UnstorableValueError, match="operator"):
+        store.acquire_lease(doc.id, NUL)
+    store.acquire_lease(doc.id, "ann")
+    with pytest.raises(UnstorableValueError, match=r"NUL.*final_value.*nothing was written"):
+        store.save_review(doc.id, "ann", [FieldAction("total", "edit", NUL, "1.50")],
+                          started_at=T0)
+    after = table_rows(store.engine)
+    assert after["saves"] == before["saves"] == [] and after["actions"] == []
+    # Only ann's lease bumped the revision: both refused writes rolled back whole.
+    assert after["documents"][0] == before["documents"][0] | {"revision": 1}
+    assert holder(store, doc.id) == "ann"
+    # Inside a page (a JSON column) NUL is escaped text, which PostgreSQL keeps.
+    page = Document("with-nul", [Word(NUL, (0, 0, 1, 1))], 10, 10)
+    store.add_document(page)
+    assert store.get_document("with-nul") == page
+
+
+def test_names_longer_than_the_store_keeps_are_refused_on_both_backends(store_url: str) -> None:
+    store = FeedbackStore(store_url)
+    doc = fill(store, 1)[0]
+    long = "n" * (NAME_MAX + 1)
+    with pytest.raises(ValueError, match=f"documents.id is {NAME_MAX + 1} characters long"):
+        store.add_document(Document(long, doc.words, 200, 300))
+    with pytest.raises(ValueError, match="operator name is 256 characters long"):
+        store.acquire_lease(doc.id, long)
+    store.acquire_lease(doc.id, "ann")
+    with pytest.raises(ValueError, match="actions.field is 256 characters long"):
+        store.save_review(doc.id, "ann", [FieldAction(long, "edit", "x")], started_at=T0)
+    with pytest.raises(ValueError, match="saves.dataset is 256"):
+        store.save_review(doc.id, "ann", [FieldAction("total", "edit", "x")], started_at=T0,
+                          dataset=long)
+    with pytest.raises(ValueError, match="extractions.model_version is 256"):
+        store.add_result(ExtractionResult(doc.id, long, {}))
+    assert store.document_ids() == [doc.id] and store.saves() == []
+    assert len(store.extraction_index()) == 1
+
+
+def test_every_save_and_lease_change_records_who_did_it(store_url: str) -> None:
+    clock = Clock()
+    store = FeedbackStore(store_url, clock=clock)
+    doc = fill(store, 1)[0]
+    calls = [lambda op: store.acquire_lease(doc.id, op), lambda op: store.release_lease(doc.id, op),
+             store.undo_last, lambda op: store.save_review(doc.id, op, pick_total(doc),
+                                                           started_at=T0)]
+    for blank, call in itertools.product(("", "   "), calls):
+        with pytest.raises(ValueError, match="operator name is empty"):
+            call(blank)
+    store.acquire_lease(doc.id, "ann", ttl_s=60)
+    store.acquire_lease(doc.id, "ann", ttl_s=60)
+    store.save_review(doc.id, "ann", pick_total(doc), started_at=T0)
+    clock.now += timedelta(seconds=120)  # ann walked away: bob takes the document over
+    store.acquire_lease(doc.id, "bob", ttl_s=60)
+    seen = store.current(doc.id)["total"].action_id
+    store.save_review(doc.id, "bob", [FieldAction("total", "edit", "9.99", "1.50", 0.6, [],
+                                                  seen_action_id=seen)], started_at=T0)
+    store.undo_last("bob", ttl_s=60)
+    store.release_lease(doc.id, "bob")
+    assert [(s.kind, s.operator) for s in store.saves(doc.id)] == [
+        ("review", "ann"), ("review", "bob"), ("undo", "bob")]
+    assert {h.operator for h in store.history(doc.id)} == {"ann", "bob"}
+    t1 = T0 + timedelta(seconds=120)
+    assert [(e.operator, e.event, e.previous, e.at, e.expires_at)
+            for e in store.lease_history(doc.id)] == [
+        ("ann", "acquire", None, T0, T0 + timedelta(seconds=60)),
+        ("ann", "renew", None, T0, T0 + timedelta(seconds=60)),
+        ("bob", "takeover", "ann", t1, t1 + timedelta(seconds=60)),
+        ("bob", "renew", None, t1, t1 + timedelta(seconds=60)),  # the undo hands it back
+        ("bob", "release", None, t1, None)]

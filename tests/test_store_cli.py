@@ -69,7 +69,8 @@ def test_review_refuses_bad_options(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "model folder" in capsys.readouterr().err
     (tmp_path / "not-a-model").mkdir()
     assert review.run(review_args(store=tmp_path / "f.db", model=tmp_path / "not-a-model")) == 2
-    assert "not a kvloop model directory (kvloop.json missing)" in capsys.readouterr().err
+    assert "not-a-model/kvloop.json: not a kvloop model folder (kvloop.json missing)" in (
+        capsys.readouterr().err)
     assert review.run(review_args(store=tmp_path / "no" / "dir" / "f.db")) == 1
     assert "cannot open store" in capsys.readouterr().err
 
@@ -146,3 +147,30 @@ def test_export_pairs_with_filters_writes_pages_beside(tmp_path: Path,
     assert "unknown action(s) ['approve']" in capsys.readouterr().err
     assert main(["store", "stats", "--store", db]) == 0
     assert "rejected     1" in capsys.readouterr().out
+
+
+def test_backup_export_and_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, backup = str(tmp_path / "f.db"), str(tmp_path / "backup.jsonl.gz")
+    store = FeedbackStore(db)
+    doc, res = receipt(1, 0.9)
+    store.add_batch([doc], [res])
+    store.acquire_lease(doc.id, "ann")
+    store.save_review(doc.id, "ann", [FieldAction("total", "edit", "1.50", "50.00", 0.9, [])],
+                      started_at=datetime.now(timezone.utc), release=True)
+    assert main(["store", "export", "--store", db, "--kind", "backup", "--out", backup]) == 0
+    assert (f"wrote {backup}: 6 row(s) (1 documents, 1 extractions, 1 saves, 1 actions, "
+            "0 leases, 2 lease_events)") in capsys.readouterr().out
+    new = str(tmp_path / "new.db")
+    assert main(["store", "import", "--store", new, backup]) == 0
+    assert f"restored into {new}: 6 row(s)" in capsys.readouterr().out
+    assert FeedbackStore(new).current_values(doc.id) == {"total": "1.50"}
+    assert main(["store", "import", "--store", new, backup]) == 1  # not into a full store
+    assert "already holds rows" in capsys.readouterr().err
+    assert main(["store", "export", "--store", db, "--kind", "backup", "--out", backup,
+                 "--operator", "ann"]) == 2
+    assert "--operator do(es) not apply" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["store", "history", "--store", new, doc.id]) == 0
+    out = capsys.readouterr().out
+    assert "lease history:" in out and "ann          acquire until" in out
+    assert "ann          release" in out

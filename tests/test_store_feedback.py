@@ -1,4 +1,4 @@
-"""The store's feedback records: rejects, final spans, the training API and migration 0002.
+"""The store's feedback records: rejects, final spans and the training API.
 
 Real SQLite files and a real throwaway PostgreSQL cluster; the clock is moved by hand.
 """
@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from sqlalchemy import Connection, MetaData, event
+from sqlalchemy import event
 from test_store import T0, Clock, make_doc, make_result
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
@@ -24,11 +23,9 @@ from feedback_ui.store import (
     RejectedValue,
     StaleValueError,
     export_jsonl,
-    migrate,
     pgtemp,
     to_dataset,
 )
-from feedback_ui.store.engine import make_engine
 
 _db_counter = itertools.count()
 
@@ -263,65 +260,3 @@ def test_pairs_export_writes_each_page_once(store_url: str, tmp_path: Path) -> N
                         "model_version": "m1"}
     ds = to_dataset(store, "pairs", model_version="m2")  # company: SHOP; total: 20.00, 1.50
     assert ds.num_rows == 3 and set(ds["doc_id"]) == {"r002"}
-
-
-# -- migration 0001 -> 0002 ------------------------------------------------------------------
-
-def _rows_at_0001(conn: Connection, doc: Document) -> None:
-    """As 0001 stored them: a review (pick), a second review (edit) that was undone, a lease."""
-    t = MetaData()
-    t.reflect(conn)
-
-    def insert(table: str, **row: Any) -> int | None:
-        res = conn.execute(t.tables[table].insert(), row)
-        return res.inserted_primary_key[0] if res.inserted_primary_key else None
-
-    res = make_result(doc)
-    cands = [c.export() for c in res.fields["total"].candidates]
-    insert("documents", id=doc.id, source=doc.source, content_hash=doc.content_hash(),
-           data=doc.export(), dataset="default", created_at=T0, revision=3)
-    eid = insert("extractions", doc_id=doc.id, model_version="m1", data=res.export(),
-                 created_at=T0)
-    ids = []
-    for op, final, shown, secs in (("ann", "1.50", "20.00", 20), ("bob", "9.99", "1.50", 40)):
-        sid = insert("saves", doc_id=doc.id, extraction_id=eid, kind="review", undoes_id=None,
-                     operator=op, dataset="default", started_at=T0,
-                     ended_at=T0 + timedelta(seconds=secs))
-        insert("actions", save_id=sid, doc_id=doc.id, field="total",
-               action="pick" if op == "ann" else "edit", pick_index=1 if op == "ann" else None,
-               shown_value=shown, shown_confidence=0.6, candidates_shown=cands,
-               prev_value=shown, final_value=final)
-        ids.append(sid)
-    insert("saves", doc_id=doc.id, extraction_id=eid, kind="undo", undoes_id=ids[1],
-           operator="bob", dataset="default", started_at=T0, ended_at=T0)
-    insert("leases", doc_id=doc.id, operator="ann", acquired_at=T0,
-           expires_at=datetime.now(timezone.utc) + timedelta(hours=1))
-
-
-def test_store_made_at_0001_upgrades_with_its_data(store_url: str) -> None:
-    doc = make_doc(1)
-    engine = make_engine(store_url)
-    cfg = migrate.alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
-        _rows_at_0001(conn, doc)
-    engine.dispose()
-    store = FeedbackStore(store_url)
-    assert store.schema_revision == migrate.head_revision() == "0002"
-    assert store.current_values(doc.id) == {"total": "1.50"}
-    assert [(h.after, h.undone) for h in store.history(doc.id)] == [("1.50", False),
-                                                                     ("9.99", True)]
-    assert store.reviewed_doc_ids() == {doc.id}
-    [fb] = store.iter_feedback()
-    total = fb.fields["total"]
-    assert (total.final_value, total.final_span, fb.seconds) == ("1.50", None, 20.0)
-    assert total.rejected == [RejectedValue("20.00", [6], 0.6, 0, False)]
-    lease = store.lease_of(doc.id)
-    assert lease is not None and lease.operator == "ann"
-    # The upgraded store takes new rows with spans beside the old ones.
-    store.save_review(doc.id, "ann", [_total("pick", "1.50", "1.50", span=[4],
-                                            seen=_seen(store, doc.id, "total"))],
-                      started_at=T0)
-    [fb] = store.iter_feedback()
-    assert fb.fields["total"].final_span == [4]

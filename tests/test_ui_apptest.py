@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import html
 import re
 from pathlib import Path
 
@@ -36,6 +36,11 @@ def start(operator: str | None = "ann") -> AppTest:
     return at
 
 
+def shown(label: str) -> str:
+    """Markdown as the browser shows it: the app escapes markdown and HTML in values."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", label))
+
+
 def heading(at: AppTest) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("#### "))
 
@@ -62,7 +67,7 @@ def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None
     assert at.text_input(key="edit::total").value == "2.50"
     at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")
     click(at, "Save and next")
-    assert at.toast[0].value == "Saved rcpt2."
+    assert shown(at.toast[0].value) == "Saved rcpt2."
     assert heading(at).startswith("#### rcpt4")
     # the text boxes (one key per field for every document) now hold rcpt4's values
     assert at.text_input(key="edit::company").value == "KEDAI MAJU"
@@ -91,7 +96,7 @@ def test_unparsable_value_is_reported_and_nothing_saved(store: FeedbackStore) ->
     at.text_input(key="edit::total").input("twelve").run()
     assert "'twelve' is not an amount" in " ".join(m.value for m in at.caption)  # live
     click(at, "Save and next")
-    assert "total: 'twelve' is not an amount" in at.error[0].value
+    assert "total: 'twelve' is not an amount" in shown(at.error[0].value)
     assert heading(at).startswith("#### rcpt2")  # still on the same document
     assert store.history("rcpt2") == []
 
@@ -101,7 +106,7 @@ def test_lease_conflict_shows_holder_and_queue_moves_on(store: FeedbackStore) ->
     at = start()
     assert heading(at).startswith("#### rcpt4")  # bob's document is skipped
     at.sidebar.text_input(key="goto").input("rcpt2").run()
-    assert "being reviewed by 'bob'" in at.error[0].value
+    assert "being reviewed by 'bob'" in shown(at.error[0].value)
     assert heading(at).startswith("#### rcpt4")
     assert store.lease_of("rcpt2").operator == "bob"
 
@@ -158,8 +163,8 @@ def test_upload_page_queues_good_files_and_explains_bad_ones(
     uploader.upload("broken.jpg", b"\xff\xd8 definitely not a jpeg", "image/jpeg")
     at.run()
     click(at, "Run OCR and extraction")
-    assert at.success[0].value.startswith("Added 1 page(s) to the queue: shop-")
-    assert at.error[0].value.startswith("broken.jpg: cannot read image")
+    assert shown(at.success[0].value).startswith("Added 1 page(s) to the queue: shop-")
+    assert shown(at.error[0].value).startswith("broken.jpg: cannot read image")
     new = [d for d in store.document_ids() if d.startswith("shop-")]
     assert len(new) == 1 and store.latest_result(new[0]) is not None
     assert not any(d.startswith("broken") for d in store.document_ids())
@@ -232,11 +237,6 @@ def test_encoded_page_is_handed_to_the_image_component_as_is() -> None:
     finally:
         sic._component_func = orig
     assert sent["src"] == "data:image/jpeg;base64," + base64.b64encode(enc.data).decode()
-
-
-def shown(label: str) -> str:
-    """A markdown label as the browser shows it (the app escapes markdown in values)."""
-    return re.sub(r"\\(.)", r"\1", label)
 
 
 LONG_ADDRESSES = ["NO. 2 & 4, JALAN BAYU 4, BANDAR SERI ALAM, 81750 MASAI, JOHOR DARUL TAKZIM",

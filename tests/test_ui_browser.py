@@ -60,9 +60,11 @@ def result_for(doc: Document) -> ExtractionResult:
 
 
 @contextlib.contextmanager
-def review_server(tmp_path: Path, docs: list[Document], results: list[ExtractionResult]
-                  ) -> Iterator[tuple[str, FeedbackStore]]:
-    """``kvloop review`` on a free loopback port over a fresh store holding ``results``."""
+def review_server(tmp_path: Path, docs: list[Document], results: list[ExtractionResult],
+                  args: tuple[str, ...] = (), env: dict[str, str] | None = None
+                  ) -> Iterator[tuple[str, FeedbackStore, subprocess.Popen[bytes]]]:
+    """``kvloop review`` (with ``args``, in ``env``) on a free loopback port over a fresh store
+    holding ``results``: its address, the store and the server process."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (Debian package chromium)")
     pytest.importorskip("playwright")
@@ -73,10 +75,13 @@ def review_server(tmp_path: Path, docs: list[Document], results: list[Extraction
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "streamlit.log", "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "kvloop.cli", "review", "--store", url,
-                                 "--port", str(port), "--audit-rate", "0"],
-                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+                                 "--port", str(port), "--audit-rate", "0", *args],
+                                stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ) if env is None else env)
         try:
-            for _ in range(120):
+            # A deadline, not a count: on a loaded machine the server takes minutes to import.
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and proc.poll() is None:
                 try:
                     with urllib.request.urlopen(f"{base}/_stcore/health", timeout=1) as r:
                         if r.status == 200:
@@ -86,16 +91,24 @@ def review_server(tmp_path: Path, docs: list[Document], results: list[Extraction
             else:
                 pytest.fail("kvloop review did not come up: "
                             + (tmp_path / "streamlit.log").read_text())
-            yield base, store
+            yield base, store, proc
+        except BaseException:
+            # The app shows operators no error details: the server's log has them.
+            print("kvloop review log:\n" + (tmp_path / "streamlit.log").read_text()[-20000:])
+            raise
         finally:
             proc.terminate()
-            proc.wait(timeout=20)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a loaded machine: do not hide the test's error
+                proc.kill()
+                proc.wait(timeout=60)
 
 
 @pytest.fixture
 def server(sroie_dir: Path, tmp_path: Path) -> Iterator[tuple[str, FeedbackStore, list[Document]]]:
     docs = [load_sroie_document(sroie_dir, i) for i in ("001", "002")]
-    with review_server(tmp_path, docs, [result_for(d) for d in docs]) as (base, store):
+    with review_server(tmp_path, docs, [result_for(d) for d in docs]) as (base, store, _):
         yield base, store, docs
 
 
@@ -210,7 +223,7 @@ def test_alternatives_are_readable_and_reject_by_key_at_1500_px(
     doc = load_sroie_document(sroie_dir, "002")  # the longest address of the sample
     res = long_alternatives_result(doc)
     addresses = res.fields["address"].candidates
-    with review_server(tmp_path, [doc], [res]) as (base, store), sync_playwright() as p:
+    with review_server(tmp_path, [doc], [res]) as (base, store, _), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         # Tall enough for every field card: Streamlit scrolls inside the page, so a "full page"
         # screenshot is only the viewport.

@@ -12,10 +12,16 @@ What ``spec`` may be (checked in this order):
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from extractor.document import Document
 from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport
 from extractor.splits import check_split, split_documents, split_ids
+
+if TYPE_CHECKING:
+    from extractor.ocr import ReadOptions
 
 OCR_MODES = ("provided", "tesseract")
 _EXPECTED = ("'demo', a SROIE folder (box/ and key/), a .jsonl file, a Label Studio JSON export, "
@@ -27,6 +33,7 @@ __all__ = [
     "LoadFailure",
     "LoadReport",
     "detect_format",
+    "iter_documents",
     "load_documents",
 ]
 
@@ -65,34 +72,94 @@ def detect_format(spec: str | Path) -> str:
 
 
 def load_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided",
-                   workers: int = 2, progress: bool = True) -> LoadReport:
+                   workers: int = 2, progress: bool = True, options: ReadOptions | None = None,
+                   exclude: Collection[str] = ()) -> LoadReport:
     """Load ``spec`` (see the module docstring) and keep the documents of ``split``.
 
     ``ocr="tesseract"`` re-reads the page images of datasets that carry their own OCR (SROIE,
     FUNSD, Label Studio) with tesseract and its variants (cached on disk); image folders and the
-    demo set are always tesseract-read, and JSONL holds whatever words were saved.
+    demo set are always tesseract-read, and JSONL holds whatever words were saved. ``options``
+    set the page time limit and orientation detection; ids in ``exclude`` are not read.
+    """
+    report = LoadReport()
+    for item in iter_documents(spec, split=split, ocr=ocr, workers=workers, progress=progress,
+                               options=options, exclude=exclude):
+        report.add(item)
+    return report
+
+
+def iter_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided",
+                   workers: int = 2, progress: bool = True, options: ReadOptions | None = None,
+                   exclude: Collection[str] = ()) -> Iterator[Document | LoadFailure]:
+    """``load_documents`` as a stream: each document of ``split`` (natural id order) or the
+    failure in its place, pages that need tesseract read by a pool of workers as the stream is
+    consumed, so a long folder never sits in memory and a consumer can write as it goes.
+
+    The split is taken over the full listing before anything is read (a bad file does not
+    shift it); documents whose id is in ``exclude`` are then skipped without being read. A bad
+    ``spec`` raises here, before the stream starts.
     """
     check_split(split)
     if ocr not in OCR_MODES:
         raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {ocr!r}")
     fmt = detect_format(spec)
+    if fmt == "images":
+        return _iter_images(spec, split, ocr, workers, progress, options, exclude)
     if fmt == "sroie":
         from extractor.loaders.sroie import load_sroie, sroie_ids
 
         # Split the folder's full listing first, so only the needed receipts are read.
-        return load_sroie(spec, split_ids(sroie_ids(spec), split), ocr=ocr, workers=workers,
-                          progress=progress)
-    report = _load_other(fmt, spec, ocr, workers, progress)
-    if ocr == "tesseract" and fmt in ("funsd", "labelstudio"):
-        from extractor.loaders.sroie import tesseract_documents
+        ids = [i for i in split_ids(sroie_ids(spec), split) if i not in exclude]
+        report = load_sroie(spec, ids, progress=progress)
+    else:
+        report = _load_other(fmt, spec, progress)
+        report.documents = [d for d in split_documents(report.documents, split)
+                            if d.id not in exclude]
+    retess = ocr == "tesseract" and fmt in ("sroie", "funsd", "labelstudio")
+    return _iter_loaded(report, retess, workers, progress, options)
 
-        report = tesseract_documents(report, workers=workers, progress=progress)
-    report.documents = split_documents(report.documents, split)
-    return report
+
+def _iter_loaded(report: LoadReport, retess: bool, workers: int, progress: bool,
+                 options: ReadOptions | None) -> Iterator[Document | LoadFailure]:
+    yield from report.failures
+    if not retess:
+        yield from report.documents
+        return
+    from tqdm import tqdm
+
+    from extractor.loaders.sroie import iter_tesseract_documents
+
+    with tqdm(total=len(report.documents), desc="tesseract", unit="page",
+              disable=not progress) as bar:
+        yield from iter_tesseract_documents(report.documents, workers=workers, options=options,
+                                            on_page=bar.update)
 
 
-def _load_other(fmt: str, spec: str | Path, ocr: str, workers: int,
-                progress: bool) -> LoadReport:
+def _iter_images(spec: str | Path, split: str, ocr: str, workers: int, progress: bool,
+                 options: ReadOptions | None,
+                 exclude: Collection[str]) -> Iterator[Document | LoadFailure]:
+    from tqdm import tqdm
+
+    from extractor.loaders.images import iter_image_documents, plan_folder
+    from extractor.ocr import DEFAULT_VARIANTS
+
+    jobs, report = plan_folder(spec)
+    by_id = {j.doc_id: j for j in jobs}
+    todo = [by_id[i] for i in split_ids(by_id, split) if i not in exclude]
+    # Variants cost one tesseract pass each; ask for them only when the user asked for
+    # tesseract explicitly (``provided`` means "whatever the source gives": one pass).
+    configs = DEFAULT_VARIANTS if ocr == "tesseract" else DEFAULT_VARIANTS[:1]
+
+    def stream() -> Iterator[Document | LoadFailure]:
+        yield from report.failures
+        with tqdm(total=len(todo), desc="OCR", unit="page", disable=not progress) as bar:
+            yield from iter_image_documents(todo, configs, workers, options=options,
+                                            on_page=bar.update)
+
+    return stream()
+
+
+def _load_other(fmt: str, spec: str | Path, progress: bool) -> LoadReport:
     if fmt == "demo":
         from extractor.synth import load_demo
 
@@ -105,14 +172,6 @@ def _load_other(fmt: str, spec: str | Path, ocr: str, workers: int,
         from extractor.loaders.labelstudio import load_labelstudio
 
         return load_labelstudio(spec)
-    if fmt == "funsd":
-        from extractor.loaders.funsd import load_funsd
+    from extractor.loaders.funsd import load_funsd
 
-        return load_funsd(spec, progress=progress)
-    from extractor.loaders.images import load_image_folder
-    from extractor.ocr import DEFAULT_VARIANTS
-
-    # Variants cost one tesseract pass each; ask for them only when the user asked for
-    # tesseract explicitly (``provided`` means "whatever the source gives": one pass).
-    configs = DEFAULT_VARIANTS if ocr == "tesseract" else DEFAULT_VARIANTS[:1]
-    return load_image_folder(spec, configs, workers=workers, progress=progress)
+    return load_funsd(spec, progress=progress)

@@ -14,12 +14,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from extractor.document import Box, Document, Word
 from extractor.loaders.report import DocumentLoadError, LoadReport, read_json
-from extractor.loaders.sroie import reading_order
+from extractor.loaders.sroie import image_size, reading_order
 
 _KEY_JUNK = re.compile(r"[\s:#.\-]+")
 
@@ -126,13 +125,7 @@ def load_funsd_file(path: str | Path, key_map: dict[str, str] | None = None) -> 
     path = Path(path)
     data = read_json(path, "FUNSD file")
     img = _image_for(path)
-    size = None
-    if img is not None:
-        try:
-            with Image.open(img) as im:
-                size = im.size
-        except (UnidentifiedImageError, OSError):
-            raise DocumentLoadError(str(img), "cannot read image") from None
+    size = image_size(img) if img is not None else None  # header only; bombs refused
     try:
         return parse_funsd(data, path.stem, key_map, size, str(img) if img else None)
     except (ValueError, TypeError, AttributeError) as e:

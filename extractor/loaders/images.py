@@ -1,24 +1,31 @@
 """Load a folder (or one file) of scanned images and PDFs by running tesseract over them.
 
-Every image file is one ``Document`` (id = file stem, ``page`` 0); every PDF page is one
-(id ``<stem>-p<page>``, ``page`` counted from 1), rendered with PyMuPDF. Files that cannot be
-read, PDFs that cannot be opened and pages on which OCR finds no word become failures in the
+Every image file is one ``Document`` (``page`` 0); every PDF page is one (``page`` counted from
+1), rendered with PyMuPDF. A document's id is the file's stem (``<stem>-p<page>`` for a PDF
+page); files whose stems collide (``scan.jpg`` and ``scan.png``, or ``a/scan.jpg`` and
+``b/scan.jpg``) take their whole name, then their path under the folder, so every file is read
+and ids stay the same from one run to the next (``document_ids``). Files that cannot be read,
+PDFs that cannot be opened and pages on which OCR finds no word become failures in the
 ``LoadReport``; the batch goes on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 
-from extractor.loaders.report import DocumentLoadError, LoadReport
+from extractor.document import Document
+from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, printable
 from extractor.ocr import (
     DEFAULT_VARIANTS,
     PDF_SUFFIXES,
     OcrConfig,
     OcrJob,
+    OcrOutcome,
+    ReadOptions,
     document_from_words,
-    ocr_batch,
+    import_pymupdf,
+    iter_ocr,
 )
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm",
@@ -38,13 +45,16 @@ def find_inputs(path: str | Path) -> list[Path]:
 
 
 def pdf_page_count(path: Path) -> int:
-    """Number of pages, raising ``DocumentLoadError`` for a PDF PyMuPDF cannot open."""
-    import pymupdf
+    """Number of pages, raising ``DocumentLoadError`` for a PDF PyMuPDF cannot open or read."""
+    pymupdf = import_pymupdf()
 
     try:
         with pymupdf.open(str(path)) as pdf:
             if not pdf.is_pdf:
                 raise DocumentLoadError(str(path), "not a PDF file")
+            if pdf.needs_pass:
+                raise DocumentLoadError(str(path), "PDF is encrypted (password-protected); "
+                                                   "decrypt it first")
             return pdf.page_count
     except DocumentLoadError:
         raise
@@ -52,59 +62,132 @@ def pdf_page_count(path: Path) -> int:
         raise DocumentLoadError(str(path), f"cannot open PDF ({e})") from e
 
 
-def plan_jobs(files: Sequence[Path], dpi: int = PDF_DPI) -> tuple[list[OcrJob], LoadReport]:
+def _id_bases(f: Path, root: Path | None) -> list[str]:
+    """Ever longer names for a file: stem, name, path under ``root`` (printable text)."""
+    rel = f.relative_to(root).as_posix() if root is not None and f.is_relative_to(root) else (
+        f.as_posix())
+    return [printable(f.stem), printable(f.name), printable(rel)]
+
+
+def document_ids(pages: dict[Path, int], root: Path | None = None) -> dict[Path, list[str]]:
+    """Distinct document ids for the pages of each file (``pages``: file -> page count, 0 for
+    an image): the stem where it is unique, else the file name, else its path under ``root``.
+
+    A file takes a longer name only when its shorter one collides, so ids do not depend on the
+    order files are listed in.
+    """
+    level = dict.fromkeys(pages, 0)
+
+    def ids(f: Path) -> list[str]:
+        base = _id_bases(f, root)[level[f]]
+        return [base] if pages[f] == 0 else [f"{base}-p{i}" for i in range(1, pages[f] + 1)]
+
+    while True:
+        owners: dict[str, list[Path]] = {}
+        for f in pages:
+            for doc_id in ids(f):
+                owners.setdefault(doc_id, []).append(f)
+        clash = {f for fs in owners.values() if len(set(fs)) > 1 for f in fs if level[f] < 2}
+        if not clash:  # unique, or only full paths left (plan_jobs reports a clash of those)
+            return {f: ids(f) for f in pages}
+        for f in clash:
+            level[f] += 1
+
+
+def plan_jobs(files: Sequence[Path], dpi: int = PDF_DPI,
+              root: Path | None = None) -> tuple[list[OcrJob], LoadReport]:
     """One OCR job per image file / PDF page; PDFs that cannot be opened are failures."""
     report = LoadReport()
+    pages: dict[Path, int] = {}
+    for f in files:
+        if f.suffix.lower() not in PDF_SUFFIXES:
+            pages[f] = 0
+            continue
+        try:
+            n = pdf_page_count(f)
+        except DocumentLoadError as e:
+            report.add_failure(e)
+            continue
+        if n == 0:
+            report.add_failure(DocumentLoadError(str(f), "PDF has no pages (damaged, or not "
+                                                         "a PDF)"))
+            continue
+        pages[f] = n
     jobs: list[OcrJob] = []
     seen: set[str] = set()
-    for f in files:
-        if f.suffix.lower() in PDF_SUFFIXES:
-            try:
-                n = pdf_page_count(f)
-            except DocumentLoadError as e:
-                report.add_failure(e)
+    for f, ids in document_ids(pages, root).items():
+        for page, doc_id in enumerate(ids, start=1 if pages[f] else 0):
+            if doc_id in seen:  # only when even the paths collide, which they cannot
+                report.add_failure(DocumentLoadError(str(f), f"duplicate document id {doc_id!r}"))
                 continue
-            if n == 0:
-                report.add_failure(DocumentLoadError(str(f), "PDF has no pages"))
-            new = [OcrJob(f"{f.stem}-p{i}", str(f), i, dpi) for i in range(1, n + 1)]
-        else:
-            new = [OcrJob(f.stem, str(f))]
-        for job in new:
-            if job.doc_id in seen:
-                report.add_failure(DocumentLoadError(
-                    job.path, f"duplicate document id {job.doc_id!r} (another file has the same "
-                              "name stem)"))
-                continue
-            seen.add(job.doc_id)
-            jobs.append(job)
+            seen.add(doc_id)
+            jobs.append(OcrJob(doc_id, str(f), page, dpi))
     return jobs, report
 
 
-def load_image_folder(path: str | Path, configs: Sequence[OcrConfig] | None = None,
-                      workers: int | None = 2, cache_dir: str | Path | None = "default",
-                      dpi: int = PDF_DPI, progress: bool = True) -> LoadReport:
-    """OCR every image / PDF page under ``path`` into Documents (first config = words).
-
-    ``configs`` defaults to the first default variant only (one pass is ~1 s per receipt);
-    pass ``DEFAULT_VARIANTS`` for the extra variant passes the extractor can merge.
-    """
-    configs = list(configs or DEFAULT_VARIANTS[:1])
+def plan_folder(path: str | Path, dpi: int = PDF_DPI) -> tuple[list[OcrJob], LoadReport]:
+    """``plan_jobs`` for every input under ``path``; a missing path is the one failure."""
     try:
         files = find_inputs(path)
     except FileNotFoundError as e:
         report = LoadReport()
         report.add_failure(DocumentLoadError(str(path), str(e).split(": ", 1)[-1]))
-        return report
-    jobs, report = plan_jobs(files, dpi)
-    for out in ocr_batch(jobs, configs, workers=workers, cache_dir=cache_dir, progress=progress):
-        job = out.job
-        where = job.path if job.page == 0 else f"{job.path} (page {job.page})"
-        if out.error is not None:
-            report.add_failure(DocumentLoadError(where, out.error))
-            continue
-        if not any(out.words.values()):
-            report.add_failure(DocumentLoadError(where, "empty page: OCR found no words"))
-            continue
-        report.documents.append(document_from_words(job.doc_id, out.words, configs, out.size,
-                                                    source=job.path, page=job.page))
+        return [], report
+    root = Path(path) if Path(path).is_dir() else None
+    return plan_jobs(files, dpi, root)
+
+
+def where(job: OcrJob) -> str:
+    """How a failure names a page: the file, and the page of a PDF."""
+    return job.path if job.page == 0 else f"{job.path} (page {job.page})"
+
+
+def outcome_document(out: OcrOutcome, configs: Sequence[OcrConfig]) -> Document | LoadFailure:
+    """The page's Document, or the failure (file and reason) when it has no words."""
+    job = out.job
+    if out.error is not None:
+        return _failure(DocumentLoadError(where(job), out.error))
+    if not any(out.words.values()):
+        return _failure(DocumentLoadError(where(job), "empty page: OCR found no words"))
+    return document_from_words(job.doc_id, out.words, configs, out.size,
+                               source=printable(job.path), page=job.page,
+                               settings=out.settings(configs))
+
+
+def _failure(err: DocumentLoadError) -> LoadFailure:
+    return LoadFailure(err.path, err.reason)
+
+
+def iter_image_documents(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig],
+                         workers: int | None = 2, cache_dir: str | Path | None = "default",
+                         options: ReadOptions | None = None,
+                         on_page: Callable[[], None] | None = None,
+                         ) -> Iterator[Document | LoadFailure]:
+    """Each job's Document or failure, in job order, as the OCR pool reads them."""
+    for out in iter_ocr(jobs, configs, workers, cache_dir, options):
+        if on_page is not None:
+            on_page()
+        yield outcome_document(out, configs)
+
+
+def load_image_folder(path: str | Path, configs: Sequence[OcrConfig] | None = None,
+                      workers: int | None = 2, cache_dir: str | Path | None = "default",
+                      dpi: int = PDF_DPI, progress: bool = True,
+                      options: ReadOptions | None = None,
+                      exclude: Collection[str] = ()) -> LoadReport:
+    """OCR every image / PDF page under ``path`` into Documents (first config = words).
+
+    ``configs`` defaults to the first default variant only (one pass is ~1 s per receipt);
+    pass ``DEFAULT_VARIANTS`` for the extra variant passes the extractor can merge. Pages
+    whose id is in ``exclude`` are not read.
+    """
+    from tqdm import tqdm
+
+    configs = list(configs or DEFAULT_VARIANTS[:1])
+    jobs, report = plan_folder(path, dpi)
+    jobs = [j for j in jobs if j.doc_id not in exclude]
+    with tqdm(total=len(jobs), desc="OCR", unit="page", disable=not progress) as bar:
+        for item in iter_image_documents(jobs, configs, workers, cache_dir, options, bar.update):
+            report.add(item)
     return report
+

@@ -35,7 +35,7 @@ def parse_document_line(line: str) -> Document:
     try:
         data = json.loads(line)
     except json.JSONDecodeError as e:
-        raise ValueError(f"not valid JSON ({e.msg})") from None
+        raise ValueError(f"not valid JSON ({e.msg} column {e.colno})") from None
     if not isinstance(data, dict):
         raise TypeError(f"expected a JSON object, got {type(data).__name__}")
     try:

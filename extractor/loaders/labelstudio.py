@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from extractor.document import RECEIPT_SCHEMA, Document, Schema, Word
-from extractor.loaders.report import DocumentLoadError, LoadReport, read_json
+from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, read_json
 from extractor.loaders.sroie import reading_order, split_line
 
 _GEOMETRY = ("rectangle", "rectanglelabels")
@@ -94,7 +94,26 @@ def load_labelstudio(path: str | Path, schema: Schema = RECEIPT_SCHEMA) -> LoadR
         where = f"{path}#{task.get('id', n) if isinstance(task, dict) else n}"
         try:
             report.documents.append(parse_task(task, schema))
-        except (ValueError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             report.add_failure(DocumentLoadError(where, str(e)))
+    if not report.documents and report.failures:
+        # Not one task of the OCR template: the file is the problem, say so once.
+        kinds = sorted(result_types(tasks))
+        found = f"its results are {', '.join(kinds)}" if kinds else "it has no results"
+        return LoadReport(failures=[LoadFailure(str(path), (
+            f"not a Label Studio export of the OCR template: no task has a rectangle with a "
+            f"transcription ({found}; {len(report.failures)} task(s))"))])
     return report
+
+
+def result_types(tasks: list[Any]) -> set[str]:
+    """The ``type`` of every result of every annotation / prediction (``choices``, ...)."""
+    out: set[str] = set()
+    for task in (t for t in tasks if isinstance(t, dict)):
+        runs = task.get("annotations") or task.get("predictions") or []
+        for run in (r for r in runs if isinstance(r, dict)) if isinstance(runs, list) else ():
+            results = run.get("result")
+            if isinstance(results, list):
+                out.update(str(r.get("type")) for r in results if isinstance(r, dict))
+    return out
 

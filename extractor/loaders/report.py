@@ -10,13 +10,26 @@ from typing import Any
 from extractor.document import Document
 
 
+def printable(text: str) -> str:
+    """``text`` fit to print, write as UTF-8 JSON and store in SQL: the bytes of a file name
+    that is not UTF-8 (Python's surrogate escapes) are shown as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that no file name produced
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class DocumentLoadError(ValueError):
     """A file could not be turned into a document; the message names the file and the reason."""
 
     def __init__(self, path: str, reason: str) -> None:
-        super().__init__(f"{path}: {reason}")
-        self.path = str(path)
-        self.reason = reason
+        self.path = printable(str(path))
+        self.reason = printable(reason)
+        super().__init__(f"{self.path}: {self.reason}")
 
 
 @dataclass
@@ -34,6 +47,13 @@ class LoadReport:
 
     def add_failure(self, err: DocumentLoadError) -> None:
         self.failures.append(LoadFailure(err.path, err.reason))
+
+    def add(self, item: Document | LoadFailure) -> None:
+        """A streamed loader's item: a document, or the failure in its place."""
+        if isinstance(item, LoadFailure):
+            self.failures.append(item)
+        else:
+            self.documents.append(item)
 
     def extend(self, other: LoadReport) -> None:
         self.documents.extend(other.documents)
@@ -58,3 +78,20 @@ def read_json(path: str | Path, what: str, encoding: str = "utf-8") -> Any:
     except json.JSONDecodeError as e:
         raise DocumentLoadError(str(path), f"{what} is not valid JSON ({e.msg}, "
                                            f"line {e.lineno})") from None
+
+
+ALLOW_PARTIAL_HELP = ("exit 0 even when some files or documents failed, as long as one "
+                      "succeeded (by default any failure makes the exit status 1)")
+
+
+def batch_status(n_failed: int, n_ok: int, allow_partial: bool = False) -> tuple[int, str | None]:
+    """Exit status of a batch command and the line that explains it (``None`` when all went
+    well): 1 when nothing succeeded or, unless ``allow_partial``, when anything failed."""
+    if n_ok == 0:
+        return 1, ("no document could be read" if n_failed else "the input holds no documents")
+    if not n_failed:
+        return 0, None
+    if allow_partial:
+        return 0, f"{n_failed} failure(s) accepted (--allow-partial)"
+    return 1, (f"{n_failed} file(s) or document(s) failed: exit status 1 "
+               "(--allow-partial accepts a partial batch)")

@@ -10,18 +10,17 @@ replaces the provided words by engineer B's tesseract passes (cached on disk).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from extractor.document import RECEIPT_SCHEMA, Box, Document, Schema, Word
 from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, read_json
 
 if TYPE_CHECKING:
-    from extractor.ocr import OcrConfig
+    from extractor.ocr import OcrConfig, ReadOptions
 
 Line = tuple[Box, str]
 T = TypeVar("T")
@@ -76,15 +75,23 @@ def read_box_file(path: str | Path) -> list[Line]:
     except (OSError, UnicodeDecodeError) as e:
         raise DocumentLoadError(str(path), f"cannot read box file ({e})") from None
     lines: list[Line] = []
+    bad: list[tuple[int, str]] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip():
             continue
         try:
             box, transcript = parse_box_line(raw)
         except ValueError as e:
-            raise DocumentLoadError(f"{path}:{lineno}", str(e)) from None
+            bad.append((lineno, str(e)))
+            continue
         if transcript:
             lines.append((box, transcript))
+    if bad:
+        # One record for the file, naming every bad row (the first few in full).
+        shown = "; ".join(f"row {n}: {why}" for n, why in bad[:3])
+        more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
+        raise DocumentLoadError(f"{path}:{bad[0][0]}",
+                                f"{len(bad)} malformed row(s) in the box file: {shown}{more}")
     if not lines:
         raise DocumentLoadError(str(path), "box file has no text lines")
     return lines
@@ -127,12 +134,22 @@ def lines_to_words(lines: Sequence[Line]) -> list[Word]:
 # -- key and image ---------------------------------------------------------------------------
 
 def read_key_file(path: str | Path, schema: Schema = RECEIPT_SCHEMA) -> dict[str, str | None]:
-    """Gold values of the schema's fields (``None`` for a field the key file lacks)."""
+    """Gold values of the schema's fields (``None`` for a field the key file lacks: SROIE
+    leaves out what a receipt does not print, e.g. receipt 053's address).
+
+    A field the schema does not know (a typo, another dataset's template) raises: its value
+    would be lost and the field it was meant for would read as absent.
+    """
     path = Path(path)
     data = read_json(path, "key file", encoding="utf-8-sig")
     if not isinstance(data, dict):
         raise DocumentLoadError(str(path), f"key file must hold a JSON object, got "
                                            f"{type(data).__name__}")
+    unknown = [k for k in data if k not in schema.field_names]
+    if unknown:
+        raise DocumentLoadError(str(path), f"key file has field(s) the schema does not know: "
+                                           f"{', '.join(map(repr, unknown))} (expected "
+                                           f"{', '.join(schema.field_names)})")
     gold: dict[str, str | None] = {}
     for name in schema.field_names:
         value = data.get(name)
@@ -152,12 +169,14 @@ def find_image(root: Path, doc_id: str) -> Path | None:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the image header; PIL opens lazily, so pixels are not decoded."""
+    """(width, height) from the image header (no pixel is decoded), or ``DocumentLoadError``
+    for a file that is not an image or claims too many pixels (``extractor.ocr.image_size``)."""
+    from extractor.ocr import image_size as header_size
+
     try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise DocumentLoadError(str(path), f"cannot read image ({e.__class__.__name__})") from None
+        return header_size(path)
+    except ValueError as e:
+        raise DocumentLoadError(str(path), str(e).removeprefix(f"{path}: ")) from None
 
 
 # -- documents -------------------------------------------------------------------------------
@@ -178,7 +197,8 @@ def load_sroie_document(root: str | Path, doc_id: str,
 
 def load_sroie(root: str | Path, ids: Iterable[str] | None = None, *, ocr: str = "provided",
                workers: int = 2, cache_dir: str | Path | None = "default",
-               schema: Schema = RECEIPT_SCHEMA, progress: bool = True) -> LoadReport:
+               schema: Schema = RECEIPT_SCHEMA, progress: bool = True,
+               options: ReadOptions | None = None) -> LoadReport:
     """Receipts of a SROIE folder (all, or ``ids``), bad ones listed as failures.
 
     ``ocr="tesseract"`` re-reads every image with ``extractor.ocr.DEFAULT_VARIANTS``: the first
@@ -198,37 +218,48 @@ def load_sroie(root: str | Path, ids: Iterable[str] | None = None, *, ocr: str =
             report.add_failure(e)
     if ocr == "tesseract":
         report = tesseract_documents(report, workers=workers, cache_dir=cache_dir,
-                                     progress=progress)
+                                     progress=progress, options=options)
     return report
 
 
 def tesseract_documents(report: LoadReport, *, workers: int = 2,
                         cache_dir: str | Path | None = "default",
                         configs: Sequence[OcrConfig] | None = None,
-                        progress: bool = True) -> LoadReport:
+                        progress: bool = True, options: ReadOptions | None = None) -> LoadReport:
     """The same documents with their words replaced by tesseract's (from ``doc.source``).
 
     Gold, id and meta are kept; a page tesseract cannot read becomes a failure.
     """
-    from extractor.ocr import DEFAULT_VARIANTS, OcrJob, document_from_words, ocr_batch
-
-    configs = list(configs or DEFAULT_VARIANTS)
-    docs = [d for d in report.documents if d.source]
     out = LoadReport(failures=list(report.failures))
-    out.failures += [LoadFailure(d.id, "no source image to OCR") for d in report.documents
-                     if not d.source]
-    jobs = [OcrJob(d.id, str(d.source), d.page) for d in docs]
-    outcomes = {o.job: o for o in ocr_batch(jobs, configs, workers=workers, cache_dir=cache_dir,
-                                            progress=progress, desc="tesseract")}
-    for doc, job in zip(docs, jobs):
-        res = outcomes.get(job)
-        if res is None or res.error is not None:
-            reason = (res.error if res else None) or "OCR returned no result"
-            out.add_failure(DocumentLoadError(str(doc.source), reason))
-            continue
-        new = document_from_words(doc.id, res.words, configs, res.size, source=doc.source,
-                                  page=doc.page)
-        new.gold, new.meta = doc.gold, dict(doc.meta)
-        out.documents.append(new)
+    with tqdm(total=len(report.documents), desc="tesseract", unit="page",
+              disable=not progress) as bar:
+        for item in iter_tesseract_documents(report.documents, workers=workers,
+                                             cache_dir=cache_dir, configs=configs,
+                                             options=options, on_page=bar.update):
+            out.add(item)
     return out
 
+
+def iter_tesseract_documents(docs: Sequence[Document], *, workers: int = 2,
+                             cache_dir: str | Path | None = "default",
+                             configs: Sequence[OcrConfig] | None = None,
+                             options: ReadOptions | None = None,
+                             on_page: Callable[[], None] | None = None,
+                             ) -> Iterator[Document | LoadFailure]:
+    """``tesseract_documents`` streamed: each document re-read (or its failure), in order."""
+    from extractor.loaders.images import outcome_document
+    from extractor.ocr import DEFAULT_VARIANTS, OcrJob, iter_ocr
+
+    configs = list(configs or DEFAULT_VARIANTS)
+    for d in docs:
+        if not d.source:
+            yield LoadFailure(d.id, "no source image to OCR")
+    readable = [d for d in docs if d.source]
+    jobs = [OcrJob(d.id, str(d.source), d.page) for d in readable]
+    for doc, res in zip(readable, iter_ocr(jobs, configs, workers, cache_dir, options)):
+        if on_page is not None:
+            on_page()
+        new = outcome_document(res, configs)
+        if isinstance(new, Document):
+            new.gold, new.meta = doc.gold, {**doc.meta, **new.meta}
+        yield new

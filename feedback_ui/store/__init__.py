@@ -9,8 +9,10 @@ Training and evaluation use only what is exported here, never the tables::
     for pair in store.iter_preference_pairs(flt): ...   # chosen vs rejected, by doc_id
     pages = store.documents({p.doc_id for p in pairs})  # fetch the pages once
     export_jsonl(store, "pairs.jsonl", "pairs"); ds = to_dataset(store, "corrected")
+    export_backup(store, "backup.jsonl.gz"); import_backup("sqlite:///new.db", "backup.jsonl.gz")
 """
 
+from feedback_ui.store.backup import BackupError, export_backup, import_backup
 from feedback_ui.store.clock import as_utc, utc_now
 from feedback_ui.store.errors import (
     DocumentConflictError,
@@ -20,6 +22,7 @@ from feedback_ui.store.errors import (
     StaleValueError,
     StoreError,
     UnknownDocumentError,
+    UnstorableValueError,
 )
 from feedback_ui.store.export import export_jsonl, to_dataset
 from feedback_ui.store.records import (
@@ -32,6 +35,7 @@ from feedback_ui.store.records import (
     FieldFeedback,
     HistoryEntry,
     Lease,
+    LeaseEvent,
     PreferencePair,
     RejectedValue,
     SaveRecord,
@@ -40,9 +44,10 @@ from feedback_ui.store.records import (
 from feedback_ui.store.store import FeedbackStore
 
 __all__ = [
-    "ACTIONS", "CorrectedDocument", "CurrentField", "DocumentConflictError", "DocumentFeedback",
-    "FeedbackFilter", "FeedbackStore", "FieldAction", "FieldFeedback", "HistoryEntry", "Lease",
-    "LeaseHeldError", "LeaseLostError", "NothingToUndoError", "PreferencePair", "RejectedValue",
-    "SaveRecord", "StaleValueError", "StoreError", "StoreStats", "UnknownDocumentError",
-    "as_utc", "export_jsonl", "to_dataset", "utc_now",
+    "ACTIONS", "BackupError", "CorrectedDocument", "CurrentField", "DocumentConflictError",
+    "DocumentFeedback", "FeedbackFilter", "FeedbackStore", "FieldAction", "FieldFeedback",
+    "HistoryEntry", "Lease", "LeaseEvent", "LeaseHeldError", "LeaseLostError",
+    "NothingToUndoError", "PreferencePair", "RejectedValue", "SaveRecord", "StaleValueError",
+    "StoreError", "StoreStats", "UnknownDocumentError", "UnstorableValueError", "as_utc",
+    "export_backup", "export_jsonl", "import_backup", "to_dataset", "utc_now",
 ]

@@ -3,6 +3,10 @@
 SQLite needs two things for several operator processes writing at once: WAL (readers never
 block the writer) and ``BEGIN IMMEDIATE`` for write transactions, so a writer takes the lock
 up front and waits (busy timeout) instead of failing when it upgrades a read lock.
+
+Values always reach the database as bound parameters. PostgreSQL text cannot hold NUL
+(``\\x00``); its engine checks the parameters first and names the one at fault (psycopg's
+own error would quote the whole statement and every parameter, pages included).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from feedback_ui.store.errors import UnstorableValueError
 
 BUSY_TIMEOUT_S = 30.0
 WRITE = {"kvloop_write": True}
@@ -33,7 +39,10 @@ def make_engine(url: str | Path, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the SQLite pragmas and transaction mode the store relies on."""
     url = normalize_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        if engine.dialect.name == "postgresql":
+            event.listen(engine, "before_cursor_execute", _refuse_nul)
+        return engine
     path = make_url(url).database
     if path and path != ":memory:":
         parent = Path(path).parent
@@ -61,6 +70,18 @@ def _sqlite_events(engine: Engine) -> None:
     def _begin(conn: Any) -> None:
         write = conn.get_execution_options().get("kvloop_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _refuse_nul(_conn: Any, _cursor: Any, _statement: str, parameters: Any, _context: Any,
+                executemany: bool) -> None:
+    rows = parameters if executemany else [parameters]
+    for row in rows or ():
+        items = row.items() if isinstance(row, dict) else enumerate(row or ())
+        for key, value in items:
+            if isinstance(value, str) and "\x00" in value:
+                raise UnstorableValueError(
+                    f"PostgreSQL text cannot hold the NUL character (\\x00): parameter "
+                    f"{key!r} = {value[:60]!r}; nothing was written, remove the character")
 
 
 def is_sqlite(engine: Engine) -> bool:

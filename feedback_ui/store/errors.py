@@ -55,3 +55,7 @@ class StaleValueError(StoreError):
 
 class NothingToUndoError(StoreError):
     """The operator has no save left that can be undone."""
+
+
+class UnstorableValueError(StoreError, ValueError):
+    """A value the database cannot hold (PostgreSQL text cannot contain NUL characters)."""

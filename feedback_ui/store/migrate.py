@@ -12,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from feedback_ui.store.engine import WRITE
 
@@ -37,6 +37,13 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def lock(conn: Connection) -> None:
+    """Serialise schema changes: on PostgreSQL an advisory lock held until the transaction
+    ends (on SQLite the caller's ``BEGIN IMMEDIATE`` already excludes other writers)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+
 def upgrade(engine: Engine) -> str:
     """Upgrade ``engine``'s database to the head revision; returns that revision."""
     head = head_revision()
@@ -44,8 +51,7 @@ def upgrade(engine: Engine) -> str:
         return head
     cfg = alembic_config()
     with engine.connect().execution_options(**WRITE) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        lock(conn)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return head

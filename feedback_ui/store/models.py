@@ -3,7 +3,13 @@
 Review history is append-only: ``saves`` and ``actions`` rows are never updated or deleted. An
 undo is a new ``saves`` row of kind ``undo`` pointing at the save it cancels; a field's current
 value is derived from the latest action of a save that was not undone. ``documents.revision``
-is bumped by every save so concurrent writers serialise on the document's row.
+is bumped by every save so concurrent writers serialise on the document's row. ``leases`` is
+the one mutable table; ``lease_events`` keeps its history (who took, renewed, took over or
+released which document, when).
+
+Names (ids, operators, datasets, fields, model versions) are ``String(255)``: PostgreSQL
+refuses longer ones and SQLite would keep them, so the rows refuse them on both with a
+message that names the column.
 """
 
 from __future__ import annotations
@@ -12,11 +18,25 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+
+NAME_MAX = 255
+"""Longest id / operator / dataset / field / model version the store keeps (characters)."""
 
 
 class Base(DeclarativeBase):
     """Declarative base of the feedback store."""
+
+
+def _bounded(*names: str) -> Any:
+    """A validator refusing values of ``names`` longer than ``NAME_MAX`` (one per class:
+    ``validates`` marks the function object it decorates)."""
+    def check(row: Base, key: str, value: str | None) -> str | None:
+        if value is not None and len(value) > NAME_MAX:
+            raise ValueError(f"{row.__tablename__}.{key} is {len(value)} characters long; the "
+                             f"store keeps at most {NAME_MAX}: {value[:40]!r}...")
+        return value
+    return validates(*names)(check)
 
 
 class DocumentRow(Base):
@@ -30,6 +50,7 @@ class DocumentRow(Base):
     dataset: Mapped[str] = mapped_column(String(255), default="default")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    _names = _bounded("id", "dataset")
 
 
 class ExtractionRow(Base):
@@ -41,6 +62,7 @@ class ExtractionRow(Base):
     model_version: Mapped[str] = mapped_column(String(255), index=True)
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    _names = _bounded("model_version")
 
 
 class SaveRow(Base):
@@ -56,6 +78,7 @@ class SaveRow(Base):
     dataset: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    _names = _bounded("operator", "dataset")
 
 
 class ActionRow(Base):
@@ -76,6 +99,7 @@ class ActionRow(Base):
     prev_value: Mapped[str | None] = mapped_column(Text)
     final_value: Mapped[str | None] = mapped_column(Text)
     final_span: Mapped[list[int] | None] = mapped_column(JSON)  # revision 0002
+    _names = _bounded("field")
 
 
 class LeaseRow(Base):
@@ -86,3 +110,23 @@ class LeaseRow(Base):
     operator: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    _names = _bounded("operator")
+
+
+LEASE_EVENTS: tuple[str, ...] = ("acquire", "renew", "takeover", "release")
+
+
+class LeaseEventRow(Base):
+    """One change of a lease (revision 0003): ``acquire`` (nobody held it), ``renew`` (the
+    holder again), ``takeover`` (of ``previous``'s expired lease), ``release``. ``expires_at``
+    is the lease's expiry after the event (``None`` for a release)."""
+
+    __tablename__ = "lease_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    doc_id: Mapped[str] = mapped_column(ForeignKey("documents.id"), index=True)
+    operator: Mapped[str] = mapped_column(String(255))
+    event: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    previous: Mapped[str | None] = mapped_column(String(255))
+    _names = _bounded("operator", "previous")

@@ -61,6 +61,19 @@ class Lease:
 
 
 @dataclass
+class LeaseEvent:
+    """One change of a document's lease: ``acquire``, ``renew``, ``takeover`` (of
+    ``previous``'s expired lease) or ``release``; ``expires_at`` is ``None`` after a release."""
+
+    doc_id: str
+    operator: str
+    event: str
+    at: datetime
+    expires_at: datetime | None
+    previous: str | None = None
+
+
+@dataclass
 class SaveRecord:
     """One stored submission (a review or an undo)."""
 

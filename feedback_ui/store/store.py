@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -36,7 +36,15 @@ from feedback_ui.store.feedback import (
     fields_of,
     preference_pairs,
 )
-from feedback_ui.store.models import ActionRow, DocumentRow, ExtractionRow, LeaseRow, SaveRow
+from feedback_ui.store.models import (
+    NAME_MAX,
+    ActionRow,
+    DocumentRow,
+    ExtractionRow,
+    LeaseEventRow,
+    LeaseRow,
+    SaveRow,
+)
 from feedback_ui.store.records import (
     CorrectedDocument,
     CurrentField,
@@ -45,12 +53,15 @@ from feedback_ui.store.records import (
     FieldAction,
     HistoryEntry,
     Lease,
+    LeaseEvent,
     PreferencePair,
     SaveRecord,
     StoreStats,
 )
 
 __all__ = ["FeedbackStore", "as_utc", "utc_now"]
+
+T = TypeVar("T")
 
 
 class FeedbackStore:
@@ -180,41 +191,69 @@ class FeedbackStore:
     def acquire_lease(self, doc_id: str, operator: str, ttl_s: float = 900.0) -> Lease:
         """Take (or renew) the review lease; an expired lease of someone else is taken over.
 
-        Raises ``LeaseHeldError`` while another operator's lease is live.
+        Raises ``LeaseHeldError`` while another operator's lease is live. Every change is
+        recorded in the lease history (``lease_history``).
         """
-        if not operator.strip():
-            raise ValueError("operator name is empty; enter your name first")
+        _check_operator(operator)
+        return self._leased(doc_id, operator, ttl_s, lambda s, row: _lease(row))
+
+    def _leased(self, doc_id: str, operator: str, ttl_s: float,
+                then: Callable[[Session, LeaseRow], T]) -> T:
+        """In one write transaction: lock the document, take its lease, run ``then``."""
         for _ in range(2):  # PostgreSQL: a concurrent first insert loses with IntegrityError
             try:
                 with self._write() as s, s.begin():
                     self._lock_document(s, doc_id)
-                    now = self.clock()
-                    row = s.get(LeaseRow, doc_id)
-                    if row is None:
-                        row = LeaseRow(doc_id=doc_id, operator=operator, acquired_at=now,
-                                       expires_at=now + timedelta(seconds=ttl_s))
-                        s.add(row)
-                    elif row.operator == operator or as_utc(row.expires_at) <= now:
-                        if row.operator != operator:
-                            row.acquired_at = now
-                        row.operator = operator
-                        row.expires_at = now + timedelta(seconds=ttl_s)
-                    else:
-                        raise LeaseHeldError(doc_id, row.operator, as_utc(row.expires_at))
-                    s.flush()
-                    return _lease(row)
+                    return then(s, self._take_lease(s, doc_id, operator, ttl_s))
             except IntegrityError:
                 continue
         raise LeaseHeldError(doc_id, "another operator", self.clock())
 
+    def _take_lease(self, s: Session, doc_id: str, operator: str, ttl_s: float) -> LeaseRow:
+        now = self.clock()
+        expires = now + timedelta(seconds=ttl_s)
+        row = s.get(LeaseRow, doc_id)
+        previous = None
+        if row is None:
+            kind = "acquire"
+            row = LeaseRow(doc_id=doc_id, operator=operator, acquired_at=now, expires_at=expires)
+            s.add(row)
+        elif row.operator == operator:
+            kind = "renew"
+            row.expires_at = expires
+        elif as_utc(row.expires_at) <= now:
+            kind, previous = "takeover", row.operator
+            row.operator, row.acquired_at, row.expires_at = operator, now, expires
+        else:
+            raise LeaseHeldError(doc_id, row.operator, as_utc(row.expires_at))
+        s.add(LeaseEventRow(doc_id=doc_id, operator=operator, event=kind, at=now,
+                            expires_at=expires, previous=previous))
+        s.flush()
+        return row
+
     def release_lease(self, doc_id: str, operator: str) -> bool:
         """Drop ``operator``'s lease on ``doc_id``; False if they did not hold it."""
+        _check_operator(operator)
         with self._write() as s, s.begin():
-            row = s.get(LeaseRow, doc_id)
-            if row is None or row.operator != operator:
-                return False
-            s.delete(row)
-            return True
+            return self._release(s, doc_id, operator)
+
+    def _release(self, s: Session, doc_id: str, operator: str) -> bool:
+        row = s.get(LeaseRow, doc_id)
+        if row is None or row.operator != operator:
+            return False
+        s.delete(row)
+        s.add(LeaseEventRow(doc_id=doc_id, operator=operator, event="release", at=self.clock()))
+        return True
+
+    def lease_history(self, doc_id: str) -> list[LeaseEvent]:
+        """Every acquire, renew, takeover and release of ``doc_id``'s lease, oldest first (the
+        minute a save adds to its lease is recorded by the save itself)."""
+        with self._read() as s:
+            rows = s.scalars(select(LeaseEventRow).where(LeaseEventRow.doc_id == doc_id)
+                             .order_by(LeaseEventRow.id))
+            return [LeaseEvent(r.doc_id, r.operator, r.event, as_utc(r.at),
+                               None if r.expires_at is None else as_utc(r.expires_at),
+                               r.previous) for r in rows]
 
     def lease_of(self, doc_id: str) -> Lease | None:
         """The live lease on ``doc_id``, if any."""
@@ -267,6 +306,7 @@ class FeedbackStore:
         whose current value changed since it was shown makes the whole save fail with
         ``StaleValueError``. ``release`` drops the lease in the same transaction.
         """
+        _check_operator(operator)
         if not actions:
             raise ValueError(f"document {doc_id!r}: nothing to save")
         fields = [a.field for a in actions]
@@ -294,7 +334,7 @@ class FeedbackStore:
                                 prev_value=prev, final_value=a.final_value,
                                 final_span=a.final_span))
             if release:
-                s.delete(s.get_one(LeaseRow, doc_id))
+                self._release(s, doc_id, operator)
             s.flush()
             return _save(save)
 
@@ -317,24 +357,27 @@ class FeedbackStore:
         The operator gets the document's lease back. Refused with ``StaleValueError`` if
         someone saved the document after it, and ``LeaseHeldError`` if it is being reviewed.
         """
+        _check_operator(operator)
         target = self.last_undoable(operator)
         if target is None:
             raise NothingToUndoError(f"{operator!r} has no save to undo")
-        self.acquire_lease(target.doc_id, operator, ttl_s)
-        with self._write() as s, s.begin():
-            self._lock_document(s, target.doc_id)
+
+        def undo(s: Session, _lease: LeaseRow) -> SaveRecord:
             latest = s.scalars(queries.effective_saves().where(SaveRow.doc_id == target.doc_id)
                                .order_by(SaveRow.id.desc()).limit(1)).first()
             if latest is None or latest.id != target.id:
                 raise StaleValueError(target.doc_id, {"(document)": "saved again by "
                                       f"{latest.operator if latest else 'nobody'}"})
             now = self.clock()
-            undo = SaveRow(doc_id=target.doc_id, extraction_id=target.extraction_id,
-                           kind="undo", undoes_id=target.id, operator=operator,
-                           dataset=target.dataset, started_at=now, ended_at=now)
-            s.add(undo)
+            row = SaveRow(doc_id=target.doc_id, extraction_id=target.extraction_id,
+                          kind="undo", undoes_id=target.id, operator=operator,
+                          dataset=target.dataset, started_at=now, ended_at=now)
+            s.add(row)
             s.flush()
-            return _save(undo)
+            return _save(row)
+
+        # The lease comes back in the undo's own transaction: both happen, or neither.
+        return self._leased(target.doc_id, operator, ttl_s, undo)
 
     def history(self, doc_id: str) -> list[HistoryEntry]:
         """Every field change of ``doc_id``, oldest first, undone ones flagged."""
@@ -459,6 +502,15 @@ class FeedbackStore:
 def _filter(flt: FeedbackFilter | None, filters: dict[str, Any]) -> FeedbackFilter:
     """``flt`` with keyword overrides (the keywords alone when ``flt`` is ``None``)."""
     return dataclasses.replace(flt or FeedbackFilter(), **filters)
+
+
+def _check_operator(operator: str) -> None:
+    """Every save and lease records who did it: refuse an anonymous or unstorable name."""
+    if not operator.strip():
+        raise ValueError("operator name is empty; enter your name first")
+    if len(operator) > NAME_MAX:
+        raise ValueError(f"operator name is {len(operator)} characters long; the store keeps "
+                         f"at most {NAME_MAX}")
 
 
 def _undoable(operator: str) -> Any:

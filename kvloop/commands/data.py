@@ -1,14 +1,23 @@
-"""``kvloop data``: load a dataset, write it as kvloop JSONL and summarise what was read."""
+"""``kvloop data``: load a dataset, write it as kvloop JSONL and summarise what was read.
+
+Every file that cannot be read is listed (file and reason) and the rest is written; the exit
+status says whether anything failed (``--allow-partial`` accepts a partial load).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from extractor.document import RECEIPT_SCHEMA, Document
 from extractor.loaders import OCR_MODES, DocumentLoadError, load_documents
 from extractor.loaders.jsonl import write_documents
+from extractor.loaders.report import ALLOW_PARTIAL_HELP, batch_status
 from extractor.splits import SPLITS
+
+if TYPE_CHECKING:
+    from extractor.ocr import ReadOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,6 +30,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "images with the default variants (cached)")
     parser.add_argument("--workers", type=int, default=2, help="parallel tesseract processes")
     parser.add_argument("--out", help="output JSONL of Documents (omit to only summarise)")
+    parser.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
+    add_read_arguments(parser)
+
+
+def add_read_arguments(parser: argparse.ArgumentParser) -> None:
+    """How tesseract reads each page (``extractor.ocr.ReadOptions``), for every command that
+    OCRs a folder."""
+    from extractor.ocr import PAGE_TIMEOUT
+
+    parser.add_argument("--page-timeout", type=float, default=PAGE_TIMEOUT, metavar="SECONDS",
+                        help=f"time limit per page for all its OCR passes; a page over it is "
+                             f"a failure (default: {PAGE_TIMEOUT:g}; 0 = no limit)")
+    parser.add_argument("--no-orient", action="store_true",
+                        help="do not check poorly read pages for 90/180/270 degree rotation")
+
+
+def read_options(args: argparse.Namespace) -> ReadOptions:
+    from extractor.ocr import ReadOptions
+
+    return ReadOptions(page_timeout=args.page_timeout or None, orient=not args.no_orient)
 
 
 def summary_rows(docs: list[Document]) -> list[tuple[str, str]]:
@@ -48,8 +77,11 @@ def print_table(rows: list[tuple[str, str]], title: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 when everything was read, 1 when some file failed (0 with
+    ``--allow-partial`` if a document was read), 2 for a bad spec or options."""
     try:
-        report = load_documents(args.spec, split=args.split, ocr=args.ocr, workers=args.workers)
+        report = load_documents(args.spec, split=args.split, ocr=args.ocr, workers=args.workers,
+                                options=read_options(args))
     except (ValueError, DocumentLoadError) as e:
         print(f"kvloop data: {e}", file=sys.stderr)
         return 2
@@ -58,4 +90,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         n = write_documents(args.out, report.documents)
         print(f"wrote {n} document(s) to {args.out}")
-    return 0 if report.documents else 1
+    status, why = batch_status(len(report.failures), len(report.documents), args.allow_partial)
+    if why:
+        print(f"kvloop data: {why}", file=sys.stderr)
+    return status
