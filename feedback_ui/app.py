@@ -186,10 +186,7 @@ def cb_sign_in() -> None:
 
 
 def cb_sign_out() -> None:
-    old: ReviewTask | None = ss.task
-    if old is not None:
-        service().skip(old, old.lease.operator)
-    show_task(None)
+    give_back()
     ss.signed_in = False
 
 
@@ -266,14 +263,24 @@ def open_next(exclude: tuple[str, ...] = ()) -> None:
         flash("error", str(e))
 
 
+def stale() -> bool:
+    """A field's event that arrives with no document open: a text box's change is sent with
+    the next click, which may be the "Save and next" that closed the last document."""
+    return ss.task is None
+
+
 def cb_pick(name: str, index: int) -> None:
     task: ReviewTask = ss.task
+    if stale() or index >= len(task.field(name).candidates):
+        return
     ss.pending[name] = FieldChoice("pick", pick_index=index)
     ss[edit_key(name)] = task.field(name).candidates[index].value
     ss.active = first_attention(task, after=name)
 
 
 def cb_not_present(name: str) -> None:
+    if stale():
+        return
     ss.pending[name] = FieldChoice("not_present")
     ss[edit_key(name)] = ""
 
@@ -281,6 +288,8 @@ def cb_not_present(name: str) -> None:
 def cb_reject(name: str) -> None:
     """Mark the shown value wrong (pressed again: not any more); typing a value replaces it."""
     task: ReviewTask = ss.task
+    if stale():
+        return
     pending = ss.pending.get(name)
     if pending is not None and pending.action == "reject":
         del ss.pending[name]
@@ -292,6 +301,8 @@ def cb_reject(name: str) -> None:
 
 def cb_typed(name: str) -> None:
     # Enter in a text box moves on (focus too) to the next field that needs attention.
+    if stale():
+        return
     ss.active = first_attention(ss.task, after=name)
     ss.focus = ss.active
 
@@ -374,12 +385,17 @@ def cb_open_doc() -> None:
     show_task(task)
 
 
-def cb_operator() -> None:
-    """A new name: the open document is given back under the name that opened it."""
+def give_back() -> None:
+    """Close the open document, releasing it under the name that opened it."""
     old: ReviewTask | None = ss.task
     if old is not None:
         service().skip(old, old.lease.operator)
     show_task(None)
+
+
+def cb_operator() -> None:
+    """A new name: the open document is given back, the queue opens again for the new one."""
+    give_back()
     ss.queue_done = False
 
 
@@ -389,10 +405,7 @@ def cb_refresh() -> None:
 
 def cb_filters() -> None:
     """New filters: give back the open document and take the first one they select."""
-    old: ReviewTask | None = ss.task
-    if old is not None:
-        service().skip(old, old.lease.operator)
-    show_task(None)
+    give_back()
     ss.queue_done = False
 
 

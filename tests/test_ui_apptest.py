@@ -323,3 +323,15 @@ def test_queue_follows_the_models_fitted_thresholds_and_says_so(
     assert said in at.main.caption[-1].value
     at.sidebar.radio(key="page").set_value("Stats").run()
     assert said in at.main.caption[-1].value
+
+
+def test_a_box_edited_as_the_last_document_closes_does_not_crash(store: FeedbackStore) -> None:
+    """A text box's change reaches the server with the next click; when that click saved the
+    last document, the box's callback finds no document open and must do nothing."""
+    at = start()
+    at.sidebar.selectbox(key="f_field").set_value("date").run()  # one document queued: rcpt4
+    assert heading(at).startswith("#### rcpt4")
+    at.text_input(key="edit::total").input("9.50")  # sent with the click below
+    click(at, "Accept all and next")
+    assert "Nothing left to review" in at.success[-1].value
+    assert store.current_values("rcpt4")["total"] == "50.00"  # accepted as shown

@@ -12,16 +12,15 @@ import io
 import os
 import re
 import socket
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from bad_inputs import png_header
 from streamlit.testing.v1 import AppTest
 from test_service import receipt, receipt_png
-from test_ui_apptest import APP, click, heading, shown, start, tiny_model_dir  # noqa: F401
+from test_ui_apptest import click, heading, shown, start, tiny_model_dir  # noqa: F401
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
 from feedback_ui.checks import (
@@ -46,19 +45,7 @@ VALUE_FIELDS = {("text_input", "value"), ("text_input", "default"), ("selectbox"
                 ("selectbox", "raw_values"), ("selectbox", "default")}
 
 
-# -- builders ----------------------------------------------------------------------------------
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` pixels, with almost no pixel data (a
-    decompression bomb as the header sees it)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
-
+# -- builders (a decompression bomb's header: ``bad_inputs.png_header``) -----------------------
 
 def hostile_receipt() -> tuple[Document, ExtractionResult]:
     """Markup in the document id, its words, every field's values and the model version."""
