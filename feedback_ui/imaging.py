@@ -18,12 +18,11 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 from extractor.document import Box, Document
 from extractor.loaders.images import PDF_DPI
+from extractor.ocr import MAX_PIXELS  # one pixel cap for uploads and for OCR
 
 # One colour per field position in the schema; the field under edit gets a thick outline.
 PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
 ACTIVE = "#d62728"
-# A 600 dpi A3 scan is 70 megapixels; below PIL's own warning (89 M) and error (179 M) limits.
-MAX_PIXELS = 80_000_000
 MAX_PDF_PAGES = 50  # each page is OCR'd while the operator waits
 # What scans come as. PIL tells formats by content, not name: an EPS (Ghostscript) or any rarer
 # decoder behind a ".png" name is refused instead of decoded.
