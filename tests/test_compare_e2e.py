@@ -59,8 +59,8 @@ def test_every_arm_runs_and_the_report_is_written(tmp_path: Path) -> None:
     assert len({json.dumps(by[(a, 0)].counts) for a in ARMS}) == 1
     assert by[("none", 1)].counts == by[("none", 0)].counts
     # weights are dropped once scored (cards stay), the reward model's too
-    assert not list((tmp_path / "all").glob("seed-0/round-1/**/*.safetensors"))
-    assert list((tmp_path / "all").glob("seed-0/round-1/sft/kvloop.json"))
+    assert not list((tmp_path / "all").glob("full/seed-0/round-1/**/*.safetensors"))
+    assert list((tmp_path / "all").glob("full/seed-0/round-1/sft/kvloop.json"))
     paths = got["paths"]
     html = Path(paths["html"]).read_text(encoding="utf-8")
     assert html.count("data:image/png;base64") >= 3
@@ -78,7 +78,7 @@ def test_a_killed_comparison_resumes_with_the_same_numbers(tmp_path: Path) -> No
     proc = subprocess.Popen([sys.executable, "-m", "kvloop.cli", "compare", "--config",
                              str(killed)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    first = tmp_path / "killed" / "steps" / "seed-0" / "round-1" / "arm-sft.json"
+    first = tmp_path / "killed" / "steps" / "full" / "seed-0" / "round-1" / "arm-sft.json"
     deadline = time.time() + 600
     while not first.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
@@ -87,12 +87,13 @@ def test_a_killed_comparison_resumes_with_the_same_numbers(tmp_path: Path) -> No
     proc.wait()
     assert not (tmp_path / "killed" / "summary.md").exists()
     before = _numbers(tmp_path / "killed")
-    assert ("sft", 0, 1, "dev") in before and ("sft", 0, 2, "dev") not in before
+    assert ("full", "sft", 0, 1, "dev") in before
+    assert ("full", "sft", 0, 2, "dev") not in before
 
     Comparison(load_config(str(killed))).run()  # the same command again: resumes
     Comparison(load_config(str(_config(tmp_path, "straight", arms=arms, rounds=2)))).run()
     resumed, straight = _numbers(tmp_path / "killed"), _numbers(tmp_path / "straight")
-    assert set(resumed) == {(a, 0, r, "dev") for a in arms for r in (0, 1, 2)}
+    assert set(resumed) == {("full", a, 0, r, "dev") for a in arms for r in (0, 1, 2)}
     assert resumed == straight
     # finished units were not redone: the sft model of round 1 is the one trained first
     assert {k: v for k, v in resumed.items() if k in before} == before
@@ -108,3 +109,28 @@ def test_a_round_runs_as_ray_tasks_on_a_local_ray(tmp_path: Path) -> None:
     assert {(r.arm, r.seed, r.round) for r in rows} == {
         (a, s, rnd) for a in ("none", "sft", "vendor-memory") for s in (0, 1) for rnd in (0, 1)}
     assert {r.extras["executor"] for r in rows if r.arm == "sft" and r.round == 1} == {"ray"}
+
+
+@pytest.mark.slow
+def test_a_second_regime_into_the_same_folder_shares_the_start_and_the_report(
+        tmp_path: Path) -> None:
+    arms = ["none", "sft", "dpo"]
+    path = _config(tmp_path, "regimes", arms=arms)
+    Comparison(load_config(str(path))).run()
+    start_step = (tmp_path / "regimes" / "steps" / "start" / "shared.json").read_bytes()
+    full_rows = _numbers(tmp_path / "regimes")
+    choice = load_config(str(path), {"operator": {"regime": "choice-only"}})
+    got = Comparison(choice).run()
+    # the start model was not trained again, and the full regime's rows are all still there
+    assert (tmp_path / "regimes" / "steps" / "start" / "shared.json").read_bytes() == start_step
+    rows = _numbers(tmp_path / "regimes")
+    assert {k: v for k, v in rows.items() if k[0] == "full"} == full_rows
+    assert {k for k in rows if k[0] == "choice-only"} == {
+        ("choice-only", a, 0, r, "dev") for a in arms for r in (0, 1)}
+    assert (tmp_path / "regimes" / "choice-only" / "seed-0" / "feedback-round-1.db").is_file()
+    # the round-0 rows are the same start model's under both regimes
+    assert rows[("choice-only", "sft", 0, 0, "dev")] == rows[("full", "sft", 0, 0, "dev")]
+    report = json.loads(Path(got["paths"]["json"]).read_text(encoding="utf-8"))
+    assert set(report["analysis"]["regimes"]) == {"full", "choice-only"}
+    summary = Path(got["paths"]["md"]).read_text(encoding="utf-8")
+    assert "choice-only" in summary and "full" in summary

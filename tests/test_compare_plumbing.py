@@ -131,3 +131,21 @@ def test_a_shared_start_model_does_not_depend_on_the_seeds_asked_for(tmp_path: P
     pinned = Comparison(CompareConfig(**base, seeds=[0], start_seed=2))
     pinned.data = pinned.prepare_data()
     assert pinned.start_models() == {"shared": finished}
+
+
+def test_regime_flags_override_the_configs_operator() -> None:
+    from argparse import Namespace
+
+    from kvloop.commands.compare import operator_override
+    from kvloop.compare.operator import regime_label
+
+    def flags(regime=None, error_rate=None):
+        return Namespace(regime=regime, error_rate=error_rate)
+
+    assert operator_override(flags(), {"regime": "full"}) is None
+    assert operator_override(flags("choice-only"), {"regime": "full"}) == {
+        "regime": "choice-only", "error_rate": 0.0}
+    noisy = operator_override(flags("noisy", 0.1), {"regime": "choice-only"})
+    assert noisy == {"regime": "noisy", "noise_base": "choice-only", "error_rate": 0.1}
+    assert regime_label(noisy) == "noisy-choice-only-0.1"
+    assert regime_label({"regime": "full"}) == "full"

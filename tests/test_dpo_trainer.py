@@ -16,13 +16,13 @@ import pytest
 import torch
 from test_rl_trainer import _curves, _fill_store, _mock_receipt, _mock_receipts, _parent, _tree_hash
 
-from extractor.align import span_value
+from extractor.align import span_value, value_spans
 from extractor.document import RECEIPT_SCHEMA, Document, Word
 from extractor.model.ensemble import KVEnsemble
 from extractor.normalize import lenient_key
 from feedback_ui.store import FeedbackStore
 from training.dpo_config import DPOConfig
-from training.dpo_trainer import DPOTrainer, feedback_pairs, value_spans
+from training.dpo_trainer import DPOTrainer, feedback_pairs
 from training.feedback_data import FeedbackSet, FieldExample, RejectedSpan, read_feedback
 
 

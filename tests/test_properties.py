@@ -25,6 +25,7 @@ from extractor.align import (
     span_value,
     spans_to_tags,
     tags_to_spans,
+    value_spans,
 )
 from extractor.document import RECEIPT_SCHEMA, Document, FieldSpec, Word
 from extractor.loaders.images import document_ids
@@ -282,6 +283,30 @@ def test_alignment_never_breaks_and_tags_match_spans(words, gold):
     assert not set(al.spans) & set(al.unaligned)
     taken = [i for s in al.spans.values() for i in s]
     assert len(taken) == len(set(taken))  # no word in two fields
+
+
+# word texts that make amounts and dates inside longer spans, amounts as a whole
+# ("RM 12.00", "1,234 .50"), dates across words ("19 Oct 2018"), blank and spaced words
+value_tokens = st.sampled_from(["12.00", "TOTAL:12.00", "RM", "RM12.00", "12", ".00", "1,234",
+                                "-3.5", "19/10/2018", "19", "Oct", "2018", "Date:19/10/2018",
+                                "x", "", " ", "12 .00", "CASH", "2.00", "-", ",", "10:30"])
+
+
+@SETTINGS
+@given(st.lists(value_tokens, min_size=1, max_size=10), st.sampled_from(["total", "date",
+                                                                          "company"]),
+       st.integers(1, 6), st.data())
+def test_value_spans_are_the_spans_whose_span_value_spells_the_value(texts_, field, max_len,
+                                                                     data):
+    words = [Word(t, (0, 0, 1, 1)) for t in texts_]
+    spec = RECEIPT_SCHEMA[field]
+    n = len(words)
+    spans = [range(s, e + 1) for s in range(n) for e in range(s, min(n, s + max_len))]
+    # the value of some span (most often spelled by several), or a word's text
+    value = data.draw(st.sampled_from([span_value(words, r, spec) for r in spans] + texts_))
+    naive = [tuple(r) for r in spans
+             if lenient_key(span_value(words, r, spec)) == lenient_key(value) != ""]
+    assert value_spans(words, spec, value, max_len) == naive
 
 
 # -- span decoding ---------------------------------------------------------------------------

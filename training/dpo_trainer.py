@@ -56,9 +56,9 @@ from typing import Any
 
 import torch
 
-from extractor.align import span_value
+from extractor.align import value_spans
 from extractor.devices import resolve_device
-from extractor.document import Document, FieldSpec, Word
+from extractor.document import Document, FieldSpec
 from extractor.model.decode import field_label_ids
 from extractor.model.policy import BatchedPolicy, FieldOutcomes
 from extractor.normalize import lenient_key
@@ -100,28 +100,6 @@ class PairCounts:
 
     def export(self) -> dict[str, int]:
         return dict(vars(self))
-
-
-def value_spans(words: Sequence[Word], spec: FieldSpec, value: str, max_len: int
-                ) -> list[Span]:
-    """Every span of at most ``max_len`` words whose ``span_value`` has ``value``'s lenient key.
-
-    A span can only spell the key if its words' keys, concatenated, contain it (``span_value``
-    returns the span's text or an amount / date found inside it), so ``span_value`` runs only
-    on those spans.
-    """
-    key = lenient_key(value)
-    if not key:
-        return []
-    keys = [lenient_key(w.text) for w in words]
-    out = []
-    for s in range(len(words)):
-        joined = ""
-        for e in range(s, min(len(words), s + max_len)):
-            joined += keys[e]
-            if key in joined and lenient_key(span_value(words, range(s, e + 1), spec)) == key:
-                out.append(tuple(range(s, e + 1)))
-    return out
 
 
 class SpanIndex:

@@ -20,27 +20,27 @@ from training.cli import ConfigError, parse_config
 TRAINERS: dict[str, tuple[str, str, str]] = {
     "base": ("training.supervised_config:SupervisedConfig",
              "training.supervised_trainer:SupervisedTrainer",
-             "supervised training from gold labels (dev early stopping, then the decisions "
-             "fitted on the calibration split)"),
+             ("supervised training from gold labels (dev early stopping, then the decisions "
+             "fitted on the calibration split)")),
     "calibrate": ("training.supervised_config:SupervisedConfig", "",
-                  "refit the decisions (fusion, absent threshold, word correction, calibration, "
-                  "auto-accept) of the model in --out on --calib-split read by --ocr"),
+                  ("refit the decisions (fusion, absent threshold, word correction, calibration, "
+                  "auto-accept) of the model in --out on --calib-split read by --ocr")),
     "sft": ("training.sft_config:SFTConfig", "training.sft_trainer:SFTTrainer",
-            "supervised fine-tuning on the operators' corrections (feedback store), with replay "
-            "and an optional unlikelihood term on rejected values"),
+            ("supervised fine-tuning on the operators' corrections (feedback store), with replay "
+            "and an optional unlikelihood term on rejected values")),
     "reward": ("training.reward_config:RewardConfig", "training.reward_trainer:RewardTrainer",
-               "a reward model scoring (document, field, value) from preference pairs, "
-               "accepted and rejected values (or from gold)"),
+               ("a reward model scoring (document, field, value) from preference pairs, "
+               "accepted and rejected values (or from gold)")),
     "rl": ("training.rl_config:RLConfig", "training.rl_trainer:RLTrainer",
-           "policy updates against a reward model: group baseline (RLOO/GRPO) or PPO, exact KL "
-           "to the start model"),
+           ("policy updates against a reward model: group baseline (RLOO/GRPO) or PPO, exact KL "
+           "to the start model")),
     "sft-rl": ("training.sft_rl_config:SFTThenRLConfig",
                "training.sft_rl_trainer:SFTThenRLTrainer",
                ("SFT on the corrections, then RL from the SFT model (its KL reference): "
                 "writes <out>.sft, then <out>; the sft_ flags configure the SFT stage")),
     "dpo": ("training.dpo_config:DPOConfig", "training.dpo_trainer:DPOTrainer",
-            "direct preference optimisation on chosen-vs-rejected values (DPO, DPOP, "
-            "differing-words)"),
+            ("direct preference optimisation on chosen-vs-rejected values (DPO, DPOP, "
+            "differing-words)")),
 }
 
 

@@ -414,6 +414,13 @@ class ReviewLog:
         return {**self.summary(), "documents": [d.export() for d in self.documents]}
 
 
+def regime_label(operator: Mapping[str, Any]) -> str:
+    """The name a regime's stores, steps and rows go under: ``full``, ``choice-only``, or
+    ``noisy-<base>-<error rate>`` (two noisy operators with different rates are two regimes)."""
+    cfg = OperatorConfig.from_dict(operator)
+    return f"noisy-{cfg.noise_base}-{cfg.error_rate:g}" if cfg.regime == "noisy" else cfg.regime
+
+
 class SimulatedOperator:
     """An operator who knows gold, reviewing through a ``ReviewService`` as the UI does."""
 

@@ -52,8 +52,10 @@ class ArmResult:
                              f"correct row does not have one entry per field {self.fields}")
 
     @property
-    def key(self) -> tuple[str, int, int, str]:
-        return (self.arm, self.seed, self.round, self.eval_set)
+    def key(self) -> tuple[str, str, int, int, str]:
+        """(regime, arm, seed, round, eval_set): rows of two regimes never replace each other."""
+        return (str(self.extras.get("regime") or "default"), self.arm, self.seed, self.round,
+                self.eval_set)
 
     @property
     def f1(self) -> float:

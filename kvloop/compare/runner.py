@@ -21,6 +21,11 @@ Why every arm learns from the start model's review stream (not each from its own
 the question is which learner gets more out of the *same* operator work; letting each arm
 choose what the operator sees would confound the learner with the feedback it was given.
 
+Feedback regimes share one folder: the data, the start model and its pool extractions do not
+depend on the regime, so ``--regime choice-only`` into a finished ``full`` run's folder reuses
+them and adds its own stores, arms and rows under ``OUT/<regime>/``; the report reads the rows
+of every regime.
+
 Every step is recorded when finished (``kvloop.compare.steps``); running the same command
 again continues from the last finished step. Results go to ``OUT/results.jsonl`` as each
 unit finishes.
@@ -41,6 +46,7 @@ from kvloop.compare import units
 from kvloop.compare.config import ArmSpec, CompareConfig
 from kvloop.compare.data import CompareData, prepare, read_docs
 from kvloop.compare.executors import LocalExecutor, RayExecutor
+from kvloop.compare.operator import regime_label
 from kvloop.compare.records import ArmResult, append_result, read_results
 from kvloop.compare.steps import StepCache
 
@@ -69,6 +75,7 @@ class Comparison:
         self.results_file = self.out / "results.jsonl"
         self.executor: LocalExecutor | RayExecutor = LocalExecutor()  # Ray starts in run()
         self.threads = cfg.cpus_per_task if cfg.ray else cfg.threads
+        self.regime = regime_label(cfg.operator)
 
     # -- paths --------------------------------------------------------------------------------
     def start_key(self, seed: int) -> str:
@@ -78,10 +85,10 @@ class Comparison:
         return self.out / "start" / self.start_key(seed)
 
     def store_file(self, seed: int, rnd: int) -> Path:
-        return self.out / f"seed-{seed}" / f"feedback-round-{rnd}.db"
+        return self.out / self.regime / f"seed-{seed}" / f"feedback-round-{rnd}.db"
 
     def unit_dir(self, seed: int, rnd: int, name: str) -> Path:
-        return self.out / f"seed-{seed}" / f"round-{rnd}" / name
+        return self.out / self.regime / f"seed-{seed}" / f"round-{rnd}" / name
 
     def base_payload(self, seed: int) -> dict[str, Any]:
         d, cfg = self.data, self.cfg
@@ -152,7 +159,7 @@ class Comparison:
 
         settings = {"start": self.starts[self.start_key(seed)]["version"],
                     "pool": self.data.pool}
-        if self.steps.get(f"seed-{seed}/store-0", settings) is not None:
+        if self.steps.get(f"{self.regime}/seed-{seed}/store-0", settings) is not None:
             return
         final = self.store_file(seed, 0)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +175,7 @@ class Comparison:
         finally:
             store.close()
         tmp.rename(final)
-        self.steps.put(f"seed-{seed}/store-0", settings, {"store": str(final)})
+        self.steps.put(f"{self.regime}/seed-{seed}/store-0", settings, {"store": str(final)})
 
     def review_round(self, seed: int, rnd: int) -> dict[str, Any]:
         """Round ``rnd``'s reviews of seed ``seed``, into its own store file."""
@@ -181,7 +188,7 @@ class Comparison:
         cfg = self.cfg
         settings = {"strategy": cfg.strategy, "operator": cfg.operator, "effort": cfg.effort,
                     "n": cfg.docs_per_round, "start": self.starts[self.start_key(seed)]["version"]}
-        name = f"seed-{seed}/round-{rnd}/review"
+        name = f"{self.regime}/seed-{seed}/round-{rnd}/review"
         got = self.steps.get(name, settings)
         if got is not None:
             return got
@@ -226,7 +233,8 @@ class Comparison:
         todo, payloads = [], []
         for seed in cfg.seeds:
             settings = self.unit_settings(seed, rnd, "reward")
-            got = self.steps.get(f"seed-{seed}/round-{rnd}/reward", settings)
+            name = f"{self.regime}/seed-{seed}/round-{rnd}/reward"
+            got = self.steps.get(name, settings)
             if got is not None:
                 out[seed] = got
                 continue
@@ -235,8 +243,8 @@ class Comparison:
                              "out": str(self.unit_dir(seed, rnd, "reward"))})
         for i, got in self.executor.run(units.train_reward, payloads):
             seed = todo[i]
-            self.steps.put(f"seed-{seed}/round-{rnd}/reward", self.unit_settings(seed, rnd,
-                                                                                 "reward"), got)
+            self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/reward",
+                           self.unit_settings(seed, rnd, "reward"), got)
             out[seed] = got
             acc = got["extras"].get("reward_pair_acc")
             print(f"  seed {seed} round {rnd}: reward model ({got['seconds']:.0f} s, held-out "
@@ -265,7 +273,7 @@ class Comparison:
                 doc_ids=s["doc_ids"], correct=s["correct"], counts=s["counts"],
                 reviewed_docs=review["reviewed"], operator_seconds=review["seconds"],
                 train_seconds=got["train_seconds"], model_version=got["model_version"],
-                extras={**extras, **got["extras"], "regime": self.cfg.operator.get("regime"),
+                extras={**extras, **got["extras"], "regime": self.regime,
                         "executor": self.executor.name, "threads": self.threads}))
         return rows
 
@@ -287,7 +295,7 @@ class Comparison:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
             assert got is not None
-            name = f"seed-{seed}/start-rows"
+            name = f"{self.regime}/seed-{seed}/start-rows"
             if self.steps.get(name, {"version": got["model_version"]}) is not None:
                 continue
             for arm in cfg.arm_specs:
@@ -308,7 +316,7 @@ class Comparison:
         for seed in self.cfg.seeds:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
-            name = f"seed-{seed}/round-{rnd}/arm-none"
+            name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-none"
             settings = {"version": got["model_version"], "review": self.reviews[seed][rnd]["picked"]}
             if self.steps.get(name, settings) is not None:
                 continue
@@ -327,7 +335,7 @@ class Comparison:
                     continue  # floor_rows
                 if arm.gold and rnd != cfg.rounds:
                     continue  # the ceiling does not depend on the round: trained once
-                name = f"seed-{seed}/round-{rnd}/arm-{arm.name}"
+                name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}"
                 if self.steps.get(name, self.unit_settings(seed, rnd, arm.name)) is not None:
                     continue
                 payload = {**self.round_payload(seed, rnd), "arm": dataclasses.asdict(arm),
@@ -343,7 +351,7 @@ class Comparison:
             extras = dict(rewards.get(seed, {}).get("extras", {})) if arm.needs_reward else {}
             for row in self.arm_rows(arm, seed, rnd, got, review, extras):
                 append_result(self.results_file, row)
-            self.steps.put(f"seed-{seed}/round-{rnd}/arm-{arm.name}",
+            self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
                            self.unit_settings(seed, rnd, arm.name),
                            {"train_seconds": got["train_seconds"],
                             "model_version": got["model_version"], "extras": got["extras"]})
