@@ -133,19 +133,27 @@ def test_a_shared_start_model_does_not_depend_on_the_seeds_asked_for(tmp_path: P
     assert pinned.start_models() == {"shared": finished}
 
 
-def test_regime_flags_override_the_configs_operator() -> None:
+def test_regime_flags_choose_the_regimes_and_each_gets_its_operator() -> None:
     from argparse import Namespace
 
-    from kvloop.commands.compare import operator_override
+    from kvloop.commands.compare import regime_overrides
+    from kvloop.compare.config import CompareConfig
     from kvloop.compare.operator import regime_label
 
     def flags(regime=None, error_rate=None):
         return Namespace(regime=regime, error_rate=error_rate)
 
-    assert operator_override(flags(), {"regime": "full"}) is None
-    assert operator_override(flags("choice-only"), {"regime": "full"}) == {
-        "regime": "choice-only", "error_rate": 0.0}
-    noisy = operator_override(flags("noisy", 0.1), {"regime": "choice-only"})
-    assert noisy == {"regime": "noisy", "noise_base": "choice-only", "error_rate": 0.1}
-    assert regime_label(noisy) == "noisy-choice-only-0.1"
-    assert regime_label({"regime": "full"}) == "full"
+    base = {"regime": "choice-only"}
+    assert regime_overrides(flags(), base) == {}
+    more = regime_overrides(flags(["full", "noisy", "full"], 0.1), base)
+    assert more == {"regimes": ["full", "noisy"],
+                    "operator": {"regime": "choice-only", "error_rate": 0.1}}
+    cfg = CompareConfig(data="demo", **more)
+    assert cfg.operators == [{"regime": "full", "error_rate": 0.0},
+                             {"regime": "noisy", "noise_base": "choice-only", "error_rate": 0.1}]
+    assert [regime_label(o) for o in cfg.operators] == ["full", "noisy-choice-only-0.1"]
+    assert CompareConfig(data="demo").operators == [{"regime": "full"}]
+    with pytest.raises(ValueError, match="regimes"):
+        CompareConfig(data="demo", regimes=["full", "full"])
+    with pytest.raises(ValueError, match="regimes"):
+        CompareConfig(data="demo", regimes=["typed"])

@@ -365,6 +365,9 @@ def test_adaptive_kl_coef_hand_values() -> None:
     assert math.isclose(adaptive_kl_coef(0.1, torch.tensor(0.11), 0.1, 256, 10000), 0.100256,
                         rel_tol=1e-6)
     assert adaptive_kl_coef(0.1, 0.1, 0.1, 256, 10000) == 0.1
+    # a batch longer than the horizon moves beta by one horizon's step at most: +-20%, > 0
+    assert math.isclose(adaptive_kl_coef(0.1, 0.0, 0.1, 64, 4), 0.08, rel_tol=1e-12)
+    assert math.isclose(adaptive_kl_coef(0.1, 9.0, 0.1, 64, 4), 0.12, rel_tol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

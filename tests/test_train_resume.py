@@ -172,7 +172,8 @@ class _InterruptedRL(_CtrlC, RLTrainer):
     pass
 
 
-def test_rl_resumes_with_its_sampling_generator(world: dict[str, Path], tmp_path: Path) -> None:
+def test_rl_resumes_with_its_sampling_generator_and_kl_state(world: dict[str, Path],
+                                                             tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'feedback.db'}"
     _fill_store(url, world["parent"], _mock_receipts(range(4)))
     parent_files = _tree_hash(world["parent"])
@@ -181,7 +182,7 @@ def test_rl_resumes_with_its_sampling_generator(world: dict[str, Path], tmp_path
         return RLConfig(init=str(world["parent"]), store=url, out=str(tmp_path / out),
                         reward="oracle", samples_per_field=4, batch_size=2, epochs=2,
                         patience=9, lr=2e-3, head_lr=2e-3, seed=0, threads=1,
-                        warmup_ratio=0.0)
+                        warmup_ratio=0.0, adaptive_kl=True, kl_target=1e-4, kl_horizon=4)
 
     RLTrainer(cfg("unbroken")).train()
     tr = _InterruptedRL(cfg("resumed"))
@@ -193,7 +194,15 @@ def test_rl_resumes_with_its_sampling_generator(world: dict[str, Path], tmp_path
     resumed.train()
     assert not torch.equal(resumed.generator.get_state(), fresh)
     assert _weights(tmp_path / "resumed") == _weights(tmp_path / "unbroken")
-    assert _curves(tmp_path / "resumed")[0] == _curves(tmp_path / "unbroken")[0]
+    # the adaptive KL coefficient went on from where it was (a restart from kl_coef would
+    # change the second epoch's losses, so its weights and curves)
+    resumed_steps, resumed_epochs = _curves(tmp_path / "resumed")
+    unbroken_steps, unbroken_epochs = _curves(tmp_path / "unbroken")
+    assert resumed_steps == unbroken_steps  # the second epoch's losses, KL coefficients too
+    # the adaptive KL coefficient went on from where the killed run left it
+    coefs = [r["kl_coef"] for r in unbroken_epochs]
+    assert coefs[0] != coefs[1] and [r["kl_coef"] for r in resumed_epochs] == coefs
+    assert resumed.kl_coef == coefs[-1] > 0
     assert _tree_hash(world["parent"]) == parent_files
 
 

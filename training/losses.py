@@ -212,12 +212,15 @@ def adaptive_kl_coef(beta: float, kl: float | torch.Tensor, target: float, n_ste
                      horizon: int) -> float:
     """One step of the adaptive KL controller (Ziegler et al. 2019, Sec. 2.2).
 
-    ``e = clip(KL / target - 1, -0.2, 0.2)``; returns ``beta * (1 + e * n_steps / horizon)``.
-    ``kl`` is the measured KL of the last batch, ``n_steps`` the samples (or steps) it covered.
-    The caller keeps ``beta``: no hidden state.
+    ``e = clip(KL / target - 1, -0.2, 0.2)``; returns ``beta * (1 + e * min(n_steps / horizon,
+    1))``. ``kl`` is the measured KL of the last batch, ``n_steps`` the samples (or steps) it
+    covered. The paper's ``n_steps / horizon`` is small (a batch against a horizon of 10k); a
+    batch longer than the horizon is capped at one horizon, so one update moves ``beta`` by at
+    most 20% and never makes it negative (uncapped, a low KL with ``n_steps > 5 horizon``
+    flipped its sign). The caller keeps ``beta``: no hidden state.
     """
     error = min(max(float(kl) / target - 1.0, -0.2), 0.2)
-    return beta * (1.0 + error * n_steps / horizon)
+    return beta * (1.0 + error * min(n_steps / horizon, 1.0))
 
 
 def dpo_loss(pi_c: torch.Tensor, pi_r: torch.Tensor, ref_c: torch.Tensor, ref_r: torch.Tensor,

@@ -149,6 +149,10 @@ class RLTrainer(FeedbackTrainer):
 
     name = "rl"
     cfg: RLConfig
+    # What a resumed run needs besides weights, optimiser and generators: the adaptive KL
+    # coefficient, the rewards and dev F1 the hacking warning compares with, the step count.
+    resume_attrs = ("kl_coef", "_start_reward", "_prev_f1", "_prev_reward", "kl_stopped_at",
+                    "_calls")
 
     def __init__(self, cfg: RLConfig, feedback: FeedbackSet | None = None, *,
                  reward: Reward | None = None, pool_docs: Sequence[Document] | None = None,

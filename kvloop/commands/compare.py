@@ -26,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arms", nargs="+", default=None, help="arms to run")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of review")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps, auto")
-    parser.add_argument("--regime", default=None, choices=["full", "choice-only", "noisy"],
-                        help="the simulated operator's feedback regime (overrides the config); "
-                             "regimes run into one folder share its start model and report")
+    parser.add_argument("--regime", nargs="+", default=None,
+                        choices=["full", "choice-only", "noisy"],
+                        help="the simulated operator's feedback regime(s), run one after "
+                             "another (overrides the config's); regimes run into one folder "
+                             "share its start model and its report")
     parser.add_argument("--error-rate", type=float, default=None,
                         help="a noisy operator's error rate per field decision")
     parser.add_argument("--ray", action="store_true", default=None,
@@ -40,22 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-arms", action="store_true", help="print the arms and exit")
 
 
-def operator_override(args: argparse.Namespace, base: dict) -> dict | None:
-    """The config's operator with ``--regime`` / ``--error-rate`` on top (``None``: unchanged).
-    A config's error-free regime becomes the noisy operator's base."""
-    if args.regime is None and args.error_rate is None:
-        return None
-    op = dict(base)
-    if args.regime is not None:
-        if args.regime == "noisy" and op.get("regime", "full") != "noisy":
-            op["noise_base"] = op.get("regime", "full")
-        if args.regime != "noisy":
-            op.pop("noise_base", None)
-            op["error_rate"] = 0.0
-        op["regime"] = args.regime
+def regime_overrides(args: argparse.Namespace, operator: dict) -> dict:
+    """``--regime`` / ``--error-rate`` as config overrides: the regimes to run (in place of
+    the config's) and the operator's error rate (what a ``noisy`` regime uses)."""
+    out: dict = {}
+    if args.regime:
+        out["regimes"] = list(dict.fromkeys(args.regime))
     if args.error_rate is not None:
-        op["error_rate"] = args.error_rate
-    return op
+        out["operator"] = {**operator, "error_rate": args.error_rate}
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
                  "ray_address": args.ray_address}
     try:
         cfg = load_config(args.config, overrides)
-        operator = operator_override(args, cfg.operator)
-        if operator is not None:
-            cfg = load_config(args.config, {**overrides, "operator": operator})
+        more = regime_overrides(args, cfg.operator)
+        if more:
+            cfg = load_config(args.config, {**overrides, **more})
     except ConfigError as e:
         print(f"kvloop compare: {e}", file=sys.stderr)
         return 2

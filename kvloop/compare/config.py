@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
-PRESETS: tuple[str, ...] = ("demo", "quick", "full")
+PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "full")
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,11 @@ class CompareConfig:
     docs_per_round: int = 50
     strategy: str = "random"
     operator: dict[str, Any] = field(default_factory=lambda: {"regime": "full"})
+    regimes: list[str] = field(default_factory=list)
+    """Feedback regimes to run one after another on the same start model, pool and seeds
+    (``[full, choice-only]``: does the answer depend on what operators give?); empty: the
+    operator's own regime. A ``noisy`` entry takes the operator's ``error_rate`` and
+    ``noise_base``."""
     effort: dict[str, Any] = field(default_factory=dict)
     arms: list[str] = field(default_factory=lambda: list(ARMS))
     arm_options: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -162,6 +167,11 @@ class CompareConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 (or null), got {v}")
+        from kvloop.compare.operator import REGIMES
+
+        bad_regimes = [r for r in self.regimes if r not in REGIMES]
+        if bad_regimes or len(set(self.regimes)) != len(self.regimes):
+            raise ValueError(f"regimes: each one of {REGIMES}, once; got {self.regimes}")
         if self.baseline not in self.arms:
             raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
 
@@ -171,6 +181,22 @@ class CompareConfig:
         return [dataclasses.replace(ARMS[a], options={**ARMS[a].options,
                                                       **self.arm_options.get(a, {})})
                 for a in self.arms]
+
+    @property
+    def operators(self) -> list[dict[str, Any]]:
+        """The simulated operator of each regime to run, in order."""
+        if not self.regimes:
+            return [dict(self.operator)]
+        out = []
+        for regime in self.regimes:
+            op = {**self.operator, "regime": regime}
+            if regime != "noisy":
+                op.pop("noise_base", None)
+                op["error_rate"] = 0.0
+            elif self.operator.get("regime", "full") != "noisy":
+                op["noise_base"] = self.operator.get("regime", "full")
+            out.append(op)
+        return out
 
     @property
     def needs_reward(self) -> bool:

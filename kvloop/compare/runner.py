@@ -75,7 +75,11 @@ class Comparison:
         self.results_file = self.out / "results.jsonl"
         self.executor: LocalExecutor | RayExecutor = LocalExecutor()  # Ray starts in run()
         self.threads = cfg.cpus_per_task if cfg.ray else cfg.threads
-        self.regime = regime_label(cfg.operator)
+        self.use_operator(cfg.operators[0])
+
+    def use_operator(self, operator: dict[str, Any]) -> None:
+        """Run the next rounds under this simulated operator (its regime's stores and rows)."""
+        self.operator, self.regime = operator, regime_label(operator)
 
     # -- paths --------------------------------------------------------------------------------
     def start_key(self, seed: int) -> str:
@@ -186,7 +190,7 @@ class Comparison:
         from kvloop.compare.selection import pick_next
 
         cfg = self.cfg
-        settings = {"strategy": cfg.strategy, "operator": cfg.operator, "effort": cfg.effort,
+        settings = {"strategy": cfg.strategy, "operator": self.operator, "effort": cfg.effort,
                     "n": cfg.docs_per_round, "start": self.starts[self.start_key(seed)]["version"]}
         name = f"{self.regime}/seed-{seed}/round-{rnd}/review"
         got = self.steps.get(name, settings)
@@ -208,7 +212,7 @@ class Comparison:
             service = ReviewService(store, units.schema_of(self.start_dir(seed)),
                                     dataset=cfg.name, k=cfg.k)
             operator = SimulatedOperator(
-                OperatorConfig.from_dict({**cfg.operator, "seed": seed * 1000 + rnd}),
+                OperatorConfig.from_dict({**self.operator, "seed": seed * 1000 + rnd}),
                 EffortModel.from_dict(cfg.effort))
             review_log = operator.review(service, [gold[i] for i in picked], OPERATOR).export()
         finally:
@@ -383,17 +387,20 @@ class Comparison:
             print(f"[2/4] start model ({cfg.arch}, {cfg.start_epochs} epochs at most)",
                   flush=True)
             self.starts = self.start_models()
-            self.reviews: dict[int, dict[int, dict[str, Any]]] = {s: {} for s in cfg.seeds}
-            for seed in cfg.seeds:
-                self.round_zero_store(seed)
-            print(f"[3/4] {cfg.rounds} rounds x {cfg.docs_per_round} documents, "
-                  f"{len(cfg.seeds)} seeds, arms {cfg.arms} ({self.executor.name})", flush=True)
-            self.score_start()
-            for rnd in range(1, cfg.rounds + 1):
+            for operator in cfg.operators:
+                self.use_operator(operator)
+                self.reviews: dict[int, dict[int, dict[str, Any]]] = {s: {} for s in cfg.seeds}
                 for seed in cfg.seeds:
-                    self.reviews[seed][rnd] = self.review_round(seed, rnd)
-                rewards = self.reward_models(rnd)
-                self.arms_round(rnd, rewards)
+                    self.round_zero_store(seed)
+                print(f"[3/4] {self.regime} regime: {cfg.rounds} rounds x "
+                      f"{cfg.docs_per_round} documents, {len(cfg.seeds)} seeds, arms {cfg.arms} "
+                      f"({self.executor.name})", flush=True)
+                self.score_start()
+                for rnd in range(1, cfg.rounds + 1):
+                    for seed in cfg.seeds:
+                        self.reviews[seed][rnd] = self.review_round(seed, rnd)
+                    rewards = self.reward_models(rnd)
+                    self.arms_round(rnd, rewards)
         finally:
             self.executor.close()
         print("[4/4] report", flush=True)
