@@ -146,15 +146,20 @@ def _amount_spans(words: Sequence[Word], spec: FieldSpec, key: str, keys: list[s
     as a whole (then its key is ``joined``), else the last amount with decimals found in it, else
     the last amount, else the text. ``_AMOUNT_IN`` cannot match a space, so the amounts found
     in a span are those found in each of its words: found once per word here."""
-    last_dot_of, last_of, plain = [], [], []
+    last_dot_of: list[str | None] = []
+    last_of: list[str | None] = []
+    plain: list[bool] = []
     for w in words:
-        found = [m.group() for m in _AMOUNT_IN.finditer(w.text) if parse_amount(m.group()) is not None]
-        last_dot_of.append(next((f for f in reversed(found) if "." in f), None))
-        last_of.append(found[-1] if found else None)
+        amounts = [m.group() for m in _AMOUNT_IN.finditer(w.text)
+                   if parse_amount(m.group()) is not None]
+        last_dot_of.append(next((f for f in reversed(amounts) if "." in f), None))
+        last_of.append(amounts[-1] if amounts else None)
         plain.append(bool(_AMOUNT_CHARS.fullmatch(w.text)))
     out = []
     for s in range(len(words)):
-        joined, last_dot, last, tail_plain = "", None, None, True
+        joined, tail_plain = "", True
+        last_dot: str | None = None
+        last: str | None = None
         for e in range(s, min(len(words), s + max_len)):
             joined += keys[e]
             last_dot = last_dot_of[e] or last_dot

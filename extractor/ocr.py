@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pytesseract
@@ -45,6 +45,7 @@ from extractor.document import Document, Word
 from extractor.word_repair import repair_words
 
 ImageInput = Image.Image | str | Path
+ImageFile = str | Path | IO[bytes]  # a path, or an open binary file (an upload's io.BytesIO)
 Binarize = Literal["none", "otsu", "adaptive"]
 CACHE_VERSION = "1"  # bump when the Word extraction below changes what a cache entry means
 
@@ -192,13 +193,39 @@ def megapixels(n: float) -> str:
     return f"{n / 1e6:,.1f} megapixels"
 
 
-def _png_header_size(path: str | Path) -> tuple[int, int] | None:
-    """Width and height from a PNG's IHDR chunk (PIL will not say once it calls it a bomb)."""
+class TooManyPixels(ValueError):
+    """An image whose header claims more pixels than allowed. ``reason`` says so without the
+    file's name, for a caller that names the file its own way (the review UI's uploads)."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(image, reason)  # both in args: it pickles across worker processes
+        self.image, self.reason = image, reason
+
+    def __str__(self) -> str:
+        return f"{self.image}: {self.reason}"
+
+
+def _file_label(image: ImageFile) -> str:
+    if isinstance(image, str | Path):
+        return str(image)
+    return str(getattr(image, "name", "image data"))
+
+
+def _file_head(image: ImageFile, n: int) -> bytes:
+    """The first ``n`` bytes of the file (``b""`` when it cannot be read)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(24)
+        if isinstance(image, str | Path):
+            with open(image, "rb") as fh:
+                return fh.read(n)
+        image.seek(0)  # where PIL reads an open file from, too
+        return image.read(n)
     except OSError:
-        return None
+        return b""
+
+
+def _png_header_size(image: ImageFile) -> tuple[int, int] | None:
+    """Width and height from a PNG's IHDR chunk (PIL will not say once it calls it a bomb)."""
+    head = _file_head(image, 24)
     if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
         return None
     return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
@@ -210,7 +237,7 @@ def _too_many_pixels(size: tuple[int, int], max_pixels: int) -> str:
             f"{max_pixels / 1e6:g}-megapixel limit; not decoded (a decompression bomb?)")
 
 
-def _bomb_reason(image: str | Path, err: Exception, max_pixels: int) -> str:
+def _bomb_reason(image: ImageFile, err: Exception, max_pixels: int) -> str:
     size = _png_header_size(image)
     if size is not None:
         return _too_many_pixels(size, max_pixels)
@@ -220,21 +247,24 @@ def _bomb_reason(image: str | Path, err: Exception, max_pixels: int) -> str:
             "decoded (a decompression bomb?)")
 
 
-def image_size(image: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+def image_size(image: ImageFile, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """(width, height) from the header alone; ``ValueError`` naming the file and the problem
-    for a file that is not an image or claims more than ``max_pixels`` pixels."""
+    for a file that is not an image, ``TooManyPixels`` (a ``ValueError``) for one that claims
+    more than ``max_pixels`` pixels. ``image``: a path, or an open binary file (named by its
+    ``name`` attribute, else "image data")."""
+    label = _file_label(image)
     try:
         with Image.open(image) as im:
             size = im.size
     except Image.DecompressionBombError as e:  # PIL refuses in open() past 2x its own limit
-        raise ValueError(f"{image}: {_bomb_reason(image, e, max_pixels)}") from None
+        raise TooManyPixels(label, _bomb_reason(image, e, max_pixels)) from None
     except UnidentifiedImageError:
-        raise ValueError(f"{image}: cannot read image (not an image file, or a format PIL "
+        raise ValueError(f"{label}: cannot read image (not an image file, or a format PIL "
                          "does not know)") from None
     except (OSError, SyntaxError, ValueError) as e:  # unreadable file, malformed header
-        raise ValueError(f"{image}: cannot read image ({e.__class__.__name__}: {e})") from None
+        raise ValueError(f"{label}: cannot read image ({e.__class__.__name__}: {e})") from None
     if size[0] * size[1] > max_pixels:
-        raise ValueError(f"{image}: {_too_many_pixels(size, max_pixels)}")
+        raise TooManyPixels(label, _too_many_pixels(size, max_pixels))
     return size
 
 

@@ -4,8 +4,10 @@ Typed values must parse (``extractor.normalize.validate_value``), and an amount 
 on the page: a total the model assembled from words that do not read as that amount, or that an
 operator typed but cannot be found, is flagged for a second look.
 
-Operator ids are checked before any action records them (``operator_id``), and the optional team
-password is kept only as a salted PBKDF2 hash (``hash_password``, ``password_matches``).
+Operator ids are checked before any action records them (``operator_id``; the store applies the
+same rule, so a script writing to it directly cannot record an id the UI would refuse), and the
+optional team password is kept only as a salted PBKDF2 hash (``hash_password``,
+``password_matches``).
 """
 
 from __future__ import annotations

@@ -1,24 +1,35 @@
 """The page image an operator looks at, with each field's word boxes drawn on it.
 
-Nothing is decoded before its header says how many pixels it holds (``pixel_problem``): an
-upload whose header claims 100,000 x 100,000 pixels is refused with that reason, and a stored
-page that big is shown as a blank page with its words instead.
+Nothing is decoded before its header says how many pixels it holds (``pixel_problem``, by
+``extractor.ocr.image_size``, the check OCR makes): an upload whose header claims 100,000 x
+100,000 pixels is refused with that reason, and a stored page that big is shown as a blank page
+with its words instead.
+
+The page is shown the way OCR read it, which is the frame its word boxes are in: EXIF orientation
+applied, then turned by the rotation OCR recorded (``Document.meta["ocr"]["rotation"]``,
+``extractor.ocr.rotate_upright``).
 """
 
 from __future__ import annotations
 
 import io
-import re
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageDraw, ImageOps
 
 from extractor.document import Box, Document
 from extractor.loaders.images import PDF_DPI
-from extractor.ocr import MAX_PIXELS  # one pixel cap for uploads and for OCR
+from extractor.ocr import (  # one pixel cap and check for uploads and for OCR, one rotation
+    MAX_PIXELS,
+    ROTATIONS,
+    TooManyPixels,
+    image_size,
+    megapixels,
+    rotate_upright,
+)
 
 # One colour per field position in the schema; the field under edit gets a thick outline.
 PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
@@ -29,27 +40,18 @@ MAX_PDF_PAGES = 50  # each page is OCR'd while the operator waits
 PAGE_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM")
 
 
-def _megapixels(n: float) -> str:
-    return f"{n / 1e6:,.0f} megapixels"
-
-
 def _image_pixel_problem(data: bytes, max_pixels: int) -> str | None:
     try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only, decodes nothing
-            w, h, kind = im.width, im.height, im.format
-    except Image.DecompressionBombError as e:  # PIL refuses past 2x its limit, in open()
-        claimed = re.search(r"\((\d+) pixels\)", str(e))
-        size = _megapixels(int(claimed.group(1))) if claimed else "too many pixels"
-        return (f"refused before decoding: its header claims {size}, more than the "
-                f"{_megapixels(max_pixels)} allowed (a decompression bomb?)")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        image_size(io.BytesIO(data), max_pixels)  # reads the header only, decodes nothing
+    except TooManyPixels as e:
+        return e.reason
+    except ValueError:
         return None  # unreadable, not too big: the loader says why when it tries
+    with Image.open(io.BytesIO(data)) as im:  # the header again, for its format
+        kind = im.format
     if kind not in PAGE_FORMATS:
         return (f"the file holds {kind} data, not one of the image types accepted "
                 "(PNG, JPEG, TIFF, BMP, GIF, WebP, PNM)")
-    if w * h > max_pixels:
-        return (f"refused before decoding: the image is {w:,} x {h:,} pixels "
-                f"({_megapixels(w * h)}), more than the {_megapixels(max_pixels)} allowed")
     return None
 
 
@@ -69,9 +71,9 @@ def _pdf_pixel_problem(data: bytes, max_pixels: int, dpi: int) -> str | None:
             rect = pdf[i - 1].rect  # points; nothing is rendered
             w, h = rect.width * dpi / 72, rect.height * dpi / 72
             if w * h > max_pixels:
-                return (f"refused before rendering: page {i} is {w:,.0f} x {h:,.0f} pixels at "
-                        f"{dpi} dpi ({_megapixels(w * h)}), more than the "
-                        f"{_megapixels(max_pixels)} allowed")
+                return (f"page {i} is {w:,.0f} x {h:,.0f} pixels at {dpi} dpi "
+                        f"({megapixels(w * h)}), over the {max_pixels / 1e6:g}-megapixel "
+                        "limit; not rendered")
     return None
 
 
@@ -85,8 +87,26 @@ def pixel_problem(data: bytes, suffix: str, max_pixels: int = MAX_PIXELS,
     return _image_pixel_problem(data, max_pixels)
 
 
+def ocr_rotation(doc: Document) -> int:
+    """How far OCR turned the page before reading it (degrees counter-clockwise, 0 if not)."""
+    ocr = doc.meta.get("ocr")
+    rotation = ocr.get("rotation", 0) if isinstance(ocr, dict) else 0
+    return int(rotation) if rotation in ROTATIONS else 0
+
+
+def _sideways(rotation: int) -> bool:
+    return rotation in (90, 270)
+
+
+def _upright_width(im: Image.Image, rotation: int) -> int:
+    """The stored image's width once turned as OCR turned it (EXIF orientation, then
+    ``rotation``), read from its header."""
+    exif_sideways = im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8)
+    return im.height if exif_sideways != _sideways(rotation) else im.width
+
+
 @lru_cache(maxsize=12)  # a 2400 px page is ~17 MB: bound the memory
-def _load(source: str, page: int, width: int) -> Image.Image:
+def _load(source: str, page: int, width: int, rotation: int = 0) -> Image.Image:
     path = Path(source)
     if path.suffix.lower() == ".pdf":
         import pymupdf
@@ -94,16 +114,19 @@ def _load(source: str, page: int, width: int) -> Image.Image:
         with pymupdf.open(path) as pdf:
             # PDF pages are numbered from 1 in Documents (images use page 0).
             p = pdf[max(page - 1, 0)]
-            pix = p.get_pixmap(dpi=max(36, min(300, int(72 * width / max(p.rect.width, 1)))))
+            shown = p.rect.height if _sideways(rotation) else p.rect.width
+            pix = p.get_pixmap(dpi=max(36, min(300, int(72 * width / max(shown, 1)))))
             img = Image.frombytes("RGB", (pix.width, pix.height), pix.samples)
     else:
+        image_size(path)  # header only: a page over MAX_PIXELS raises, not decoded
         with Image.open(path, formats=PAGE_FORMATS) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ValueError(f"{path}: {im.width} x {im.height} pixels, not decoded")
             # JPEG: decode at the smallest DCT scale still >= the width needed (a 5000x7000
             # scan shown 700 px wide decodes at 1/4 size, several times faster).
-            im.draft("RGB", (width, max(1, width * im.height // max(im.width, 1))))
-            img = im.convert("RGB")
+            upright_w = max(_upright_width(im, rotation), 1)
+            im.draft("RGB", (max(1, width * im.width // upright_w),
+                             max(1, width * im.height // upright_w)))
+            img = (ImageOps.exif_transpose(im) or im).convert("RGB")  # as extractor.ocr reads
+    img = rotate_upright(img, rotation)
     if img.width > width:
         img = img.resize((width, max(1, round(img.height * width / img.width))),
                          Image.Resampling.BILINEAR)
@@ -145,14 +168,15 @@ class EncodedImage:
 
 
 def page_image(doc: Document, width: int = 1400) -> Image.Image | None:
-    """The document's page as RGB at most ``width`` pixels wide (cached; do not modify it).
+    """The document's page as RGB at most ``width`` pixels wide (cached; do not modify it),
+    turned the way OCR read it (``ocr_rotation``) so that its word boxes fall on their words.
 
     ``None`` when the page has no readable image file.
     """
     if not doc.source or not Path(doc.source).is_file():
         return None
     try:
-        return _load(doc.source, doc.page, width)
+        return _load(doc.source, doc.page, width, ocr_rotation(doc))
     except (OSError, ValueError, IndexError, RuntimeError, Image.DecompressionBombError):
         return None
 

@@ -35,3 +35,22 @@ def test_subcommand_help_runs_in_a_new_process(name):
 def test_unknown_subcommand_fails():
     with pytest.raises(SystemExit):
         main(["no-such-command"])
+
+
+def test_python_dash_m_kvloop_is_the_console_command():
+    proc = subprocess.run([sys.executable, "-m", "kvloop", "--help"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: kvloop ")
+    for name in SUBCOMMANDS:
+        assert name in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "kvloop", "no-such-command"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "invalid choice: 'no-such-command'" in proc.stderr
+
+
+def test_a_spawned_worker_importing_kvloop_main_does_not_run_the_command():
+    # multiprocessing's spawn (the OCR pool) re-imports the main module as __mp_main__.
+    import runpy
+
+    assert callable(runpy.run_module("kvloop", run_name="__mp_main__")["main"])

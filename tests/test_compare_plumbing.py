@@ -149,7 +149,7 @@ def test_regime_flags_choose_the_regimes_and_each_gets_its_operator() -> None:
     assert more == {"regimes": ["full", "noisy"],
                     "operator": {"regime": "choice-only", "error_rate": 0.1}}
     cfg = CompareConfig(data="demo", **more)
-    assert cfg.operators == [{"regime": "full", "error_rate": 0.0},
+    assert cfg.operators == [{"regime": "full"},
                              {"regime": "noisy", "noise_base": "choice-only", "error_rate": 0.1}]
     assert [regime_label(o) for o in cfg.operators] == ["full", "noisy-choice-only-0.1"]
     assert CompareConfig(data="demo").operators == [{"regime": "full"}]

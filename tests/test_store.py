@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import Engine, MetaData, event, inspect, select, text
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
+from feedback_ui.checks import MAX_OPERATOR_CHARS, operator_id
 from feedback_ui.store import (
     DocumentConflictError,
     FeedbackStore,
@@ -359,6 +361,15 @@ def _hostile(store_url: str) -> list[str]:
     return HOSTILE + ([NUL] if store_url.startswith("sqlite") else [])
 
 
+def as_operator(name: str, i: int) -> str:
+    """``name`` when the review UI records it as given, else a stand-in: the store refuses the
+    operator ids the UI would (``test_operator_ids_the_ui_refuses_are_refused_by_the_store``)."""
+    try:
+        return name if operator_id(name) == name else f"operator {i}"
+    except ValueError:
+        return f"operator {i}"
+
+
 def test_hostile_strings_survive_a_save_and_read_back_as_parameters(store_url: str) -> None:
     names = _hostile(store_url)
     values = names + [LONG_VALUE, ""]
@@ -377,12 +388,13 @@ def test_hostile_strings_survive_a_save_and_read_back_as_parameters(store_url: s
                                doc_hash=doc.content_hash())
         store.add_batch([doc], [res], dataset=name)
         eid = _latest(store, name)[0]
-        store.acquire_lease(name, name)
+        op = as_operator(name, i)
+        store.acquire_lease(name, op)
         acts = [FieldAction(name, "pick", values[i], values[0], 0.25, cands, pick_index=i,
                             final_span=[i])]
         acts += [FieldAction(f"f{k}", "edit", v, values[k - 1], 0.5, cands[:2])
                  for k, v in enumerate(values)]
-        save = store.save_review(name, name, acts, started_at=T0, extraction_id=eid,
+        save = store.save_review(name, op, acts, started_at=T0, extraction_id=eid,
                                  dataset=name)
 
         assert store.get_document(name) == doc and store.documents([name]) == {name: doc}
@@ -391,16 +403,16 @@ def test_hostile_strings_survive_a_save_and_read_back_as_parameters(store_url: s
             f"f{k}": v for k, v in enumerate(values)}
         hist = store.history(name)
         assert [(h.field, h.before, h.after, h.shown_value, h.operator) for h in hist] == [
-            (a.field, a.shown_value, a.final_value, a.shown_value, name) for a in acts]
-        assert [(s.operator, s.dataset) for s in store.saves(name)] == [(name, name)]
-        assert holder(store, name) == name
-        [fb] = store.iter_feedback(operator=name, model_version=name, dataset=name)
-        assert fb.document == doc and fb.operator == name
+            (a.field, a.shown_value, a.final_value, a.shown_value, op) for a in acts]
+        assert [(s.operator, s.dataset) for s in store.saves(name)] == [(op, name)]
+        assert holder(store, name) == op
+        [fb] = store.iter_feedback(operator=op, model_version=name, dataset=name)
+        assert fb.document == doc and fb.operator == op
         assert fb.fields[name].final_value == values[i]
         assert fb.fields[name].shown == cands and fb.fields[name].final_span == [i]
-        undo = store.undo_last(name)
-        assert (undo.operator, undo.undoes_id, store.current_values(name)) == (name, save.id, {})
-        assert [e.operator for e in store.lease_history(name)] == [name, name]
+        undo = store.undo_last(op)
+        assert (undo.operator, undo.undoes_id, store.current_values(name)) == (op, save.id, {})
+        assert [e.operator for e in store.lease_history(name)] == [op, op]
     assert set(store.model_versions()) == set(names)
     assert store.document_ids() == sorted(names)
     # The strings went as parameters: none appears in any SQL text, every table is still there.
@@ -417,8 +429,8 @@ def test_postgresql_refuses_nul_naming_the_value_and_saves_nothing(pg_server: st
     before = table_rows(store.engine)
     with pytest.raises(UnstorableValueError, match=r"NUL.*nul\\x00byte.*nothing was written"):
         store.add_document(Document(NUL, doc.words, 200, 300))
-    with pytest.raises(UnstorableValueError, match="operator"):
-        store.acquire_lease(doc.id, NUL)
+    with pytest.raises(ValueError, match="operator name holds control .*U\\+0000"):
+        store.acquire_lease(doc.id, NUL)  # refused by the UI's rule, before the database
     store.acquire_lease(doc.id, "ann")
     with pytest.raises(UnstorableValueError, match=r"NUL.*final_value.*nothing was written"):
         store.save_review(doc.id, "ann", [FieldAction("total", "edit", NUL, "1.50")],
@@ -485,3 +497,35 @@ def test_every_save_and_lease_change_records_who_did_it(store_url: str) -> None:
         ("bob", "takeover", "ann", t1, t1 + timedelta(seconds=60)),
         ("bob", "renew", None, t1, t1 + timedelta(seconds=60)),  # the undo hands it back
         ("bob", "release", None, t1, None)]
+
+
+UI_REFUSED = [("", "operator name is empty"), ("ann\x00", "U+0000"), ("ann\x1b[2J", "U+001B"),
+              ("ann\u202eeve", "U+202E"), ("a\u200bb", "U+200B"),
+              ("a" * (MAX_OPERATOR_CHARS + 1), f"{MAX_OPERATOR_CHARS + 1} characters long"),
+              (" ann", "record it as 'ann'"), ("ann\tlee", "record it as 'ann lee'")]
+
+
+def test_operator_ids_the_ui_refuses_are_refused_by_the_store(tmp_path: Path) -> None:
+    """A script writing to the store directly cannot record an operator id the review UI would
+    refuse (``feedback_ui.checks.operator_id``) or would record otherwise."""
+    from kvloop.compare.runner import OPERATOR  # the simulated operator of `kvloop compare`
+
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.db'}")
+    doc = fill(store, 1)[0]
+    calls = [lambda op: store.acquire_lease(doc.id, op), lambda op: store.release_lease(doc.id, op),
+             store.undo_last, lambda op: store.save_review(doc.id, op, pick_total(doc),
+                                                           started_at=T0)]
+    for (bad, why), call in itertools.product(UI_REFUSED, calls):
+        with pytest.raises(ValueError, match=re.escape(why)) as refused:
+            call(bad)
+        assert str(refused.value).startswith("operator name ")
+    assert store.saves() == [] and store.lease_history(doc.id) == []
+    for name in ["ann", "Ann O'Brien", "a" * MAX_OPERATOR_CHARS, "收据 李", OPERATOR]:
+        assert operator_id(name) == name
+        store.acquire_lease(doc.id, name)
+        store.save_review(doc.id, name, pick_total(doc), started_at=T0)  # releases the lease
+        store.undo_last(name)
+        assert store.release_lease(doc.id, name)
+    assert OPERATOR == "simulated-operator"
+    assert MAX_OPERATOR_CHARS <= NAME_MAX  # every id the rule lets through fits the column
+    assert [s.operator for s in store.saves(doc.id)][-2:] == [OPERATOR, OPERATOR]

@@ -13,6 +13,7 @@ What ``spec`` may be (checked in this order):
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport
 from extractor.splits import check_split, split_documents, split_ids
 
 if TYPE_CHECKING:
-    from extractor.ocr import ReadOptions
+    from extractor.ocr import OcrConfig, OcrJob, ReadOptions
 
 OCR_MODES = ("provided", "tesseract")
 _EXPECTED = ("'demo', a SROIE folder (box/ and key/), a .jsonl file, a Label Studio JSON export, "
@@ -32,9 +33,11 @@ __all__ = [
     "DocumentLoadError",
     "LoadFailure",
     "LoadReport",
+    "ReadPlan",
     "detect_format",
     "iter_documents",
     "load_documents",
+    "plan_documents",
 ]
 
 
@@ -99,12 +102,43 @@ def iter_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided
     shift it); documents whose id is in ``exclude`` are then skipped without being read. A bad
     ``spec`` raises here, before the stream starts.
     """
+    plan = plan_documents(spec, split=split, ocr=ocr, progress=progress, exclude=exclude)
+    return _iter_plan(plan, workers, progress, options)
+
+
+@dataclass
+class ReadPlan:
+    """What reading a spec takes, before any page is OCR'd (``plan_documents``).
+
+    ``failures`` are known from the listing; ``documents`` are read already (a dataset's own
+    OCR), or are re-read by tesseract with ``configs`` when ``reread`` (``--ocr tesseract`` on a
+    dataset: ``extractor.loaders.sroie.iter_tesseract_documents``); ``jobs`` are image / PDF
+    pages for tesseract with ``configs`` (``extractor.loaders.images.iter_image_documents``).
+    Every engine (the local pool, ``extractor.model.ray_engine``) reads a plan the same way.
+    """
+
+    failures: list[LoadFailure] = field(default_factory=list)
+    documents: list[Document] = field(default_factory=list)
+    jobs: list[OcrJob] = field(default_factory=list)
+    configs: list[OcrConfig] = field(default_factory=list)
+    reread: bool = False
+
+    @property
+    def needs_ocr(self) -> bool:
+        return bool(self.jobs) or self.reread
+
+
+def plan_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided",
+                   progress: bool = True, exclude: Collection[str] = ()) -> ReadPlan:
+    """The ``ReadPlan`` of ``spec`` (see ``iter_documents``); a bad ``spec`` raises."""
+    from extractor.ocr import DEFAULT_VARIANTS
+
     check_split(split)
     if ocr not in OCR_MODES:
         raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {ocr!r}")
     fmt = detect_format(spec)
     if fmt == "images":
-        return _iter_images(spec, split, ocr, workers, progress, options, exclude)
+        return _plan_images(spec, split, ocr, exclude)
     if fmt == "sroie":
         from extractor.loaders.sroie import load_sroie, sroie_ids
 
@@ -115,32 +149,36 @@ def iter_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided
         report = _load_other(fmt, spec, progress)
         report.documents = [d for d in split_documents(report.documents, split)
                             if d.id not in exclude]
-    retess = ocr == "tesseract" and fmt in ("sroie", "funsd", "labelstudio")
-    return _iter_loaded(report, retess, workers, progress, options)
+    reread = ocr == "tesseract" and fmt in ("sroie", "funsd", "labelstudio")
+    return ReadPlan(report.failures, report.documents,
+                    configs=list(DEFAULT_VARIANTS) if reread else [], reread=reread)
 
 
-def _iter_loaded(report: LoadReport, retess: bool, workers: int, progress: bool,
-                 options: ReadOptions | None) -> Iterator[Document | LoadFailure]:
-    yield from report.failures
-    if not retess:
-        yield from report.documents
-        return
+def _iter_plan(plan: ReadPlan, workers: int, progress: bool,
+               options: ReadOptions | None) -> Iterator[Document | LoadFailure]:
     from tqdm import tqdm
 
+    from extractor.loaders.images import iter_image_documents
     from extractor.loaders.sroie import iter_tesseract_documents
 
-    with tqdm(total=len(report.documents), desc="tesseract", unit="page",
-              disable=not progress) as bar:
-        yield from iter_tesseract_documents(report.documents, workers=workers, options=options,
+    yield from plan.failures
+    if plan.jobs:
+        with tqdm(total=len(plan.jobs), desc="OCR", unit="page", disable=not progress) as bar:
+            yield from iter_image_documents(plan.jobs, plan.configs, workers, options=options,
                                             on_page=bar.update)
+    elif plan.reread:
+        with tqdm(total=len(plan.documents), desc="tesseract", unit="page",
+                  disable=not progress) as bar:
+            yield from iter_tesseract_documents(plan.documents, workers=workers,
+                                                configs=plan.configs, options=options,
+                                                on_page=bar.update)
+    else:
+        yield from plan.documents
 
 
-def _iter_images(spec: str | Path, split: str, ocr: str, workers: int, progress: bool,
-                 options: ReadOptions | None,
-                 exclude: Collection[str]) -> Iterator[Document | LoadFailure]:
-    from tqdm import tqdm
-
-    from extractor.loaders.images import iter_image_documents, plan_folder
+def _plan_images(spec: str | Path, split: str, ocr: str,
+                 exclude: Collection[str]) -> ReadPlan:
+    from extractor.loaders.images import plan_folder
     from extractor.ocr import DEFAULT_VARIANTS
 
     jobs, report = plan_folder(spec)
@@ -149,14 +187,7 @@ def _iter_images(spec: str | Path, split: str, ocr: str, workers: int, progress:
     # Variants cost one tesseract pass each; ask for them only when the user asked for
     # tesseract explicitly (``provided`` means "whatever the source gives": one pass).
     configs = DEFAULT_VARIANTS if ocr == "tesseract" else DEFAULT_VARIANTS[:1]
-
-    def stream() -> Iterator[Document | LoadFailure]:
-        yield from report.failures
-        with tqdm(total=len(todo), desc="OCR", unit="page", disable=not progress) as bar:
-            yield from iter_image_documents(todo, configs, workers, options=options,
-                                            on_page=bar.update)
-
-    return stream()
+    return ReadPlan(report.failures, jobs=todo, configs=list(configs))
 
 
 def _load_other(fmt: str, spec: str | Path, progress: bool) -> LoadReport:

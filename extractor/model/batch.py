@@ -195,28 +195,12 @@ class ResultsFile:
             self.fd = None
 
 
-def extract_to_file(predictor: KVPredictor, items: Iterable[Document | LoadFailure],
-                    out: ResultsFile, done: set[str], ocr_mode: str, k: int = 5,
-                    batch_size: int = 8, progress: bool = True) -> BatchOutcome:
-    """Extract every document of ``items`` not in ``done`` and append its line to ``out``,
-    a chunk at a time; load failures and failed documents go to the outcome.
-
-    A document id met twice in one input is extracted once, the second is a failure (a resume
-    could not tell the two apart).
-    """
-    outcome = BatchOutcome(skipped=len(done))
-    size = max(1, batch_size * CHUNK_BATCHES)
+def new_documents(items: Iterable[Document | LoadFailure], done: set[str],
+                  outcome: BatchOutcome) -> Iterator[Document]:
+    """The documents of ``items`` to extract: those not in ``done``, each id once. Load
+    failures go to ``outcome.load_failures``; an id met again is a failure (a resume could
+    not tell the two apart)."""
     seen: dict[str, str | None] = {}
-    chunk: list[Document] = []
-    bar = tqdm(desc="extract", unit="doc", disable=not progress)
-
-    def flush() -> None:
-        by_id = {d.id: d for d in chunk}
-        results = predict_isolated(predictor, chunk, k, batch_size, outcome)
-        outcome.n_ok += out.append(result_line(r, by_id[r.doc_id], ocr_mode) for r in results)
-        bar.update(len(chunk))
-        chunk.clear()
-
     for item in items:
         if isinstance(item, LoadFailure):
             outcome.load_failures.append(item)
@@ -228,7 +212,32 @@ def extract_to_file(predictor: KVPredictor, items: Iterable[Document | LoadFailu
                 f"duplicate document id (already read from {seen[item.id] or 'the input'})")))
             continue
         seen[item.id] = item.source
-        chunk.append(item)
+        yield item
+
+
+def extract_to_file(predictor: KVPredictor, items: Iterable[Document | LoadFailure],
+                    out: ResultsFile, done: set[str], ocr_mode: str, k: int = 5,
+                    batch_size: int = 8, progress: bool = True) -> BatchOutcome:
+    """Extract every document of ``items`` not in ``done`` and append its line to ``out``,
+    a chunk at a time; load failures and failed documents go to the outcome.
+
+    A document id met twice in one input is extracted once, the second is a failure
+    (``new_documents``).
+    """
+    outcome = BatchOutcome(skipped=len(done))
+    size = max(1, batch_size * CHUNK_BATCHES)
+    chunk: list[Document] = []
+    bar = tqdm(desc="extract", unit="doc", disable=not progress)
+
+    def flush() -> None:
+        by_id = {d.id: d for d in chunk}
+        results = predict_isolated(predictor, chunk, k, batch_size, outcome)
+        outcome.n_ok += out.append(result_line(r, by_id[r.doc_id], ocr_mode) for r in results)
+        bar.update(len(chunk))
+        chunk.clear()
+
+    for doc in new_documents(items, done, outcome):
+        chunk.append(doc)
         if len(chunk) >= size:
             flush()
     if chunk:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from extractor.document import Document, ExtractionResult
 from extractor.normalize import strict_key
+from feedback_ui.checks import operator_id  # the UI's rule (plain Python, no Streamlit)
 from feedback_ui.store import migrate, queries
 from feedback_ui.store.clock import Clock, as_utc, utc_now
 from feedback_ui.store.engine import WRITE, make_engine, normalize_url
@@ -37,7 +38,6 @@ from feedback_ui.store.feedback import (
     preference_pairs,
 )
 from feedback_ui.store.models import (
-    NAME_MAX,
     ActionRow,
     DocumentRow,
     ExtractionRow,
@@ -505,12 +505,13 @@ def _filter(flt: FeedbackFilter | None, filters: dict[str, Any]) -> FeedbackFilt
 
 
 def _check_operator(operator: str) -> None:
-    """Every save and lease records who did it: refuse an anonymous or unstorable name."""
-    if not operator.strip():
-        raise ValueError("operator name is empty; enter your name first")
-    if len(operator) > NAME_MAX:
-        raise ValueError(f"operator name is {len(operator)} characters long; the store keeps "
-                         f"at most {NAME_MAX}")
+    """Every save and lease records who did it: refuse a name the review UI would refuse
+    (``feedback_ui.checks.operator_id``: empty, too long, control or invisible characters) or
+    would record otherwise (extra whitespace), so a script cannot record one the UI cannot."""
+    name = operator_id(operator)
+    if name != operator:
+        raise ValueError(f"operator name {operator!r} has leading, trailing or repeated "
+                         f"whitespace; record it as {name!r}")
 
 
 def _undoable(operator: str) -> Any:

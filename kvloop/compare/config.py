@@ -189,10 +189,12 @@ class CompareConfig:
             return [dict(self.operator)]
         out = []
         for regime in self.regimes:
+            # the fields a regime does not use are left out, not zeroed: the operator is part
+            # of the review steps' settings, so `full` must be the same dict in every config
             op = {**self.operator, "regime": regime}
             if regime != "noisy":
                 op.pop("noise_base", None)
-                op["error_rate"] = 0.0
+                op.pop("error_rate", None)
             elif self.operator.get("regime", "full") != "noisy":
                 op["noise_base"] = self.operator.get("regime", "full")
             out.append(op)

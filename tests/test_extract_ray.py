@@ -1,0 +1,179 @@
+"""`kvloop extract --engine ray` on a local Ray of 2 CPUs: the same lines as the local engine.
+
+Real tesseract in Ray tasks, a real tiny model in a Ray actor, real files: a folder of
+rendered receipts (images and a two-page PDF) with a bad file, and a JSONL dataset with a
+repeated id. Each Ray run's lines equal the local engine's, document for document (all but
+``created_at``; order may differ), its failures are the local engine's, and it resumes an
+``--out`` that holds some lines already. The first test's run starts and stops a Ray of its
+own; the later ones share one (``shared_ray``: a run uses the Ray its process started), as
+every start costs seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from bad_inputs import FONT, LINES, pdf_bytes, text_page
+from test_extract_resume import _docs
+
+from extractor.document import read_jsonl, write_jsonl
+from kvloop.cli import main
+
+pytest.importorskip("ray.data")
+
+RAY = ("--engine", "ray", "--ray-cpus", "2")
+RECEIPTS = {"r1.png": LINES, "r2.png": LINES[::-1], "r3.jpg": LINES[1:]}
+BAD = "bad.jpg"  # a text file named .jpg: read fails in the OCR stage
+_FAILED = re.compile(r"^\s+FAILED (?:to (?:load|extract) )(.+)$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from extractor.model.zoo import build_model
+
+    d = tmp_path_factory.mktemp("model") / "tiny"
+    build_model("tiny", seed=0).save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three receipt images, a two-page PDF and a bad file."""
+    if not Path(FONT).is_file():
+        pytest.skip(f"{FONT} missing (Debian fonts-dejavu-core)")
+    folder = tmp_path_factory.mktemp("scans")
+    for name, lines in RECEIPTS.items():
+        text_page(lines).convert("RGB").save(folder / name)
+    (folder / "scan.pdf").write_bytes(pdf_bytes([LINES[:3], LINES[3:]]))
+    (folder / BAD).write_bytes(b"Dear customer,\nthis is a letter, not a photograph.\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shared_ray(tmp_path_factory: pytest.TempPathFactory):
+    """One local Ray of 2 CPUs for the tests after the first (a run finds it and uses it)."""
+    from extractor.model.ray_engine import RayEngine, ray_session
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KVLOOP_CACHE", str(tmp_path_factory.mktemp("shared-cache")))
+        with ray_session(RayEngine(cpus=2)) as ray:
+            yield ray
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six documents with their own words, one of them twice (a failure of its own)."""
+    docs = _docs(6)
+    path = tmp_path_factory.mktemp("jsonl") / "docs.jsonl"
+    write_jsonl(str(path), [*docs, docs[2]])
+    return path
+
+
+def _extract(model: Path, spec: Path, out: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
+             *extra: str) -> int:
+    # Each run its own OCR cache, so that the Ray run reads every page itself.
+    monkeypatch.setenv("KVLOOP_CACHE", str(cache))
+    return main(["extract", str(model), str(spec), "--out", str(out), "--threads", "1",
+                 "--device", "cpu", "--k", "3", "--batch-size", "2", *extra])
+
+
+def _lines(out: Path) -> dict[str, str]:
+    """doc id -> its line without the time stamp (ids are unique in a results file)."""
+    lines = list(read_jsonl(str(out)))
+    by_id = {r["doc_id"]: json.dumps({k: v for k, v in r.items() if k != "created_at"},
+                                     sort_keys=True) for r in lines}
+    assert len(by_id) == len(lines)
+    return by_id
+
+
+def _failures(stderr: str) -> list[str]:
+    return sorted(_FAILED.findall(stderr))
+
+
+@pytest.mark.slow
+def test_a_folder_gives_the_local_engines_lines_and_failures(model_dir, scans, tmp_path,
+                                                            capsys, monkeypatch):
+    import ray as ray_module
+
+    assert not ray_module.is_initialized(), "runs before the module's shared Ray"
+    local, ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert _extract(model_dir, scans, local, tmp_path / "cache-local", monkeypatch) == 1
+    local_err = capsys.readouterr().err
+    assert _extract(model_dir, scans, ray, tmp_path / "cache-ray", monkeypatch, *RAY) == 1
+    captured = capsys.readouterr()
+    assert not ray_module.is_initialized()  # the run started its own Ray and shut it down
+    expected = _lines(local)
+    assert set(expected) == {"r1", "r2", "r3", "scan-p1", "scan-p2"}
+    assert _lines(ray) == expected
+    failures = _failures(captured.err)
+    assert failures == _failures(local_err)
+    assert len(failures) == 1 and failures[0].startswith(f"{scans / BAD}: cannot read image")
+    assert "1 file(s) or document(s) failed: exit status 1" in captured.err
+    assert re.search(r": wrote 5 result\(s\) to ", captured.out)
+    # The pages were read by the Ray tasks themselves, into the cache they were given.
+    assert list((tmp_path / "cache-ray" / "ocr").rglob("*.json"))
+    line = json.loads(expected["r1"])
+    assert line["ocr"]["words"] == "tesseract:psm6" and line["ocr"]["engine"].startswith(
+        "tesseract ")
+
+
+@pytest.mark.slow
+def test_a_dataset_gives_the_local_engines_lines_and_failures(model_dir, dataset, shared_ray,
+                                                             tmp_path, capsys, monkeypatch):
+    local, ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert _extract(model_dir, dataset, local, tmp_path / "cache", monkeypatch) == 1
+    local_err = capsys.readouterr().err
+    assert _extract(model_dir, dataset, ray, tmp_path / "cache", monkeypatch, *RAY) == 1
+    ray_err = capsys.readouterr().err
+    assert _lines(ray) == _lines(local)
+    assert len(_lines(ray)) == 6
+    assert _failures(ray_err) == _failures(local_err) == [
+        "r0002 (None): duplicate document id (already read from the input)"]
+
+
+@pytest.mark.slow
+def test_resume_skips_the_lines_already_written(model_dir, dataset, shared_ray, tmp_path,
+                                                capsys, monkeypatch):
+    reference = tmp_path / "reference.jsonl"
+    assert _extract(model_dir, dataset, reference, tmp_path / "cache", monkeypatch) == 1
+    first = reference.read_bytes().splitlines(keepends=True)[:3]
+    out = tmp_path / "results.jsonl"
+    out.write_bytes(b"".join(first))
+    capsys.readouterr()
+    # r0002 is done, so its repeat is skipped with it (as the local engine does): exit 0.
+    assert _extract(model_dir, dataset, out, tmp_path / "cache", monkeypatch, *RAY) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 3 result(s)" in printed and "(3 already there from an earlier run)" in printed
+    assert out.read_bytes().startswith(b"".join(first))  # nothing rewritten
+    assert _lines(out) == _lines(reference)
+
+
+def test_a_local_ray_too_small_for_the_model_and_the_ocr_is_refused(model_dir, scans,
+                                                                   tmp_path, capsys,
+                                                                   monkeypatch):
+    out = tmp_path / "results.jsonl"
+    assert _extract(model_dir, scans, out, tmp_path / "cache", monkeypatch, *RAY,
+                    "--threads", "2") == 2
+    err = capsys.readouterr().err
+    assert "the local Ray has 2 CPU(s) (--ray-cpus), the model actors need 2" in err
+    assert "lower --threads or raise --ray-cpus" in err
+    assert out.read_text() == ""
+
+
+@pytest.mark.slow
+def test_ocr_runs_as_tasks_of_its_own_not_inside_the_model_actors(model_dir, scans, shared_ray,
+                                                                   capsys):
+    """Ray Data fuses compatible stages; fused, OCR would read one page per model actor."""
+    from extractor.loaders import plan_documents
+    from extractor.model.ray_engine import ModelSpec, RayEngine, build_pipeline
+
+    plan = plan_documents(scans)
+    rows = [(j.doc_id, j) for j in plan.jobs]
+    build_pipeline(shared_ray, plan, rows, ModelSpec(str(model_dir), "cpu"), RayEngine(),
+                   "provided", k=3, batch_size=2, options=None).explain()
+    optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
+    assert "ActorPoolMapOperator[MapBatches(ExtractStage)]" in optimized
+    assert "TaskPoolMapOperator[MapBatches(read_pages)]" in optimized
