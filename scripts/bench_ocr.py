@@ -3,6 +3,13 @@
     python scripts/bench_ocr.py timing   --n 20          # s/receipt, OMP_THREAD_LIMIT 1 vs all
     python scripts/bench_ocr.py coverage --n 40          # which OCR variants find gold values
     python scripts/bench_ocr.py synth    --n 40          # the same coverage on the demo receipts
+    python scripts/bench_ocr.py plain    --n 20          # kvloop's OCR pool vs a pytesseract loop
+
+``plain`` reads the same receipts twice, one pass each, in one run: a plain
+``pytesseract.image_to_data(Image.open(page))`` loop in this process (tesseract's own
+threading: what a script without kvloop does), then ``iter_image_documents`` with ``--workers``
+single-threaded tesseract processes, pixel caps and the orientation check, and an empty cache of
+its own; it prints wall seconds, pages/s and words found of each.
 
 Timing runs without the OCR cache; coverage uses it (a re-run is instant). "Coverage" of a
 gold value = its lenient key (no whitespace, case folded) is a substring of the lenient key of
@@ -113,9 +120,38 @@ def synth_jobs(n: int) -> tuple[list[OcrJob], dict[str, dict[str, str | None]]]:
     return jobs, gold
 
 
+def plain(jobs: list[OcrJob], workers: int) -> None:
+    """kvloop's OCR pool against a plain pytesseract loop on the same pages (module doc)."""
+    import tempfile
+
+    import pytesseract
+    from PIL import Image
+
+    from extractor.document import Document
+    from extractor.loaders.images import iter_image_documents
+    from extractor.ocr import DEFAULT_VARIANTS
+
+    print(f"{len(jobs)} SROIE receipts, {os.cpu_count()} CPUs, load average at start "
+          f"{os.getloadavg()[0]:.1f}")
+    start, words = time.perf_counter(), 0
+    for job in jobs:
+        with Image.open(job.path) as im:
+            data = pytesseract.image_to_data(im, output_type=pytesseract.Output.DICT)
+        words += sum(1 for t in data["text"] if t.strip())
+    rows = [("plain pytesseract loop", time.perf_counter() - start, words)]
+    with tempfile.TemporaryDirectory() as cache:
+        start = time.perf_counter()
+        docs = iter_image_documents(jobs, DEFAULT_VARIANTS[:1], workers, cache_dir=cache)
+        words = sum(len(d.words) for d in docs if isinstance(d, Document))
+        rows.append((f"kvloop pool, {workers} workers", time.perf_counter() - start, words))
+    print(f"  {'reader':28s} {'wall s':>7s} {'pages/s':>8s} {'words':>7s}")
+    for name, wall, n_words in rows:
+        print(f"  {name:28s} {wall:7.1f} {len(jobs) / wall:8.2f} {n_words:7d}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("what", choices=["timing", "coverage", "synth"])
+    p.add_argument("what", choices=["timing", "coverage", "synth", "plain"])
     p.add_argument("--n", type=int, default=20, help="receipts to use")
     p.add_argument("--threads", default="1,all",
                    help="timing: OMP_THREAD_LIMIT values per process ('all' = one per CPU, "
@@ -128,6 +164,8 @@ def main() -> None:
     configs = variants_by_name(args.variants)
     if args.what == "timing":
         timing(args.n, args.threads.split(","), [int(w) for w in args.workers_list.split(",")])
+    elif args.what == "plain":
+        plain(sroie_jobs(args.n, args.offset)[0], args.workers)
     elif args.what == "coverage":
         coverage(*sroie_jobs(args.n, args.offset), workers=args.workers, configs=configs)
     else:
