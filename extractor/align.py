@@ -124,11 +124,12 @@ def value_spans(words: Sequence[Word], spec: FieldSpec, value: str, max_len: int
     keys = [lenient_key(w.text) for w in words]
     # the shortcuts join word texts with one space, as span_value does once a blank word
     # is not among them
-    blank = any(not collapse_ws(w.text) for w in words)
+    texts = [collapse_ws(w.text) for w in words]
+    blank = not all(texts)
     if spec.type == "amount" and not blank:
         return _amount_spans(words, spec, key, keys, max_len)
     if spec.type == "date" and not blank:
-        return _date_spans(words, spec, key, keys, max_len)
+        return _date_spans(texts, key, keys, max_len)
     out = []
     for s in range(len(words)):
         joined = ""
@@ -179,16 +180,15 @@ def _amount_spans(words: Sequence[Word], spec: FieldSpec, key: str, keys: list[s
     return out
 
 
-def _date_spans(words: Sequence[Word], spec: FieldSpec, key: str, keys: list[str],
-                max_len: int) -> list[tuple[int, ...]]:
+def _date_spans(texts: list[str], key: str, keys: list[str], max_len: int
+                ) -> list[tuple[int, ...]]:
     """``value_spans`` for a date: ``span_value`` gives the first date found in the span's
     text (a date pattern can cross words: ``19 Oct 2018``), else the text; the text is grown a
     word at a time instead of rebuilt per span."""
-    texts = [collapse_ws(w.text) for w in words]
     out = []
-    for s in range(len(words)):
+    for s in range(len(texts)):
         joined, text = "", ""
-        for e in range(s, min(len(words), s + max_len)):
+        for e in range(s, min(len(texts), s + max_len)):
             joined += keys[e]
             text = texts[e] if e == s else f"{text} {texts[e]}"
             if key not in joined:

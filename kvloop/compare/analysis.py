@@ -57,7 +57,6 @@ from kvloop.compare.records import ArmResult
 
 DEFAULT_REFERENCES: tuple[str, ...] = ("gold", "rl-oracle")
 CEILING = "gold"
-DEFAULT_REGIME = "default"
 KL_KEYS = ("kl", "mean_kl")  # the runner logs RL's mean KL as ``mean_kl``
 EVAL_SET_WORDS = {"dev": "dev", "unseen-vendor": "unseen vendors"}
 
@@ -67,17 +66,11 @@ Cells = dict[CellKey, dict[int, ArmResult]]  # ... -> seed -> row
 
 # -- grouping ---------------------------------------------------------------------------------
 
-def regime_of(r: ArmResult) -> str:
-    """The feedback regime a row learnt under (``extras["regime"]``), ``default`` if unset."""
-    v = r.extras.get("regime")
-    return str(v) if v not in (None, "") else DEFAULT_REGIME
-
-
 def group_cells(results: Iterable[ArmResult]) -> Cells:
     """Rows by (regime, eval_set, round, arm), then by seed (a later duplicate wins)."""
     cells: Cells = defaultdict(dict)
     for r in results:
-        cells[(regime_of(r), r.eval_set, r.round, r.arm)][r.seed] = r
+        cells[(r.regime, r.eval_set, r.round, r.arm)][r.seed] = r
     return dict(cells)
 
 

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+DEFAULT_REGIME = "default"  # the regime of rows that record none
+
 
 @dataclass
 class ArmResult:
@@ -52,10 +54,16 @@ class ArmResult:
                              f"correct row does not have one entry per field {self.fields}")
 
     @property
+    def regime(self) -> str:
+        """The feedback regime the row learnt under (``extras["regime"]``), ``default`` if
+        unset (rows written before regimes were recorded)."""
+        v = self.extras.get("regime")
+        return str(v) if v not in (None, "") else DEFAULT_REGIME
+
+    @property
     def key(self) -> tuple[str, str, int, int, str]:
         """(regime, arm, seed, round, eval_set): rows of two regimes never replace each other."""
-        return (str(self.extras.get("regime") or "default"), self.arm, self.seed, self.round,
-                self.eval_set)
+        return (self.regime, self.arm, self.seed, self.round, self.eval_set)
 
     @property
     def f1(self) -> float:

@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator
 
 from eval import plots
 from eval.report import CSS, _figure, _table
-from kvloop.compare.analysis import CEILING, kl_of, regime_of
+from kvloop.compare.analysis import CEILING, kl_of
 from kvloop.compare.records import ArmResult
 
 EXTRA_COLORS = ["#e377c2", "#bcbd22", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94"]
@@ -415,7 +415,7 @@ def render_markdown(analysis: dict, config: dict) -> str:
 def row_summary(r: ArmResult) -> dict[str, Any]:
     """One results row without its per-document arrays (those stay in results.jsonl)."""
     return {"arm": r.arm, "seed": r.seed, "round": r.round, "eval_set": r.eval_set,
-            "regime": regime_of(r), "f1": r.f1, "n_docs": len(r.doc_ids),
+            "regime": r.regime, "f1": r.f1, "n_docs": len(r.doc_ids),
             "reviewed_docs": r.reviewed_docs, "operator_seconds": r.operator_seconds,
             "train_seconds": r.train_seconds, "model_version": r.model_version,
             "extras": r.extras}
