@@ -154,8 +154,18 @@ def make_parser() -> argparse.ArgumentParser:
                          "'choice-only' (never types: rejects instead)")
     ap.add_argument("--seed", type=int, default=13, help="seed of every step")
     ap.add_argument("--epochs", type=int, default=2, help="epochs of each feedback trainer")
-    ap.add_argument("--start-epochs", type=int, default=10,
-                    help="maximum epochs of the start model (early stopping on calibration)")
+    # 25 receipts are 4 steps an epoch: the base recipe's patience of 3 stopped a 10-epoch
+    # start at epoch 4 still predicting "absent" almost everywhere (dev F1 0.174, BENCHMARKS),
+    # so the start gets kvloop compare's quick recipe: 16 epochs, no early stop before them.
+    ap.add_argument("--start-epochs", type=int, default=16,
+                    help="epochs of the start model (the best on calibration is kept)")
+    ap.add_argument("--start-patience", type=int, default=None,
+                    help="early-stopping patience of the start model (default: "
+                         "--start-epochs, i.e. no early stop)")
+    ap.add_argument("--start-model", default=None,
+                    help="use this saved extractor as the start model instead of training "
+                         "one (it must have been trained on the first --start-docs fit "
+                         "receipts, e.g. kvloop compare's OUT/start/shared)")
     ap.add_argument("--max-dev-docs", type=int, default=None,
                     help="cap the dev receipts (the evaluation; tiny runs)")
     ap.add_argument("--max-calib-docs", type=int, default=None,
@@ -233,7 +243,8 @@ def base_child(argv: Sequence[str]) -> int:
                if spec["tesseract_profile"] else [])
     cfg = SupervisedConfig(data=data, out=spec["out"], arch=spec["arch"], init=spec["init"],
                            epochs=spec["epochs"], seed=spec["seed"], ocr_mix=spec["ocr_mix"],
-                           tesseract_profile=spec["tesseract_profile"])
+                           tesseract_profile=spec["tesseract_profile"],
+                           patience=spec.get("patience") or spec["epochs"])
     # Epochs are chosen on calibration, never on dev: dev is where the rows are compared.
     result = SupervisedTrainer(cfg, train_docs=train, dev_docs=calib, calib_docs=calib,
                                profile_docs=profile).train()
@@ -244,9 +255,9 @@ def base_child(argv: Sequence[str]) -> int:
 
 
 def base_spec(args: argparse.Namespace, out: Path, init: str | None, train: tuple[int, int],
-              epochs: int) -> dict[str, Any]:
+              epochs: int, patience: int | None = None) -> dict[str, Any]:
     return {"data": args.data, "out": str(out), "arch": args.arch, "init": init,
-            "train": list(train), "epochs": epochs, "seed": args.seed,
+            "train": list(train), "epochs": epochs, "patience": patience, "seed": args.seed,
             "ocr_mix": args.ocr_mix, "tesseract_profile": args.tesseract_profile,
             "max_dev_docs": args.max_dev_docs, "max_calib_docs": args.max_calib_docs}
 
@@ -272,13 +283,36 @@ def run_base(out: Path, name: str, final: Path, spec: dict[str, Any]) -> dict[st
 def start_step(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     from extractor.model.card import model_version
 
-    spec = base_spec(args, out / "start", None, (0, args.start_docs), args.start_epochs)
+    if args.start_model:
+        return reused_start(args, out)
+    spec = base_spec(args, out / "start", None, (0, args.start_docs), args.start_epochs,
+                     args.start_patience or args.start_epochs)
     settings = {k: v for k, v in spec.items() if k != "out"}
     got = cached(out, "start", settings)
     if got is None:
         got = run_base(out, "start", out / "start", spec)
         got.update(history_of(out / "start"))
         got["version"] = model_version(out / "start")
+        finish(out, "start", settings, got)
+    return got
+
+
+def reused_start(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """``--start-model``: copy a saved extractor to ``OUT/start`` (every later step reads it
+    there); no training is timed, so the start row has no wall time of its own."""
+    from extractor.model.card import model_version
+
+    source = Path(args.start_model).resolve()
+    settings = {"start_model": model_version(source), "start_docs": args.start_docs}
+    got = cached(out, "start", settings)
+    if got is None:
+        tmp = out / ".start.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("checkpoint-last"))
+        shutil.rmtree(out / "start", ignore_errors=True)
+        tmp.rename(out / "start")
+        got = {"reused": str(source), "wall_s": None, "peak_rss_gb": None,
+               **history_of(out / "start"), "version": model_version(out / "start")}
         finish(out, "start", settings, got)
     return got
 
@@ -685,7 +719,9 @@ def markdown(report: dict[str, Any]) -> str:
         per = "—" if r["per_100_docs_s"] is None else f"{r['per_100_docs_s']:.1f}"
         if "per_pass_300_docs_s" in r:
             per += f" ({r['per_pass_300_docs_s']:.1f} s/pass over {RL_PASS_DOCS})"
-        lines.append(f"| {r['trainer']} | {r['wall_s']:.1f} | {per} | {r['peak_rss_gb']:.2f} | "
+        wall = "—" if r["wall_s"] is None else f"{r['wall_s']:.1f}"
+        peak = "—" if r["peak_rss_gb"] is None else f"{r['peak_rss_gb']:.2f}"
+        lines.append(f"| {r['trainer']} | {wall} | {per} | {peak} | "
                      f"{r['target']} {met} | {'—' if f1 is None else f'{f1:.3f}'} | "
                      f"{fmt_ci(r.get('vs_start'))} | {r.get('vs_base_epoch') or '—'} |")
     lines += [f"\nskipped {s['trainer']}: {s['reason']}" for s in report["skipped"]]
@@ -768,7 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(f"[1/6] start model: base training on {args.start_docs} fit receipts ({args.arch})")
     start = start_step(args, out)
-    print(f"      {start['version']} ({start['wall_s']:.1f} s, {start['epochs_run']} epochs)")
+    took = (f"reused from {start['reused']}" if start.get("reused")
+            else f"{start['wall_s']:.1f} s")
+    print(f"      {start['version']} ({took}, {start['epochs_run']} epochs)")
     print(f"[2/6] pool: {len(pool)} receipts extracted, reviewed by the '{args.regime}' operator")
     pooled = pool_step(args, out, start, pool)
     print(f"      {pooled['reviewed']} reviewed, {pooled['skipped_unexpressible']} skipped "

@@ -185,3 +185,14 @@ def test_tiny_run_writes_every_row_then_reuses_the_cache(sroie_dir: Path, tmp_pa
     assert second_s < first_s / 2
     for key in ("rows", "skipped", "pool", "reward_model", "start"):
         assert again[key] == report[key], key
+
+    # --start-model: a saved extractor becomes the start (copied, not retrained, not timed).
+    reuse = [*TINY, "--data", str(sroie_dir), "--out", str(tmp_path / "c"), "--trainers", "sft",
+             "--start-model", str(tmp_path / "b" / "start")]
+    assert bench.main(reuse) == 0
+    reused = json.loads((tmp_path / "c" / "bench-trainers.json").read_text())
+    assert reused["start"]["version"] == report["start"]["version"]
+    assert reused["start"]["reused"] == str((tmp_path / "b" / "start").resolve())
+    assert reused["rows"][0]["wall_s"] is None
+    assert reused["rows"][0]["dev_lenient_f1"] == pytest.approx(start["dev_lenient_f1"])
+    assert [r["trainer"] for r in reused["rows"][1:]] == ["sft"]

@@ -13,6 +13,7 @@ import math
 import random
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -355,6 +356,26 @@ def test_train_writes_a_new_version_with_lineage(parent: Path, store_url: str,
     assert any(not torch.equal(parent_state[k], v) for k, v in new.state_dict().items())
     with pytest.raises(FileExistsError):
         SFTTrainer(cfg)  # never over an existing version
+
+
+def test_only_the_main_process_refits_and_saves(parent: Path, store_url: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``accelerate launch`` every process trains; a rank other than 0 neither refits the
+    decisions (minutes of calibration scoring) nor writes the version (rank 0 does both)."""
+    import training.feedback_trainer as feedback_trainer
+    import training.versions as versions
+
+    out = tmp_path / "sft-rank1"
+    tr = SFTTrainer(_cfg(parent, out, store_url, epochs=1, max_steps=2))
+    monkeypatch.setattr(versions, "process_rank", lambda: 1)
+    monkeypatch.setattr(feedback_trainer, "process_rank", lambda: 1)
+
+    def refit(*_a: Any, **_k: Any) -> None:
+        raise AssertionError("rank 1 refitted the decisions")
+
+    monkeypatch.setattr(feedback_trainer.FeedbackTrainer, "new_card", refit)
+    assert tr.train() == out
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_the_train_loss_goes_down_over_epochs(parent: Path, feedback: FeedbackSet,

@@ -41,7 +41,7 @@ from training.decisions import fit_decisions
 from training.feedback_data import FeedbackSet, read_feedback
 from training.loop import LoopResult, Trainer, seed_everything
 from training.supervised_trainer import evaluate
-from training.versions import new_version_dir
+from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,8 @@ class FeedbackTrainer(Trainer):
             self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
             try:
                 result = self.fit()
+                if process_rank() != 0:  # the others' weights are the same; one refits, saves
+                    return self.out
                 card = self.new_card(result)
                 self.model.save_pretrained(work, card)
                 if self.lexicon is not None:

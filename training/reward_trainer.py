@@ -68,7 +68,7 @@ from training.feedback_trainer import check_run, load_dev_docs, read_store_feedb
 from training.loop import LoopResult, Trainer, seed_everything
 from training.losses import bradley_terry_loss, pointwise_reward_loss
 from training.reward_config import RewardConfig
-from training.versions import new_version_dir
+from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -360,6 +360,8 @@ class RewardTrainer(Trainer):
             self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
             try:
                 result = self.fit()
+                if process_rank() != 0:  # the others' weights are the same; one saves
+                    return self.out
                 card = self.model.card()
                 card.training = self.record(result)
                 self.model.save_pretrained(work, card)
