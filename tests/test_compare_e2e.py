@@ -135,3 +135,15 @@ def test_a_second_regime_into_the_same_folder_shares_the_start_and_the_report(
     assert set(report["analysis"]["regimes"]) == {"full", "choice-only"}
     summary = Path(got["paths"]["md"]).read_text(encoding="utf-8")
     assert "choice-only" in summary and "full" in summary
+    # --baseline with --report-only: the same rows tested against another arm, nothing trained
+    from kvloop.cli import main
+
+    steps_before = sorted(p.name for p in (tmp_path / "regimes" / "steps").rglob("*.json"))
+    assert main(["compare", "--config", str(path), "--regime", "full", "choice-only",
+                 "--baseline", "dpo", "--report-only"]) == 0
+    again = json.loads(Path(got["paths"]["json"]).read_text(encoding="utf-8"))
+    assert again["analysis"]["method"]["baseline"] == "dpo"
+    assert {c["reference"] for c in again["analysis"]["comparisons"]
+            if c["role"] == "baseline"} == {"dpo"}
+    assert sorted(p.name for p in (tmp_path / "regimes" / "steps").rglob("*.json")) == steps_before
+    assert _numbers(tmp_path / "regimes") == rows

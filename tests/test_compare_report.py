@@ -154,6 +154,12 @@ def test_regimes_are_told_apart() -> None:
     assert _verdict(a, regime="partial")["beats_baseline"] == []
     assert a["summary"][0] == "The answer depends on the feedback regime."
     assert any(s.startswith("Under the partial regime: sft is enough") for s in a["summary"])
+    # A regime without the baseline has no answer, so nothing to be "the same" as.
+    rl_only = [r for r in partial if r.arm != "sft"]
+    b = analyse(full + rl_only, n_boot=N_BOOT)
+    assert b["summary"][0].startswith("Under the full regime: sft is not enough")
+    assert not any("every feedback regime" in s or "depends on" in s for s in b["summary"])
+    assert any("sft was not run" in s for s in b["summary"])
 
 
 def test_overoptimisation_note() -> None:

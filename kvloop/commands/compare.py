@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run")
     parser.add_argument("--arms", nargs="+", default=None, help="arms to run")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of review")
+    parser.add_argument("--baseline", default=None,
+                        help="the arm every other is tested against (default: the config's, "
+                             "sft); with --report-only, e.g. 'rl' to test rl-pool against rl")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps, auto")
     parser.add_argument("--regime", nargs="+", default=None,
                         choices=["full", "choice-only", "noisy"],
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {"data": args.data, "out": args.out, "seeds": args.seeds, "arms": args.arms,
-                 "rounds": args.rounds, "device": args.device,
+                 "rounds": args.rounds, "device": args.device, "baseline": args.baseline,
                  "ray": True if (args.ray or args.ray_address) else None,
                  "ray_address": args.ray_address}
     try:
