@@ -244,7 +244,7 @@ def base_child(argv: Sequence[str]) -> int:
     cfg = SupervisedConfig(data=data, out=spec["out"], arch=spec["arch"], init=spec["init"],
                            epochs=spec["epochs"], seed=spec["seed"], ocr_mix=spec["ocr_mix"],
                            tesseract_profile=spec["tesseract_profile"],
-                           patience=spec.get("patience") or spec["epochs"])
+                           patience=spec["patience"] or spec["epochs"])  # None: no early stop
     # Epochs are chosen on calibration, never on dev: dev is where the rows are compared.
     result = SupervisedTrainer(cfg, train_docs=train, dev_docs=calib, calib_docs=calib,
                                profile_docs=profile).train()
@@ -286,7 +286,7 @@ def start_step(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     if args.start_model:
         return reused_start(args, out)
     spec = base_spec(args, out / "start", None, (0, args.start_docs), args.start_epochs,
-                     args.start_patience or args.start_epochs)
+                     args.start_patience)
     settings = {k: v for k, v in spec.items() if k != "out"}
     got = cached(out, "start", settings)
     if got is None:

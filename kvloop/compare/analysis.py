@@ -434,8 +434,6 @@ def answer(verdicts: list[dict], last: dict[tuple[str, str], int], baseline: str
         finals = [v for v in verdicts if v["regime"] == regime
                   and v["round"] == last[(regime, v["eval_set"])] and v["baseline"]]
         wins = {v["eval_set"]: v["beats_baseline"] for v in finals if v["beats_baseline"]}
-        if finals:  # a regime the baseline did not run in has no answer to compare
-            per_regime[regime] = wins
         if not finals:
             text = f"{baseline} was not run, so whether it is enough cannot be answered."
         elif not wins:
@@ -445,6 +443,8 @@ def answer(verdicts: list[dict], last: dict[tuple[str, str], int], baseline: str
             text = (f"{baseline} is not enough: " + "; ".join(
                 f"on {_words(es)} {_join(arms)} beat{'s' if len(arms) == 1 else ''} it "
                 "significantly" for es, arms in wins.items()) + " at the last round.")
+        if finals:  # a regime the baseline did not run in has no answer to set beside
+            per_regime[regime] = wins
         out.append(text if len(regimes) == 1 else f"Under the {regime} regime: {text}")
     if len(per_regime) > 1:
         distinct = {tuple(sorted((k, tuple(v)) for k, v in w.items()))
