@@ -19,7 +19,8 @@ complete, so re-running skips finished steps and redoes interrupted ones):
 3. trainers, each a child process running the real CLI (``kvloop train NAME``, through a
    wrapper that records ``ru_maxrss``), timed wall-clock -> ``OUT/models/<row>``: ``sft``,
    ``sft-ul`` (``--unlikelihood-weight``), ``reward`` (from the store), ``rl`` (rloo against
-   that reward model), ``dpo``, ``dpo-dpop``; rows whose trainer this checkout lacks are
+   that reward model), ``rl-ppo``, ``dpo``, ``dpo-dpop``, ``dpo-diff`` (differing words),
+   ``sft-rl`` (SFT then RLOO, one command); rows whose trainer this checkout lacks are
    skipped with a note. ``base-epoch``: one base-training epoch from the start model on the
    pool documents' gold (same dev evaluation and decision refit), the reference every row is
    compared with.
@@ -125,7 +126,7 @@ class Row:
     trainer: str  # ``kvloop train`` name; "" = the in-script base epoch
     options: dict[str, Any] = field(default_factory=dict)  # config fields ({models}: folder)
     needs: tuple[str, ...] = ()  # rows whose output this one reads
-    target: str = "per_100"  # "per_100", "rl_pass" or "" (the reference)
+    target: str = "per_100"  # "per_100", "rl_pass", "chain" (no target) or "" (the reference)
 
 
 ROWS: tuple[Row, ...] = (
@@ -134,8 +135,15 @@ ROWS: tuple[Row, ...] = (
     Row("sft-ul", "sft", {"unlikelihood_weight": "{unlikelihood_weight}"}),
     Row("reward", "reward"),
     Row("rl", "rl", {"reward": "{models}/reward", "algorithm": "rloo"}, ("reward",), "rl_pass"),
+    Row("rl-ppo", "rl", {"reward": "{models}/reward", "algorithm": "ppo"}, ("reward",),
+        "rl_pass"),
     Row("dpo", "dpo"),
     Row("dpo-dpop", "dpo", {"loss_type": "dpop"}),
+    Row("dpo-diff", "dpo", {"loss_type": "diff_words"}),
+    # SFT then RLOO as one command: both stages --epochs each; the issue sets no target of its
+    # own (its parts have theirs), so the row reports its times against sft's and rl's
+    Row("sft-rl", "sft-rl", {"reward": "{models}/reward", "algorithm": "rloo",
+                             "sft_epochs": "{epochs}"}, ("reward",), "chain"),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
 
@@ -433,7 +441,8 @@ def row_values(row: Row, args: argparse.Namespace, out: Path,
     if row.trainer != "reward":  # a reward model has no decisions to refit
         values.update(calib_data=calib[0], calib_split=calib[1],
                       tesseract_profile=args.tesseract_profile)
-    fmt = {"models": str(out / "models"), "unlikelihood_weight": args.unlikelihood_weight}
+    fmt = {"models": str(out / "models"), "unlikelihood_weight": args.unlikelihood_weight,
+           "epochs": args.epochs}
     for k, v in row.options.items():
         values[k] = v.format(**fmt) if isinstance(v, str) else v
     return values
@@ -698,6 +707,8 @@ def judge(row: Row, got: dict[str, Any], reviewed: int, pool_docs: int,
         out["target"] = (f"<= {RL_PASS_TARGET_S:.0f} s/pass over {RL_PASS_DOCS} docs, "
                          f"< {RSS_TARGET_GB:.0f} GB")
         out["target_met"] = per_pass <= RL_PASS_TARGET_S and rss_ok
+    elif row.target == "chain":
+        out["target"], out["target_met"] = "none of its own (its stages: sft, rl)", None
     else:
         out["target"], out["target_met"] = "reference", None
     return out

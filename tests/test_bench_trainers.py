@@ -79,10 +79,14 @@ def test_every_row_parses_under_its_trainers_config(row, tmp_path: Path) -> None
     assert (cfg.dev_data, cfg.dev_split) == (args.data, "calibration")
     if row.name == "sft-ul":
         assert cfg.unlikelihood_weight == args.unlikelihood_weight > 0
-    if row.name == "rl":
-        assert cfg.reward == str(tmp_path / "models" / "reward") and cfg.algorithm == "rloo"
-    if row.name == "dpo-dpop":
-        assert cfg.loss_type == "dpop"
+    if row.trainer in ("rl", "sft-rl"):
+        assert cfg.reward == str(tmp_path / "models" / "reward")
+        assert cfg.algorithm == {"rl-ppo": "ppo"}.get(row.name, "rloo")
+    if row.trainer == "sft-rl":
+        assert cfg.sft_epochs == 1  # both stages run --epochs
+    if row.trainer == "dpo":
+        assert cfg.loss_type == {"dpo-dpop": "dpop", "dpo-diff": "diff_words"}.get(row.name,
+                                                                                "dpo")
     if row.trainer == "reward":
         assert cfg.calib_data == ""  # a reward model refuses one
     else:
@@ -97,6 +101,7 @@ def test_a_missing_trainer_is_skipped_with_a_note(tmp_path: Path) -> None:
 
 def test_selected_adds_what_a_row_needs_and_keeps_run_order() -> None:
     assert [r.name for r in bench.selected("rl,sft")] == ["sft", "reward", "rl"]
+    assert [r.name for r in bench.selected("sft-rl,rl-ppo")] == ["reward", "rl-ppo", "sft-rl"]
     with pytest.raises(SystemExit):
         bench.selected("sft,bogus")
 

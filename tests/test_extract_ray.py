@@ -11,8 +11,12 @@ every start costs seconds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -177,3 +181,87 @@ def test_ocr_runs_as_tasks_of_its_own_not_inside_the_model_actors(model_dir, sca
     optimized = capsys.readouterr().out.split("Physical Plan (Optimized)")[1]
     assert "ActorPoolMapOperator[MapBatches(ExtractStage)]" in optimized
     assert "TaskPoolMapOperator[MapBatches(read_pages)]" in optimized
+
+
+def _kill_first_worker_running(marker: bytes, stop: threading.Event) -> list[int]:
+    """SIGKILL the first process whose command line names a Ray task running ``marker``
+    (Ray renames a worker ``ray::<task>`` while it runs one); the killed PIDs."""
+    killed: list[int] = []
+    while not stop.is_set() and not killed:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmdline.startswith(b"ray::") and marker in cmdline:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    continue
+                killed.append(int(proc.name))
+                break
+        stop.wait(0.05)
+    return killed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_a_killed_ocr_worker_loses_no_document_silently(model_dir, scans, shared_ray, tmp_path,
+                                                       capsys, monkeypatch):
+    """An OCR worker SIGKILLed mid-page: Ray retries its task or the run names the page lost
+    (exit 1, counted with the other failures); nothing vanishes, and a second run finishes
+    exactly what the first did not, giving the local engine's lines."""
+    reference = tmp_path / "reference.jsonl"
+    assert _extract(model_dir, scans, reference, tmp_path / "cache-local", monkeypatch) == 1
+    expected = _lines(reference)
+    capsys.readouterr()
+
+    out = tmp_path / "results.jsonl"
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        killer = pool.submit(_kill_first_worker_running, b"read_pages", stop)
+        try:
+            rc = _extract(model_dir, scans, out, tmp_path / "cache-ray", monkeypatch, *RAY)
+        finally:
+            stop.set()
+        killed = killer.result()
+    err = capsys.readouterr().err
+    assert killed, "no OCR worker was seen running (nothing was killed)"
+    written = _lines(out)
+    lost = sorted(re.findall(r"^\s+FAILED to extract (\S+) \(.*\): no result came back from Ray",
+                             err, re.MULTILINE))
+    # every planned document is written or named lost, never both, never neither
+    assert set(written) | set(lost) == set(expected) and not set(written) & set(lost)
+    assert {d: written[d] for d in written} == {d: expected[d] for d in written}
+    assert rc == 1 and f"{1 + len(lost)} file(s) or document(s) failed" in err
+
+    assert _extract(model_dir, scans, out, tmp_path / "cache-ray", monkeypatch, *RAY) == 1
+    assert _lines(out) == expected
+
+
+def test_the_collector_names_every_document_that_never_came_back(tmp_path: Path) -> None:
+    """Ray Data skips a block whose task died (``max_errored_blocks=-1``): the collector
+    reports each document of it as lost, in input order, beside the failures that did come
+    back, so the exit status counts them."""
+    from extractor.model.batch import BatchOutcome, ExtractFailure, ResultsFile
+    from extractor.model.ray_engine import LOST, Collector, as_batch
+
+    rows = [(f"d{n}", None) for n in range(4)]
+    sources = {f"d{n}": f"/in/d{n}.png" for n in range(4)}
+    out = ResultsFile(tmp_path / "out.jsonl", "v1", "provided")
+    out.open()
+    try:
+        collector = Collector(rows, sources, out, BatchOutcome())
+        line = {"doc_id": "d2", "model_version": "v1", "ocr": {"mode": "provided"}}
+        assert collector.add(as_batch([("d2", line),
+                                       ("d1", ExtractFailure("d1", "/in/d1.png", "boom"))])) == 2
+        outcome = collector.finish()
+    finally:
+        out.close()
+    assert outcome.n_ok == 1 and [json.loads(x)["doc_id"] for x in
+                                  (tmp_path / "out.jsonl").read_text().splitlines()] == ["d2"]
+    assert [(f.doc_id, f.source, f.reason) for f in outcome.failures] == [
+        ("d0", "/in/d0.png", LOST), ("d1", "/in/d1.png", "boom"), ("d3", "/in/d3.png", LOST)]
+    assert outcome.n_failed == 3
