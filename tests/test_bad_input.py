@@ -130,6 +130,31 @@ def test_data_on_sroie_jsonl_and_labelstudio(corpus, tmp_path, capsys):
     assert "no document could be read" in capsys.readouterr().err
 
 
+def test_train_names_each_bad_file_once_and_says_so_in_its_exit_status(corpus, tmp_path,
+                                                                        capsys, caplog):
+    """`kvloop train` skips the bad files of every split it loads, trains on the rest, and
+    ends with one record per bad file and exit 1 (0 with --allow-partial)."""
+    spec, expects = corpus["sroie"]
+    model = tmp_path / "model"
+    argv = ["train", "base", "--data", str(spec), "--train-split", "all", "--dev-split", "all",
+            "--calib-split", "all", "--arch", "tiny", "--epochs", "1", "--ocr-mix", "0",
+            "--no-tesseract-profile", "--out", str(model)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert f"saved {model}" in captured.out and (model / "kvloop.json").is_file()
+    check_records(records(captured.err, spec), expects)  # once each, over three split loads
+    assert "4 data file(s) could not be read and were skipped" in captured.err
+    assert "failed: exit status 1 (--allow-partial accepts a partial batch)" in captured.err
+    # each file is also logged as it is met, once, not once per split
+    bomb = [r for r in caplog.records if str(spec / "img" / "005.png") in r.getMessage()]
+    assert len(bomb) == 1 and bomb[0].name == "training.data"
+
+    assert main(["train", "calibrate", "--data", str(spec), "--calib-split", "all",
+                 "--out", str(model), "--no-tesseract-profile", "--allow-partial"]) == 0
+    err = capsys.readouterr().err
+    assert "4 failure(s) accepted (--allow-partial)" in err
+
+
 def test_key_file_without_a_field_reads_it_as_absent(corpus):
     from extractor.loaders import load_documents
 

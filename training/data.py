@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import replace
 
 from extractor.align import align_document
@@ -20,13 +22,36 @@ from extractor.model.features import Window
 
 log = logging.getLogger(__name__)
 
+_skipped: ContextVar[dict[tuple[str, str], None] | None] = ContextVar("kvloop_skipped_files",
+                                                                     default=None)
+
+
+@contextmanager
+def skipped_files() -> Iterator[dict[tuple[str, str], None]]:
+    """Within, the (file, reason) of every file a ``load_split`` skips, in order, each once:
+    a trainer loads one dataset for several splits and OCR passes, and each load meets the
+    same bad file, logged only the first time (``kvloop train`` counts them in its exit
+    status)."""
+    seen: dict[tuple[str, str], None] = {}
+    token = _skipped.set(seen)
+    try:
+        yield seen
+    finally:
+        _skipped.reset(token)
+
 
 def load_split(spec: str, split: str, ocr: str = "provided",
                max_docs: int | None = None) -> list[Document]:
-    """Documents of one split of a dataset spec, failures logged (the batch goes on)."""
+    """Documents of one split of a dataset spec; a file that cannot be read is logged and
+    skipped (once within ``skipped_files``), and the batch goes on."""
     from extractor.loaders import load_documents
     report = load_documents(spec, split=split, ocr=ocr)
+    seen = _skipped.get()
     for f in report.failures:
+        if seen is not None:
+            if (f.path, f.reason) in seen:
+                continue
+            seen[(f.path, f.reason)] = None
         log.warning("skipped %s: %s", f.path, f.reason)
     docs = report.documents
     return docs[:max_docs] if max_docs else docs
