@@ -137,6 +137,21 @@ def test_floor_and_ceiling_words() -> None:
             for arm, role in (("rl", "baseline"), ("gold", "floor"))} == {5}
 
 
+def test_references_alone_beside_the_baseline_are_reported_not_hidden() -> None:
+    """Only the ablation and the ceiling beside SFT: the text says how each stands to SFT,
+    and not that no other arm was scored against it."""
+    a = analyse(_mock_results({"sft": 0.8, "rl-oracle": 0.55, "gold": 0.97}), n_boot=N_BOOT)
+    v = _verdict(a)
+    assert v["best_arm"] == "sft" and not v["beats_baseline"] and not v["worse_than_baseline"]
+    assert v["references_vs_baseline"] == {"rl-oracle": "worse", "gold": "better"}
+    assert "no other arm was scored against it" not in v["text"]
+    assert "no other arm learning from these reviews was run" in v["text"]
+    diff = _comparison(a, "rl-oracle")["f1_diff"]
+    assert (f"rl-oracle {diff['diff']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}] "
+            "(significantly worse)") in v["text"]
+    assert "gold +" in v["text"] and "(significantly better)" in v["text"]
+
+
 def test_floor_under_one_seed_serves_every_seed() -> None:
     rows = _mock_results({"sft": 0.9, "rl": 0.9}, seeds=(0, 1, 2))
     rows += [_mock_result("none", 0, 0, es, 0.6) for es in SETS]    # one shared start model

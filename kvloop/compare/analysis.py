@@ -320,6 +320,9 @@ def verdict(regime: str, es: str, rnd: int, summaries: dict[CellKey, dict],
         "challenger": challenger,
         "challenger_vs_baseline": vs_base.get(challenger) if challenger else None,
         "beats_baseline": better, "worse_than_baseline": worse,
+        # the ablations and the ceiling against the baseline: reported, never the answer
+        "references_vs_baseline": {a: vs_base[a]["direction"] for a in arm_order(here)
+                                   if a in references and a in vs_base},
         "winner_vs_baseline": vs_base[better[0]] if better else None,
         "beats_baseline_significantly": bool(better),
         "beats_floor": [a for a in learners if vs_floor[a]["direction"] == "better"],
@@ -366,8 +369,16 @@ def verdict_text(v: dict[str, Any], vs_base: dict[str, dict], vs_floor: dict[str
         word = "best" if c["f1_diff"]["diff"] > 0 else "closest"
         out[0] += (f"; no arm beats it significantly ({word}: {ch}, {_fmt_diff(c)}, "
                    f"McNemar {_fmt_p(c['p_holm'])} Holm-adjusted).")
+    elif v["references_vs_baseline"]:
+        out[0] += "; no other arm learning from these reviews was run."
     else:
         out[0] += "; no other arm was scored against it."
+    if v["references_vs_baseline"]:
+        said = {"better": "significantly better", "worse": "significantly worse"}
+        refs = [f"{a} {_fmt_diff(vs_base[a])} ({said.get(d, 'not significant')})"
+                for a, d in v["references_vs_baseline"].items()]
+        out.append(f"References (they use gold the reviews do not give) against {base}: "
+                   + "; ".join(refs) + ".")
     if v["worse_than_baseline"]:
         out.append(f"Significantly worse than {base}: "
                    + ", ".join(f"{a} ({_fmt_diff(vs_base[a])})"
