@@ -19,8 +19,8 @@ complete, so re-running skips finished steps and redoes interrupted ones):
 3. trainers, each a child process running the real CLI (``kvloop train NAME``, through a
    wrapper that records ``ru_maxrss``), timed wall-clock -> ``OUT/models/<row>``: ``sft``,
    ``sft-ul`` (``--unlikelihood-weight``), ``reward`` (from the store), ``rl`` (rloo against
-   that reward model), ``rl-ppo``, ``dpo``, ``dpo-dpop``, ``dpo-diff`` (differing words),
-   ``sft-rl`` (SFT then RLOO, one command); rows whose trainer this checkout lacks are
+   that reward model), ``rl-ppo`` (``rl-ppo2``: 2 updates per batch, not 4), ``dpo``,
+   ``dpo-dpop``, ``dpo-diff`` (differing words), ``sft-rl`` (SFT then RLOO); rows whose trainer this checkout lacks are
    skipped with a note. ``base-epoch``: one base-training epoch from the start model on the
    pool documents' gold (same dev evaluation and decision refit), the reference every row is
    compared with.
@@ -137,6 +137,9 @@ ROWS: tuple[Row, ...] = (
     Row("rl", "rl", {"reward": "{models}/reward", "algorithm": "rloo"}, ("reward",), "rl_pass"),
     Row("rl-ppo", "rl", {"reward": "{models}/reward", "algorithm": "ppo"}, ("reward",),
         "rl_pass"),
+    # PPO's cost is ppo_epochs updates per batch of samples: the default 4, and 2
+    Row("rl-ppo2", "rl", {"reward": "{models}/reward", "algorithm": "ppo", "ppo_epochs": 2},
+        ("reward",), "rl_pass"),
     Row("dpo", "dpo"),
     Row("dpo-dpop", "dpo", {"loss_type": "dpop"}),
     Row("dpo-diff", "dpo", {"loss_type": "diff_words"}),
