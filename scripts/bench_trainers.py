@@ -20,8 +20,8 @@ complete, so re-running skips finished steps and redoes interrupted ones):
    wrapper that records ``ru_maxrss``), timed wall-clock -> ``OUT/models/<row>``: ``sft``,
    ``sft-ul`` (``--unlikelihood-weight``), ``reward`` (from the store), ``rl`` (rloo against
    that reward model), ``rl-ppo`` (``rl-ppo2``: 2 updates per batch, not 4), ``dpo``,
-   ``dpo-dpop``, ``dpo-diff`` (differing words), ``sft-rl`` (SFT then RLOO); rows whose trainer this checkout lacks are
-   skipped with a note. ``base-epoch``: one base-training epoch from the start model on the
+   ``dpo-dpop``, ``dpo-diff`` (differing words), ``sft-rl`` (SFT then RLOO); rows whose
+   trainer this checkout lacks are skipped with a note. ``base-epoch``: one base-training epoch from the start model on the
    pool documents' gold (same dev evaluation and decision refit), the reference every row is
    compared with.
 4. ``reward``: the reward model's held-out pairwise accuracy (its card's history, best epoch),
