@@ -21,9 +21,9 @@ complete, so re-running skips finished steps and redoes interrupted ones):
    ``sft-ul`` (``--unlikelihood-weight``), ``reward`` (from the store), ``rl`` (rloo against
    that reward model), ``rl-ppo`` (``rl-ppo2``: 2 updates per batch, not 4), ``dpo``,
    ``dpo-dpop``, ``dpo-diff`` (differing words), ``sft-rl`` (SFT then RLOO); rows whose
-   trainer this checkout lacks are skipped with a note. ``base-epoch``: one base-training epoch from the start model on the
-   pool documents' gold (same dev evaluation and decision refit), the reference every row is
-   compared with.
+   trainer this checkout lacks are skipped with a note. ``base-epoch``: one base-training
+   epoch from the start model on the pool documents' gold (same dev evaluation and decision
+   refit), the reference every row is compared with.
 4. ``reward``: the reward model's held-out pairwise accuracy (its card's history, best epoch),
    its pairwise accuracy on fresh samples of the start policy on dev (``BatchedPolicy.sample``,
    each outcome right when ``training.rewards.same_value`` of its value and gold), the time
