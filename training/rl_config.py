@@ -48,8 +48,12 @@ class RLConfig(FeedbackConfig):
     algorithm: str = field(default="rloo", metadata={"help": "'rloo', 'grpo' or 'ppo'"})
     samples_per_field: int = field(default=4, metadata={
         "help": "outcomes sampled per document and field (the group of RLOO/GRPO)"})
-    ppo_epochs: int = field(default=4, metadata={
-        "help": "ppo: optimiser steps on each batch of samples"})
+    # 2, not the common 4: each step is a full encoder pass, and on 2 CPU cores 4 steps a
+    # batch take a pass over 300 documents past 10 minutes (866 s; 2 steps: 403 s, dev F1
+    # 0.618 against 0.647 with 4, one seed; BENCHMARKS.md, issue 13, session 9)
+    ppo_epochs: int = field(default=2, metadata={
+        "help": "ppo: optimiser steps on each batch of samples (4: a little better, twice "
+                "the time)"})
     ppo_clip: float = field(default=0.2, metadata={"help": "ppo: ratio clip (Eq. 7's epsilon)"})
     kl_coef: float = field(default=0.05, metadata={
         "help": "coefficient of the exact KL(policy || start model) penalty (start value "
