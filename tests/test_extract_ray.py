@@ -183,11 +183,11 @@ def test_ocr_runs_as_tasks_of_its_own_not_inside_the_model_actors(model_dir, sca
     assert "TaskPoolMapOperator[MapBatches(read_pages)]" in optimized
 
 
-def _kill_first_worker_running(marker: bytes, stop: threading.Event) -> list[int]:
+def _kill_first_worker_running(marker: bytes, stop: threading.Event) -> int | None:
     """SIGKILL the first process whose command line names a Ray task running ``marker``
-    (Ray renames a worker ``ray::<task>`` while it runs one); the killed PIDs."""
-    killed: list[int] = []
-    while not stop.is_set() and not killed:
+    (Ray renames a worker ``ray::<task>`` while it runs one); its PID, or None if none ran
+    before ``stop``."""
+    while not stop.is_set():
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
@@ -200,10 +200,9 @@ def _kill_first_worker_running(marker: bytes, stop: threading.Event) -> list[int
                     os.kill(int(proc.name), signal.SIGKILL)
                 except ProcessLookupError:
                     continue
-                killed.append(int(proc.name))
-                break
+                return int(proc.name)
         stop.wait(0.05)
-    return killed
+    return None
 
 
 @pytest.mark.slow
@@ -228,13 +227,13 @@ def test_a_killed_ocr_worker_loses_no_document_silently(model_dir, scans, shared
             stop.set()
         killed = killer.result()
     err = capsys.readouterr().err
-    assert killed, "no OCR worker was seen running (nothing was killed)"
+    assert killed is not None, "no OCR worker was seen running (nothing was killed)"
     written = _lines(out)
     lost = sorted(re.findall(r"^\s+FAILED to extract (\S+) \(.*\): no result came back from Ray",
                              err, re.MULTILINE))
     # every planned document is written or named lost, never both, never neither
     assert set(written) | set(lost) == set(expected) and not set(written) & set(lost)
-    assert {d: written[d] for d in written} == {d: expected[d] for d in written}
+    assert written.items() <= expected.items()  # what was written is the local engine's
     assert rc == 1 and f"{1 + len(lost)} file(s) or document(s) failed" in err
 
     assert _extract(model_dir, scans, out, tmp_path / "cache-ray", monkeypatch, *RAY) == 1
