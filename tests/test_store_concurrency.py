@@ -197,7 +197,9 @@ def test_concurrent_processes_lose_no_save(store_url: str) -> None:  # noqa: F81
         flagged |= {h.save_id for h in hist if h.undone}
         live = [h for h in hist if not h.undone]
         # Each save saw the one before it (undone ones aside): the chain never skips a value.
-        assert [h.before for h in live] == [d.words[1].text] + [h.after for h in live[:-1]]
+        # (Every save of a document may have been undone: then there is no chain to check.)
+        chain = [d.words[1].text] + [h.after for h in live]
+        assert [h.before for h in live] == chain[:len(live)]
         assert store.current_values(d.id) == ({"total": live[-1].after} if live else {})
         if live and live[-1].action != "reject":
             reviewed.add(d.id)
