@@ -147,3 +147,19 @@ def test_a_second_regime_into_the_same_folder_shares_the_start_and_the_report(
             if c["role"] == "baseline"} == {"dpo"}
     assert sorted(p.name for p in (tmp_path / "regimes" / "steps").rglob("*.json")) == steps_before
     assert _numbers(tmp_path / "regimes") == rows
+
+
+@pytest.mark.slow
+def test_an_arm_added_later_gets_the_reward_model_whose_weights_a_finished_round_dropped(
+        tmp_path: Path) -> None:
+    path = _config(tmp_path, "added", arms=["none", "rerank"], baseline="none")
+    Comparison(load_config(str(path))).run()
+    assert not list((tmp_path / "added").glob("full/seed-0/round-1/reward/*.safetensors"))
+    # the same folder, one more arm reading the round's reward model: trained again, not a
+    # "weights are missing" error, and the same model (same seed), so the same figures
+    Comparison(load_config(str(path), {"arms": ["none", "rerank", "rl"]})).run()
+    dev = {r.arm: r for r in read_results(tmp_path / "added" / "results.jsonl")
+           if r.eval_set == "dev" and r.round == 1}
+    assert set(dev) == {"none", "rerank", "rl"}
+    assert dev["rl"].extras["reward_pair_acc"] == dev["rerank"].extras["reward_pair_acc"]
+    assert not list((tmp_path / "added").glob("full/seed-0/round-1/reward/*.safetensors"))

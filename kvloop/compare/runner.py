@@ -239,7 +239,11 @@ class Comparison:
             settings = self.unit_settings(seed, rnd, "reward")
             name = f"{self.regime}/seed-{seed}/round-{rnd}/reward"
             got = self.steps.get(name, settings)
-            if got is not None:
+            # A finished round drops the reward model's weights (keep_models off); an arm added
+            # to the run later that reads them gets the model trained again (same seed, same
+            # model) instead of a missing file.
+            if got is not None and (units.has_weights(Path(got["dir"]))
+                                    or not self.pending_reward_arms(seed, rnd)):
                 out[seed] = got
                 continue
             todo.append(seed)
@@ -254,6 +258,13 @@ class Comparison:
             print(f"  seed {seed} round {rnd}: reward model ({got['seconds']:.0f} s, held-out "
                   f"pair accuracy {'—' if acc is None else f'{acc:.3f}'})", flush=True)
         return out
+
+    def pending_reward_arms(self, seed: int, rnd: int) -> list[str]:
+        """The arms of round ``rnd`` of ``seed`` still to run that read its reward model."""
+        return [a.name for a in self.cfg.arm_specs
+                if a.needs_reward and not (a.gold and rnd != self.cfg.rounds)
+                and self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{a.name}",
+                                   self.unit_settings(seed, rnd, a.name)) is None]
 
     def round_payload(self, seed: int, rnd: int) -> dict[str, Any]:
         return {**self.base_payload(seed),

@@ -49,6 +49,12 @@ def _config(cls: type, values: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in values.items() if k in names})
 
 
+def has_weights(model_dir: Path) -> bool:
+    """Whether any weight file is left under ``model_dir`` (``drop_weights`` undone)."""
+    return model_dir.is_dir() and any(p.is_file() and p.suffix in WEIGHT_SUFFIXES
+                                      for p in model_dir.rglob("*"))
+
+
 def drop_weights(model_dir: Path) -> None:
     """Delete the weight files under ``model_dir`` (cards, curves and configs stay)."""
     for p in model_dir.rglob("*"):
