@@ -150,7 +150,7 @@ def test_a_second_regime_into_the_same_folder_shares_the_start_and_the_report(
 
 
 @pytest.mark.slow
-def test_an_arm_added_later_gets_the_reward_model_whose_weights_a_finished_round_dropped(
+def test_an_arm_added_later_gets_its_start_rows_and_the_reward_model_a_finished_round_dropped(
         tmp_path: Path) -> None:
     path = _config(tmp_path, "added", arms=["none", "rerank"], baseline="none")
     Comparison(load_config(str(path))).run()
@@ -158,8 +158,13 @@ def test_an_arm_added_later_gets_the_reward_model_whose_weights_a_finished_round
     # the same folder, one more arm reading the round's reward model: trained again, not a
     # "weights are missing" error, and the same model (same seed), so the same figures
     Comparison(load_config(str(path), {"arms": ["none", "rerank", "rl"]})).run()
-    dev = {r.arm: r for r in read_results(tmp_path / "added" / "results.jsonl")
-           if r.eval_set == "dev" and r.round == 1}
+    rows = read_results(tmp_path / "added" / "results.jsonl")
+    dev = {r.arm: r for r in rows if r.eval_set == "dev" and r.round == 1}
     assert set(dev) == {"none", "rerank", "rl"}
+    # the added arm's curve starts at the start model too, and no row was written twice
+    assert {(r.arm, r.round) for r in rows if r.eval_set == "dev"} == {
+        (a, rnd) for a in ("none", "rerank", "rl") for rnd in (0, 1)}
+    lines = (tmp_path / "added" / "results.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(rows)
     assert dev["rl"].extras["reward_pair_acc"] == dev["rerank"].extras["reward_pair_acc"]
     assert not list((tmp_path / "added").glob("full/seed-0/round-1/reward/*.safetensors"))

@@ -306,18 +306,19 @@ class Comparison:
                                  "arm": dataclasses.asdict(ArmSpec("none"))})
         for i, got in self.executor.run(units.run_arm, payloads):
             self.steps.put(f"start/{todo[i]}-scores", self.start_settings(todo[i]), got)
+        # Round 0 of each arm is written once per start model, and for an arm added to the
+        # run later too (so every arm's curve starts at the start model): the results file says
+        # which rows are there.
+        written = {(r.key, r.model_version) for r in read_results(self.results_file)}
         for seed in cfg.seeds:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
             assert got is not None
-            name = f"{self.regime}/seed-{seed}/start-rows"
-            if self.steps.get(name, {"version": got["model_version"]}) is not None:
-                continue
             for arm in cfg.arm_specs:
                 for row in self.arm_rows(arm, seed, 0, got, {"reviewed": 0, "seconds": 0.0},
                                          {}):
-                    append_result(self.results_file, row)
-            self.steps.put(name, {"version": got["model_version"]}, {})
+                    if (row.key, row.model_version) not in written:
+                        append_result(self.results_file, row)
 
     def start_settings(self, key: str) -> dict[str, Any]:
         return {"start": self.starts[key]["version"], "k": self.cfg.k,
