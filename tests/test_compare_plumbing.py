@@ -49,6 +49,20 @@ def test_arm_options_override_an_arms_defaults() -> None:
     assert cfg.needs_reward
 
 
+def test_sft_long_runs_sft_as_long_as_sft_rls_sft_stage() -> None:
+    import dataclasses
+
+    from kvloop.compare.config import SFT_STAGE_EPOCHS
+    from training.sft_rl_config import SFTThenRLConfig
+
+    stage = next(f.default for f in dataclasses.fields(SFTThenRLConfig) if f.name == "sft_epochs")
+    assert SFT_STAGE_EPOCHS == stage  # the control must stay as long as the stage it controls
+    # the arm's epochs win over the config's (the RL stage's), as for every arm option
+    cfg = CompareConfig(arms=["sft", "sft-long", "sft-rl"], epochs=2)
+    long = {a.name: a for a in cfg.arm_specs}["sft-long"]
+    assert long.trainer == "sft" and long.options == {"epochs": stage} and not long.needs_reward
+
+
 def test_step_cache_records_settings_and_refuses_other_ones(tmp_path: Path) -> None:
     steps = StepCache(tmp_path)
     assert steps.get("seed-0/start", {"a": 1}) is None

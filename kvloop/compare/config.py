@@ -51,6 +51,10 @@ class ArmSpec:
     help: str = ""
 
 
+SFT_STAGE_EPOCHS = 3
+"""``training.sft_rl_config.SFTThenRLConfig.sft_epochs``'s default (a test holds them equal;
+importing the trainers here would put torch behind ``kvloop compare --list-arms``)."""
+
 ARMS: dict[str, ArmSpec] = {a.name: a for a in (
     ArmSpec("none", help="the start model, no feedback (the floor)"),
     ArmSpec("sft", "sft", help="SFT on the corrected values (cross-entropy on their spans)"),
@@ -70,6 +74,12 @@ ARMS: dict[str, ArmSpec] = {a.name: a for a in (
             help="DPO-Positive: the chosen log-prob kept from falling below the reference's"),
     ArmSpec("dpo-diff", "dpo", {"loss_type": "diff_words"},
             help="DPO on only the words where chosen and rejected values differ"),
+    # sft-rl's SFT stage runs SFT's own default epochs (3), whatever the config's `epochs` (the
+    # RL stage's): this control runs SFT alone that long, so sft-rl minus sft-long is what the
+    # RL stage adds and sft-long minus sft what the longer SFT adds (equal in `full`: epochs 3).
+    ArmSpec("sft-long", "sft", {"epochs": SFT_STAGE_EPOCHS},
+            help="control for sft-rl: SFT for as many epochs as sft-rl's SFT stage "
+                 f"({SFT_STAGE_EPOCHS})"),
     ArmSpec("sft-rl", "sft-rl", {"algorithm": "rloo"}, needs_reward=True,
             help="SFT on the corrections, then RLOO from the SFT model"),
     ArmSpec("vendor-memory", vendor_memory=True,
