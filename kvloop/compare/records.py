@@ -99,7 +99,7 @@ def read_results(path: str | Path) -> list[ArmResult]:
     p = Path(path)
     if not p.is_file():
         return []
-    rows: dict[tuple[str, int, int, str], ArmResult] = {}
+    rows: dict[tuple[str, str, int, int, str], ArmResult] = {}
     lines = p.read_text(encoding="utf-8").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():

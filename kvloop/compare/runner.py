@@ -243,7 +243,8 @@ class Comparison:
             # to the run later that reads them gets the model trained again (same seed, same
             # model) instead of a missing file.
             if got is not None and (units.has_weights(Path(got["dir"]))
-                                    or not self.pending_reward_arms(seed, rnd)):
+                                    or not any(a.needs_reward
+                                               for a in self.pending_arms(seed, rnd))):
                 out[seed] = got
                 continue
             todo.append(seed)
@@ -259,10 +260,12 @@ class Comparison:
                   f"pair accuracy {'—' if acc is None else f'{acc:.3f}'})", flush=True)
         return out
 
-    def pending_reward_arms(self, seed: int, rnd: int) -> list[str]:
-        """The arms of round ``rnd`` of ``seed`` still to run that read its reward model."""
-        return [a.name for a in self.cfg.arm_specs
-                if a.needs_reward and not (a.gold and rnd != self.cfg.rounds)
+    def pending_arms(self, seed: int, rnd: int) -> list[ArmSpec]:
+        """The arms that train or score at round ``rnd`` of ``seed`` and have not finished
+        (``none`` is the start model's rows; the ceiling does not depend on the round and is
+        trained once, at the last)."""
+        return [a for a in self.cfg.arm_specs
+                if a.name != "none" and not (a.gold and rnd != self.cfg.rounds)
                 and self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{a.name}",
                                    self.unit_settings(seed, rnd, a.name)) is None]
 
@@ -346,14 +349,7 @@ class Comparison:
         todo: list[tuple[ArmSpec, int]] = []
         payloads = []
         for seed in cfg.seeds:
-            for arm in cfg.arm_specs:
-                if arm.name == "none":
-                    continue  # floor_rows
-                if arm.gold and rnd != cfg.rounds:
-                    continue  # the ceiling does not depend on the round: trained once
-                name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}"
-                if self.steps.get(name, self.unit_settings(seed, rnd, arm.name)) is not None:
-                    continue
+            for arm in self.pending_arms(seed, rnd):
                 payload = {**self.round_payload(seed, rnd), "arm": dataclasses.asdict(arm),
                            "out": str(self.unit_dir(seed, rnd, arm.name)),
                            "reward_dir": rewards.get(seed, {}).get("dir")}
