@@ -22,6 +22,10 @@ Box = tuple[int, int, int, int]
 
 FieldType = Literal["text", "date", "amount"]
 FIELD_TYPES: tuple[str, ...] = ("text", "date", "amount")
+# Longest value a field of each type may hold unless its spec says otherwise: far above any
+# real receipt value (SROIE's longest address is under 200 characters), low enough that a
+# pasted page or a stuck key is refused rather than stored.
+MAX_VALUE_CHARS: dict[str, int] = {"text": 300, "date": 40, "amount": 32}
 
 
 @dataclass
@@ -131,6 +135,7 @@ class FieldSpec:
     description: str = ""
     auto_accept: float = 0.95
     multiline: bool = False
+    max_length: int | None = None  # characters; None: MAX_VALUE_CHARS of its type
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -140,9 +145,20 @@ class FieldSpec:
                              f"got {self.type!r}")
         if not 0.0 <= self.auto_accept <= 1.0:
             raise ValueError(f"field {self.name!r}: auto_accept must be in [0, 1]")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError(f"field {self.name!r}: max_length must be >= 1, "
+                             f"got {self.max_length!r}")
+
+    @property
+    def max_chars(self) -> int:
+        """The longest value this field may hold."""
+        return self.max_length or MAX_VALUE_CHARS[self.type]
 
     def export(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["max_length"] is None:  # the type's default: cards saved before it read the same
+            del d["max_length"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FieldSpec:

@@ -22,16 +22,15 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
-import streamlit.components.v1 as components
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from extractor.document import Candidate
-from extractor.normalize import collapse_ws
 from feedback_ui import imaging
 from feedback_ui.checks import operator_id, password_matches
+from feedback_ui.draft import Draft, describe
 from feedback_ui.ingest import MAX_UPLOAD_MB
 from feedback_ui.routing import RoutingConfig
 from feedback_ui.service import (
@@ -41,7 +40,6 @@ from feedback_ui.service import (
     QueueFilter,
     ReviewService,
     ReviewTask,
-    resolve_choice,
     schema_of_model,
     thresholds_of_model,
 )
@@ -64,8 +62,14 @@ MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$:]")
 # labels. Keyed elements carry the class ``st-key-<key>`` (":" -> "-"); only style, so Streamlit
 # puts it where it takes no room.
 ALTERNATIVES_CSS = ('<style>[class*="st-key-pick--"] button [data-testid="stMarkdownContainer"] p'
-                    " { text-align: left; }</style>")
-REJECT_KEY = "x"  # "this value is wrong", as in Prodigy (Streamlit reserves "r" and "c")
+                    " { text-align: left; } h4 { font-size: 1.1rem; overflow-wrap: anywhere; }"
+                    "</style>")
+# Answer keys for the field being edited hold Alt: they work inside a text box too, and no key
+# typed into a value can press one. X is "this value is wrong", as in Prodigy (Streamlit
+# reserves R and C).
+REJECT_KEY = "Alt+X"
+ABSENT_KEY = "Alt+N"
+ACCEPT_KEY = "Alt+A"
 SIGN_IN_DELAY_S = 1.0  # after a wrong password, under a lock shared by every session
 ss = st.session_state
 
@@ -200,10 +204,12 @@ def sign_in_page() -> None:
 # -- session state and callbacks ------------------------------------------------------------
 
 def init_state() -> None:
-    defaults: dict[str, Any] = {"operator": "", "task": None, "pending": {}, "active": None,
+    defaults: dict[str, Any] = {"operator": "", "task": None, "drafts": {}, "active": None,
+                                "boxes_drawn": False,
                                 "flash": None, "queue_done": False, "last_click": None,
-                                "click_field": None, "click_words": {}, "focus": None, "skipped": set(),
-                                "page": "Review", "zoom": "Page"}
+                                "click_field": None, "click_words": {}, "focus": None,
+                                "skipped": set(), "page": "Review", "zoom": "Page",
+                                "upload_round": 0}
     for k, v in defaults.items():
         if k not in ss:
             ss[k] = v
@@ -227,17 +233,47 @@ def current_filter() -> QueueFilter:
 
 
 def show_task(task: ReviewTask | None) -> None:
-    """Make ``task`` the form's document, with text boxes set to the shown values."""
+    """Make ``task`` the form's document: its draft (the operator's unsaved answers, kept
+    from an earlier visit if the document is unchanged since) fills the text boxes."""
     # last_click is kept: the image component (one key for every document, so its iframe is
     # reused) keeps returning the last click; only a click with a new timestamp is new.
-    ss.task, ss.pending, ss.click_field, ss.click_words = task, {}, None, {}
+    ss.task, ss.click_field, ss.click_words = task, None, {}
     ss.queue_done = task is None
     if task is None:
         ss.active = None
         return
+    key = (task.lease.operator, task.doc_id)
+    draft = ss.drafts.get(key)
+    if draft is None or not draft.fits(task):
+        draft = ss.drafts[key] = Draft.of(task)
     for fv in task.fields:
-        ss[edit_key(fv.name)] = fv.value or ""
+        ss[edit_key(fv.name)] = draft.fields[fv.name].text
     ss.active = first_attention(task)
+
+
+def current_draft() -> Draft | None:
+    """The open document's draft, with the text of every box the browser shows copied in.
+
+    A box's state is what the operator sees (typed text reaches it with the next event) only
+    if the last run drew the boxes (``boxes_drawn``): after a run that did not, Streamlit may
+    hand back a blank or stale value under the same key, and the draft wins."""
+    task: ReviewTask | None = ss.task
+    if task is None:
+        return None
+    draft: Draft = ss.drafts[(task.lease.operator, task.doc_id)]
+    if ss.get("boxes_drawn"):
+        for fv in task.fields:
+            if edit_key(fv.name) in ss:
+                draft.typed(fv.name, ss[edit_key(fv.name)] or "")
+    return draft
+
+
+def set_field(name: str, text: str, pressed: FieldChoice | None) -> None:
+    """An answer button (or a click on the page) sets a field: draft and box together."""
+    draft = current_draft()
+    if draft is not None:
+        draft.set(name, text, pressed)
+        ss[edit_key(name)] = text
 
 
 def first_attention(task: ReviewTask, after: str | None = None) -> str:
@@ -269,20 +305,41 @@ def stale() -> bool:
     return ss.task is None
 
 
+def pressed(name: str) -> FieldChoice | None:
+    """The answer button last pressed for field ``name`` of the open document."""
+    draft = current_draft()
+    return None if draft is None else draft.fields[name].pressed
+
+
 def cb_pick(name: str, index: int) -> None:
     task: ReviewTask = ss.task
     if stale() or index >= len(task.field(name).candidates):
         return
-    ss.pending[name] = FieldChoice("pick", pick_index=index)
-    ss[edit_key(name)] = task.field(name).candidates[index].value
-    ss.active = first_attention(task, after=name)
+    set_field(name, task.field(name).candidates[index].value,
+              FieldChoice("pick", pick_index=index))
+    move_on(task, name)
+
+
+def cb_accept(name: str) -> None:
+    """Keep the shown value of one field (its box goes back to it) and move on."""
+    task: ReviewTask = ss.task
+    if stale():
+        return
+    set_field(name, task.field(name).value or "", FieldChoice("accept"))
+    move_on(task, name)
 
 
 def cb_not_present(name: str) -> None:
+    """The document does not show this field (pressed again: the shown value is back)."""
+    task: ReviewTask = ss.task
     if stale():
         return
-    ss.pending[name] = FieldChoice("not_present")
-    ss[edit_key(name)] = ""
+    p = pressed(name)
+    if p is not None and p.action == "not_present":
+        set_field(name, task.field(name).value or "", None)
+        return
+    set_field(name, "", FieldChoice("not_present"))
+    move_on(task, name)
 
 
 def cb_reject(name: str) -> None:
@@ -290,21 +347,28 @@ def cb_reject(name: str) -> None:
     task: ReviewTask = ss.task
     if stale():
         return
-    pending = ss.pending.get(name)
-    if pending is not None and pending.action == "reject":
-        del ss.pending[name]
+    shown = task.field(name).value or ""
+    p = pressed(name)
+    if p is not None and p.action == "reject":
+        set_field(name, shown, None)
         return
-    ss.pending[name] = FieldChoice("reject")
-    ss[edit_key(name)] = task.field(name).value or ""  # the box shows what is rejected
+    set_field(name, shown, FieldChoice("reject"))  # the box shows what is marked wrong
+    move_on(task, name)
+
+
+def move_on(task: ReviewTask, name: str) -> None:
+    """After an answer to ``name``: the next field that needs attention is under edit, and
+    the keyboard goes to its box."""
     ss.active = first_attention(task, after=name)
+    ss.focus = ss.active
 
 
 def cb_typed(name: str) -> None:
     # Enter in a text box moves on (focus too) to the next field that needs attention.
     if stale():
         return
-    ss.active = first_attention(ss.task, after=name)
-    ss.focus = ss.active
+    current_draft()
+    move_on(ss.task, name)
 
 
 def cb_focus(name: str) -> None:
@@ -312,32 +376,32 @@ def cb_focus(name: str) -> None:
 
 
 def form_choice(fv: FieldView) -> FieldChoice:
-    text, pending = ss.get(edit_key(fv.name)), ss.pending.get(fv.name)
-    # A reject stands while the box still shows the rejected value (typing replaces it).
-    if (pending is not None and pending.action == "reject"
-            and collapse_ws(text or "") == collapse_ws(fv.value or "")):
-        return pending
-    return resolve_choice(fv, text, pending)
-
-
-def form_choices(task: ReviewTask) -> dict[str, FieldChoice]:
-    return {fv.name: form_choice(fv) for fv in task.fields}
+    draft = current_draft()
+    return FieldChoice() if draft is None else draft.choice(fv)
 
 
 def cb_save(accept_all: bool = False) -> None:
     task: ReviewTask | None = ss.task
     op = acting_operator()
-    if task is None or op is None:
+    draft = current_draft()
+    if task is None or op is None or draft is None:
         return
     svc = service()
     try:
         if accept_all:
+            changed = [fv.name for fv in task.fields if draft.choice(fv).action != "accept"]
+            if changed:
+                # "Accept all" keeps the shown values: it must not throw away answers given.
+                flash("error", "Not saved: you changed " + ", ".join(changed) + "; use Save "
+                      "and next (Accept all would keep the shown values instead).")
+                return
             svc.accept_all(task, op)
         else:
-            svc.save_correction(task, form_choices(task), op)
+            svc.save_correction(task, draft.choices(task), op)
     except (InvalidValueError, StoreError, ValueError, KeyError) as e:
         flash("error", str(e))
         return
+    ss.drafts.pop((task.lease.operator, task.doc_id), None)
     flash("success", f"Saved {task.doc_id}.")
     open_next(exclude=(task.doc_id,))
 
@@ -441,25 +505,33 @@ def sidebar(svc: ReviewService) -> None:
         st.progress(p.done / p.total if p.total else 1.0,
                     text=f"Reviewed {p.done} of {p.total} queued documents")
         st.text_input("Open document id", key="goto", on_change=cb_open_doc)
+        key_guard()
 
 
 def show_flash(slot: Any) -> None:
-    """The pending message. Errors go in ``slot``, a placeholder that is on every page, so they
-    do not shift the elements below (the browser then updates the page image and the field
-    cards in place instead of building them again); confirmations ("Saved ...") are toasts,
-    which float over the page and move nothing."""
+    """The pending message, in ``slot``: a one-line placeholder on every page, so a message
+    coming or going moves nothing below it (the browser then updates the page image and the
+    field cards in place) and, unlike a toast, covers no button. Errors stay until the next
+    action; confirmations ("Saved ...") are a quiet line."""
     if ss.flash:
         kind, text = ss.flash
         if kind == "error":
             slot.error(md_text(text))
         else:
-            st.toast(md_text(text), icon=":material/check_circle:" if kind == "success" else None)
+            slot.caption(("✓ " if kind == "success" else "") + md_text(text))
         ss.flash = None
+    else:
+        slot.caption("\u00a0")  # keeps the line's height
+
+
+def form_text(fv: FieldView) -> str:
+    draft = current_draft()
+    return "" if draft is None else draft.fields[fv.name].text
 
 
 def form_indices(task: ReviewTask, fv: FieldView) -> tuple[int, ...]:
     """Words to outline for a field: those of the candidate its text box now holds."""
-    text = ss.get(edit_key(fv.name)) or ""
+    text = form_text(fv)
     clicked = ss.click_words.get(fv.name, [])
     if clicked and text == " ".join(task.doc.words[i].text for i in clicked):
         return tuple(clicked)
@@ -485,11 +557,12 @@ def apply_click(task: ReviewTask, window: tuple[int, int, int, int]) -> None:
     if idx is None:
         return
     # The first click on a field replaces its value; further clicks append words.
-    key, word = edit_key(ss.active), task.doc.words[idx].text
-    appending = ss.click_field == ss.active
-    ss[key] = f"{ss.get(key, '')} {word}".strip() if appending else word
-    ss.click_words[ss.active] = (ss.click_words.get(ss.active, []) if appending else []) + [idx]
-    ss.click_field = ss.active
+    name, word = ss.active, task.doc.words[idx].text
+    appending = ss.click_field == name
+    text = f"{form_text(task.field(name))} {word}".strip() if appending else word
+    set_field(name, text, None)
+    ss.click_words[name] = (ss.click_words.get(name, []) if appending else []) + [idx]
+    ss.click_field = name
 
 
 def render_image(task: ReviewTask) -> None:
@@ -530,12 +603,25 @@ def field_label(name: str) -> str:
     return f"{name} value"
 
 
-def alternative_label(i: int, c: Candidate) -> str:
-    return f"{i + 1}: {md_text(c.value)} ({c.score:.2f})"
+def alternative_label(i: int, c: Candidate, struck: bool = False) -> str:
+    text = f"{i + 1}: {md_text(c.value)} ({c.score:.2f})"
+    return f"~~{text}~~" if struck else text
 
 
-def render_field(task: ReviewTask, fv: FieldView) -> None:
+SCORES_HELP = ("The model's score for this alternative: its share of the probability over the "
+               "field's candidate spans, not calibrated (the field's confidence is).")
+
+
+def button_kind(on: bool) -> Literal["primary", "secondary"]:
+    """An answer button shows as pressed while its answer stands."""
+    return "primary" if on else "secondary"
+
+
+def render_field(task: ReviewTask, fv: FieldView, drawn: bool) -> None:
+    """One field's card; ``drawn``: the last run drew the text boxes too."""
     active = fv.name == ss.active
+    choice = form_choice(fv)
+    last = pressed(fv.name)
     with st.container(border=True):
         # One line of text and one button: every element here is drawn five times per page.
         head = st.columns([5, 1])
@@ -543,62 +629,129 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
                          + (" :red[(editing)]" if active else "")
                          + f" · confidence `{fv.confidence:.2f}`"
                          + (f" · {'rejected ' if fv.rejected else ''}by "
-                            f"{md_text(fv.reviewed_by)}" if fv.reviewed_by else ""))
+                            f"{md_text(fv.reviewed_by)}" if fv.reviewed_by else ""),
+                         help="Confidence: the calibrated chance that the model's value is "
+                              "right. The numbers after the alternatives are the model's raw "
+                              "scores (not calibrated).")
         head[1].button("Edit", key=f"focus::{fv.name}", on_click=cb_focus, args=(fv.name,),
                        disabled=active, type="tertiary")
         if fv.problem:
             st.caption(f":red[{md_text(fv.problem)}]")
+        if fv.rejected:
+            st.caption(f":red[**rejected:** ~~{md_text(fv.rejected_value)}~~] · type or pick "
+                       "the right value, press Not present, or Wrong value again")
+        if not drawn:  # another page showed last: the box's state is not the operator's
+            ss[edit_key(fv.name)] = form_text(fv)
         st.text_input(field_label(fv.name), key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
-                      placeholder="(not present)")
+                      placeholder="(not present)" if not fv.rejected else "(type the value)")
         # The answers: whole values, wrapped over as many lines as they need (operators
-        # compare them), then "not present" and "wrong".
+        # compare them), then "accept", "not present" and "wrong". Their keys hold Alt, so
+        # no key typed into a text box can also press one.
         answers = st.container(horizontal=True, gap="small")
         for i, c in enumerate(fv.candidates[:MAX_ALTERNATIVES]):
-            answers.button(alternative_label(i, c), key=f"pick::{fv.name}::{i}",
-                           on_click=cb_pick, args=(fv.name, i),
-                           shortcut=str(i + 1) if active else None,
-                           help=f"Use alternative {i + 1}", wrap=True)
+            struck = fv.rejected and c.value == fv.rejected_value
+            answers.button(alternative_label(i, c, struck), key=f"pick::{fv.name}::{i}",
+                           on_click=cb_pick, args=(fv.name, i), disabled=struck,
+                           type=button_kind(choice.action == "pick" and choice.pick_index == i),
+                           shortcut=f"Alt+{i + 1}" if active and not struck else None,
+                           help="Marked wrong by an operator" if struck else SCORES_HELP,
+                           wrap=True)
+        answers.button("Accept", key=f"accept::{fv.name}", on_click=cb_accept, args=(fv.name,),
+                       disabled=fv.rejected,
+                       type=button_kind(last is not None and last.action == "accept"
+                                        and choice.action == "accept"),
+                       shortcut=ACCEPT_KEY if active and not fv.rejected else None,
+                       help="Keep the shown value and go to the next field")
         answers.button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
-                       args=(fv.name,), help="The document does not show this field")
+                       args=(fv.name,), type=button_kind(choice.action == "not_present"),
+                       shortcut=ABSENT_KEY if active else None,
+                       help="The document does not show this field (press again to undo)")
         # Nothing shown, nothing to call wrong ("Not present" or a typed value say more).
+        can_reject = fv.value is not None or fv.rejected
         answers.button("Wrong value", key=f"reject::{fv.name}", on_click=cb_reject,
-                       args=(fv.name,), disabled=fv.value is None,
-                       shortcut=REJECT_KEY if active and fv.value is not None else None,
+                       args=(fv.name,), disabled=not can_reject,
+                       type=button_kind(choice.action == "reject"),
+                       shortcut=REJECT_KEY if active and can_reject else None,
                        help="The shown value is wrong and you do not know the right one: it "
                             "is saved as wrong and the field stays open (press again to take "
                             "it back; typing a value replaces it)")
-        choice = form_choice(fv)
+        problem = None
         if choice.action == "edit":
-            problem = service().check(task, fv.name, choice.value)
-            if problem:
-                st.caption(f":red[{md_text(problem)}]")
-        if choice.action == "reject":
-            st.caption(f":red[**rejected:** {md_text(fv.value or '')}] · will save as wrong; "
-                       "the field stays open for review")
-        elif choice.action != "accept":
-            st.caption(f"will save: **{choice.action}**"
-                       + (f" #{choice.pick_index + 1}" if choice.pick_index is not None else ""))
+            problem = (service().check(task, fv.name, choice.value) if choice.value
+                       else "the box is empty: type the value, or press Not present")
+        elif choice.action == "accept" and fv.rejected:
+            problem = "needs an answer before saving"
+        if problem:
+            st.caption(f":red[{md_text(problem)}]")
+        elif choice.action == "reject":
+            st.caption(f":red[**rejected:** {md_text(fv.value or fv.rejected_value or '')}] · "
+                       "will save as wrong; the field stays open for review")
+        elif choice.action != "accept" or last is not None:
+            st.caption(f"will save: **{describe(choice)}**")
+
+
+# Keys in a text box. Streamlit sends a box's text only on Enter or when it loses focus, so a
+# key that acts while the operator's typing is still in the box would act on the text from
+# before it. So, where the operator typed since the box got the keyboard: Ctrl+Enter first
+# sends the text (the save then reads it), and an Alt answer key only sends the text and is
+# not passed on (a typed value is never replaced by a key). In a box the operator has not
+# typed in (the app moved the keyboard there), Alt keys act at once.
+KEY_GUARD_JS = """<script>
+const doc = window.parent.document;
+const isBox = (el) => el && el.tagName === 'INPUT' && el.type === 'text';
+if (!doc.kvloopKeyGuard) {
+  doc.kvloopKeyGuard = true;
+  doc.addEventListener('focusin', (e) => {
+    if (!isBox(e.target)) return;
+    e.target.dataset.typed = '';
+    // The field whose box has the keyboard is the one under edit (its keys, its zoom).
+    const m = /^(\\w+) value$/.exec(e.target.getAttribute('aria-label') || '');
+    const edit = m && doc.querySelector('.st-key-focus--' + m[1] + ' button:not([disabled])');
+    if (edit) edit.click();
+  }, true);
+  doc.addEventListener('input', (e) => { if (isBox(e.target)) e.target.dataset.typed = '1'; },
+                       true);
+  doc.addEventListener('keydown', (e) => {
+    const el = doc.activeElement;
+    if (!isBox(el) || ['Alt', 'Control', 'Meta', 'Shift'].includes(e.key)) return;
+    const save = (e.ctrlKey || e.metaKey) && e.key === 'Enter';
+    if (e.key === 'Enter' && !save) { el.dataset.typed = ''; return; }
+    if (!(e.altKey || save) || !el.dataset.typed) return;
+    el.dataset.typed = '';
+    el.blur();
+    if (!save) { e.preventDefault(); e.stopImmediatePropagation(); }
+  }, true);
+}
+</script>"""
+
+
+def key_guard() -> None:
+    st.iframe(KEY_GUARD_JS, height=1)
 
 
 def move_focus() -> None:
-    """Put the keyboard in the text box of ``ss.focus`` (Streamlit has no focus API).
+    """Put the keyboard in the text box of ``ss.focus`` (Streamlit has no focus API), with the
+    caret after its text: nothing is selected, so no key pressed there replaces the value.
 
-    The script runs in a zero-height component iframe, which is same-origin with the app.
-    """
+    The script runs in a zero-height iframe, which is same-origin with the app."""
     if not ss.focus:
         return
     # JSON inside <script>: "<", ">" and "&" as \u escapes, so no value can close the tag.
     label = (json.dumps(field_label(ss.focus)).replace("<", "\\u003c").replace(">", "\\u003e")
              .replace("&", "\\u0026"))
-    components.html("<script>const sel = 'input[aria-label=' + JSON.stringify(" + label
-                    + ") + ']'; const f = () => { const el = window.parent.document"
-                    ".querySelector(sel); if (el) { el.focus(); el.select(); } "
-                    "else setTimeout(f, 50); }; f();</script>", height=0)
+    ss.focus_nonce = ss.get("focus_nonce", 0) + 1
+    st.iframe("<script>/* " + str(ss.focus_nonce) + " */ const sel = 'input[aria-label=' + "
+              "JSON.stringify(" + label + ") + ']'; const f = () => { const el = "
+              "window.parent.document.querySelector(sel); if (el) { el.focus(); "
+              "const n = el.value.length; el.setSelectionRange(n, n); } "
+              "else setTimeout(f, 50); }; f();</script>", height=1)
     ss.focus = None
 
 
-def review_page(svc: ReviewService) -> None:
+def review_page(svc: ReviewService) -> bool:
+    """The Review page; whether it drew the text boxes."""
+    drawn = ss.boxes_drawn
     problem = operator_problem()
     if problem is not None:
         if operator_header() is not None:
@@ -607,17 +760,24 @@ def review_page(svc: ReviewService) -> None:
             st.info("Enter your operator name in the sidebar to start reviewing.")
         else:
             st.info("Fix your operator name in the sidebar to start reviewing.")
-        return
+        return False
     op = operator()
     if ss.task is None and not ss.queue_done:
         open_next()
     task: ReviewTask | None = ss.task
     bar = st.columns([2, 2, 1, 1])
-    bar[2].button("Undo last save", on_click=cb_undo, width="stretch")
+    bar[2].button("Undo last save", on_click=cb_undo, width="stretch",
+                  disabled=svc.store.last_undoable(op) is None,
+                  help="Reopen the document you saved last and cancel that save")
     if task is None:
-        st.success("Nothing left to review with these filters.")
+        skipped = [q.doc_id for q in svc.queue(current_filter(), op) if q.doc_id in ss.skipped]
+        if skipped:
+            st.info(f"Nothing left to review with these filters but the {len(skipped)} "
+                    "document(s) you skipped: Refresh queue to see them again.")
+        else:
+            st.success("Nothing left to review with these filters.")
         bar[3].button("Refresh queue", on_click=cb_refresh, width="stretch")
-        return
+        return False
     bar[0].button("Accept all and next", on_click=cb_save, kwargs={"accept_all": True},
                   type="primary", shortcut="Ctrl+Shift+Enter", width="stretch")
     bar[1].button("Save and next", on_click=cb_save, type="primary", shortcut="Ctrl+Enter",
@@ -630,15 +790,16 @@ def review_page(svc: ReviewService) -> None:
     with left:
         render_image(task)
     with right:
-        st.markdown(f"#### {md_text(task.doc_id)} · model {md_text(task.result.model_version)}"
-                    f"{audit} · "
-                    f"locked for you until {task.lease.expires_at:%H:%M} UTC")
+        # One line in large type too: the lock's time goes in the caption under it.
+        st.markdown(f"#### {md_text(task.doc_id)} · model "
+                    f"{md_text(task.result.model_version)}{audit}")
+        st.caption(f"locked for you until {task.lease.expires_at:%H:%M} UTC")
         for fv in task.fields:
-            render_field(task, fv)
-        st.caption(f"Keys (outside a text box), for the field being edited: 1-5 pick an "
-                   f"alternative · {REJECT_KEY.upper()} wrong value · Enter in a box moves to "
-                   "the next field that needs attention · Ctrl+Enter save and next · "
-                   "Ctrl+Shift+Enter accept all and next")
+            render_field(task, fv, drawn)
+        st.caption("Keys for the field being edited (in a text box too): Alt+1-5 pick an "
+                   "alternative · Alt+A accept · Alt+N not present · Alt+X wrong value · "
+                   "Enter in a box moves to the next field that needs attention · "
+                   "Ctrl+Enter save and next · Ctrl+Shift+Enter accept all and next")
         move_focus()
     if ss.get("warmed") != task.doc_id:
         # Decode the next document's page while the operator works on this one.
@@ -646,6 +807,7 @@ def review_page(svc: ReviewService) -> None:
         width = int(RENDER_WIDTH * ZOOMS.get(ss.zoom or "Page", 1.0))
         for doc in svc.upcoming(op, current_filter(), exclude=(task.doc_id,)):
             imaging.warm(doc, width)
+    return True
 
 
 def upload_page() -> None:
@@ -655,14 +817,22 @@ def upload_page() -> None:
         st.warning("Uploads need a model: start the UI with `kvloop review --model DIR`.")
         return
     max_mb = int(os.environ.get("KVLOOP_MAX_UPLOAD_MB", MAX_UPLOAD_MB))
+    # A new key after each run empties the box, so files already read are not read again.
     files = st.file_uploader("Receipts", type=["jpg", "jpeg", "png", "tif", "tiff", "pdf"],
-                             accept_multiple_files=True, key="uploads", max_upload_size=max_mb)
+                             accept_multiple_files=True, key=f"uploads-{ss.upload_round}",
+                             max_upload_size=max_mb)
     if st.button("Run OCR and extraction", disabled=not files):
         uploader = get_uploader(os.environ.get("KVLOOP_STORE", ""), model_dir,
                                 os.environ.get("KVLOOP_UPLOAD_DIR", "uploads"),
                                 os.environ.get("KVLOOP_RERANK") or None, max_mb)
         with st.spinner("OCR and extraction..."):
-            report = uploader.ingest(service(), [(f.name, f.getvalue()) for f in files or []])
+            ss.upload_report = uploader.ingest(service(), [(f.name, f.getvalue())
+                                                           for f in files or []])
+        ss.queue_done = False
+        ss.upload_round += 1
+        st.rerun()
+    report = ss.get("upload_report")
+    if report is not None:
         if report.added:
             st.success(f"Added {len(report.added)} page(s) to the queue: "
                        + ", ".join(md_text(d) for d in report.added))
@@ -670,7 +840,6 @@ def upload_page() -> None:
             st.info("Already in the store: " + ", ".join(md_text(d) for d in report.skipped))
         for name, problem in report.failures:
             st.error(md_text(f"{name}: {problem}"))
-        ss.queue_done = False
 
 
 def thresholds_caption(svc: ReviewService) -> str:
@@ -693,7 +862,8 @@ def queue_page(svc: ReviewService) -> None:
     st.dataframe([{"document": q.doc_id, "lowest confidence": round(q.min_confidence, 3),
                    "fields to review": ", ".join(q.review_fields) or "(audit sample)",
                    "model": q.model_version, "reviewed": q.reviewed,
-                   "locked": q.leased_by or ""} for q in items], hide_index=True)
+                   "locked": q.leased_by or "",
+                   "skipped by you": q.doc_id in ss.skipped} for q in items], hide_index=True)
     st.caption(thresholds_caption(svc))
 
 
@@ -739,13 +909,18 @@ def main() -> None:
         flash_slot = st.empty()
         sign_in_page()
         show_flash(flash_slot)
+        ss.boxes_drawn = False
         return
     svc = service()
+    # Whatever the operator typed last reaches the draft before a page other than Review is
+    # drawn (its text boxes' state is dropped then).
+    current_draft()
     sidebar(svc)
     flash_slot = st.empty()
     page = ss.page
+    boxes = False
     if page == "Review":
-        review_page(svc)
+        boxes = review_page(svc)
     elif page == "Queue":
         queue_page(svc)
     elif page == "Upload":
@@ -754,6 +929,9 @@ def main() -> None:
         history_page(svc)
     else:
         stats_page(svc)
+    # Streamlit drops the state of widgets a finished run did not draw (an interrupted run
+    # never gets here, and drops nothing).
+    ss.boxes_drawn = boxes
     show_flash(flash_slot)  # after the page: its callbacks and queue moves may set one
 
 

@@ -1,7 +1,8 @@
 """Validation rules: what a field value must pass, and who may use the review UI.
 
-Typed values must parse (``extractor.normalize.validate_value``), and an amount must be printed
-on the page: a total the model assembled from words that do not read as that amount, or that an
+Typed values must fit their field (``value_limit_problem``: at most ``FieldSpec.max_chars``
+characters, no control or invisible characters, one line unless the field is multiline), must
+parse (``extractor.normalize.validate_value``), and an amount must be printed on the page: a total the model assembled from words that do not read as that amount, or that an
 operator typed but cannot be found, is flagged for a second look.
 
 Operator ids are checked before any action records them (``operator_id``; the store applies the
@@ -35,11 +36,30 @@ def amounts_on_page(doc: Document) -> set[float]:
     return out
 
 
+def invisible_chars(text: str, allow: str = "") -> list[str]:
+    """Control and invisible format characters in ``text`` (``U+XXXX``), except ``allow``."""
+    return sorted({f"U+{ord(c):04X}" for c in text
+                   if unicodedata.category(c).startswith("C") and c not in allow})
+
+
+def value_limit_problem(value: str, spec: FieldSpec) -> str | None:
+    """Why ``value`` cannot be stored in field ``spec`` whatever it means, or ``None``: longer
+    than the field allows, or holding control or invisible characters (line breaks only in a
+    multiline field)."""
+    if len(value) > spec.max_chars:
+        return (f"{len(value)} characters long; field {spec.name!r} holds at most "
+                f"{spec.max_chars}")
+    bad = invisible_chars(value, allow="\n" if spec.multiline else "")
+    if bad:
+        return "holds control or invisible characters: " + ", ".join(bad)
+    return None
+
+
 def field_problem(value: str | None, spec: FieldSpec, doc: Document | None) -> str | None:
     """Why ``value`` fails ``spec``'s rules, or ``None``. An absent value has no problem."""
     if value is None or not value.strip():
         return None
-    msg = validate_value(value, spec.type)
+    msg = value_limit_problem(value, spec) or validate_value(value, spec.type)
     if msg:
         return msg
     if spec.type == "amount" and doc is not None and doc.words:
@@ -70,7 +90,7 @@ def operator_id(raw: str | None) -> str:
     if len(name) > MAX_OPERATOR_CHARS:
         raise ValueError(f"operator name is {len(name)} characters long; at most "
                          f"{MAX_OPERATOR_CHARS} are allowed")
-    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c).startswith("C")})
+    bad = invisible_chars(name)
     if bad:
         raise ValueError("operator name holds control or invisible characters: " + ", ".join(bad))
     return name

@@ -211,17 +211,26 @@ def word_at(doc: Document, x: float, y: float) -> int | None:
     return None if best is None else best[1]
 
 
+ZOOM_MARGIN = 0.04  # of the page's width: room around a field's words in a zoomed window
+
+
 def field_window(doc: Document, indices: list[int], factor: float) -> Box:
     """A page region 1/``factor`` of the page in size, centred on the given words.
 
     Zooming crops instead of enlarging: the crop is shown at the column's width, so the
-    operator reads small print without scrolling. Without words, the top of the page is shown.
+    operator reads small print without scrolling. The region grows (keeping the page's
+    shape) to hold all of the field's words with a margin, so a zoom never cuts the value
+    being checked. Without words, the top of the page is shown.
     """
     w, h = doc.width / factor, doc.height / factor
     boxes = [doc.words[i].box for i in indices if 0 <= i < len(doc.words)]
     if boxes:
-        cx = (min(b[0] for b in boxes) + max(b[2] for b in boxes)) / 2
-        cy = (min(b[1] for b in boxes) + max(b[3] for b in boxes)) / 2
+        left, right = min(b[0] for b in boxes), max(b[2] for b in boxes)
+        top, bottom = min(b[1] for b in boxes), max(b[3] for b in boxes)
+        margin = ZOOM_MARGIN * doc.width
+        grow = max((right - left + 2 * margin) / w, (bottom - top + 2 * margin) / h, 1.0)
+        w, h = min(doc.width, w * grow), min(doc.height, h * grow)
+        cx, cy = (left + right) / 2, (top + bottom) / 2
     else:
         cx, cy = doc.width / 2, h / 2
     x0 = min(max(0.0, cx - w / 2), doc.width - w)

@@ -158,8 +158,14 @@ class Uploader:
             report.failures.append((shown_name(name), "no page could be read"))
             return
         known = service.store.documents(d.id for d in loaded.documents)
-        docs = [d for d in loaded.documents if d.id not in known]
-        report.skipped += [d.id for d in loaded.documents if d.id in known]
+        # The same page under another file name (or from a dataset the store was loaded
+        # with) reads to the same words: it is that document, not a second one.
+        same = service.store.ids_by_content(d.content_hash() for d in loaded.documents
+                                            if d.id not in known)
+        docs = [d for d in loaded.documents if d.id not in known and d.content_hash() not in same]
+        report.skipped += [d.id if d.id in known else f"{d.id} (the same page as "
+                           f"{same[d.content_hash()]})"
+                           for d in loaded.documents if d not in docs]
         if not docs:
             return
         results = self.predictor.predict(docs)

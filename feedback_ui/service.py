@@ -24,7 +24,7 @@ from extractor.document import (
 )
 from extractor.model.card import CARD_FILE, ModelCard
 from extractor.normalize import collapse_ws, validate_value
-from feedback_ui.checks import field_problem
+from feedback_ui.checks import field_problem, value_limit_problem
 from feedback_ui.routing import (
     Route,
     RoutingConfig,
@@ -50,8 +50,13 @@ FieldState = Literal["auto_accepted", "confirmed", "needs_review", "failed_valid
 Status = Literal["unreviewed", "reviewed", "all"]
 
 
+class ChoiceError(ValueError):
+    """An operator's choice for one field that cannot be saved (the message says why)."""
+
+
 class InvalidValueError(ValueError):
-    """Typed values that do not parse; nothing was saved."""
+    """Fields whose answer cannot be saved (a typed value that does not parse or is too long,
+    an empty box, an accept of a value marked wrong); nothing was saved."""
 
     def __init__(self, doc_id: str, problems: dict[str, str]) -> None:
         msg = "; ".join(f"{k}: {v}" for k, v in problems.items())
@@ -104,11 +109,17 @@ class FieldView:
     model_value: str | None
     seen_action_id: int | None = None
     reviewed_by: str | None = None
-    rejected: bool = False  # its current action is a reject: open again, showing the model's
+    # The value an operator marked wrong (the field's current action is a reject): the field
+    # opens again with no value, and saving it needs a new answer, never an accept.
+    rejected_value: str | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def rejected(self) -> bool:
+        return self.rejected_value is not None
 
     @property
     def word_indices(self) -> list[int]:
@@ -322,11 +333,12 @@ class ReviewService:
             cands = fr.candidates[: self.k] if fr else []
             model_value = fr.value if fr else None
             cur = current.get(spec.name)
-            rejected = cur is not None and cur.action == "reject"
-            value = cur.value if cur and not rejected else model_value
+            rejected_value = cur.shown_value if cur is not None and cur.action == "reject" \
+                else None
+            value = cur.value if cur is not None else model_value
             problem = field_problem(value, spec, doc)
             state: FieldState
-            if rejected:
+            if rejected_value is not None:
                 state = "needs_review"  # known wrong, right value unknown: still open
             elif cur is not None:
                 state = "confirmed"
@@ -341,7 +353,7 @@ class ReviewService:
                                    model_value=model_value,
                                    seen_action_id=cur.action_id if cur else None,
                                    reviewed_by=cur.operator if cur else None,
-                                   rejected=rejected))
+                                   rejected_value=rejected_value))
         return ReviewTask(doc=doc, result=result, extraction_id=eid, route=r, fields=views,
                           lease=lease)
 
@@ -381,16 +393,28 @@ class ReviewService:
         return field_problem(value, task.field(name).spec, task.doc)
 
     def _final(self, fv: FieldView, choice: FieldChoice) -> tuple[Action, str | None]:
+        """The action and final value ``choice`` records, or ``ChoiceError`` saying why it
+        cannot be saved. Nothing is cleared or accepted by default: an emptied edit and an
+        accept of a value marked wrong are refused (``clear`` is its own action)."""
         if choice.action == "accept":
+            if fv.rejected:
+                raise ChoiceError(
+                    f"{fv.rejected_value!r} was marked wrong by {fv.reviewed_by}; type or pick "
+                    "the right value, mark it not present, or mark it wrong again")
             return "accept", fv.value
         if choice.action == "pick":
             idx = choice.pick_index
             if idx is None or not 0 <= idx < len(fv.candidates):
-                raise ValueError(f"field {fv.name!r}: no alternative number {idx}")
+                raise ChoiceError(f"there is no alternative number {idx}")
             return "pick", fv.candidates[idx].value
         if choice.action == "edit":
             typed = collapse_ws(choice.value or "")
-            return ("edit", typed) if typed else ("clear", None)
+            if not typed:
+                raise ChoiceError("its box is empty; type the right value, or mark it not "
+                                  "present if the document does not show it")
+            return "edit", typed
+        if choice.action == "reject" and fv.value is None and not fv.rejected:
+            raise ChoiceError("no value is shown, so none can be marked wrong")
         return choice.action, None
 
     def save_correction(self, task: ReviewTask, choices: dict[str, FieldChoice],
@@ -406,15 +430,21 @@ class ReviewService:
         actions, problems = [], {}
         for fv in task.fields:
             choice = choices.get(fv.name, FieldChoice())
-            action, final = self._final(fv, choice)
+            try:
+                action, final = self._final(fv, choice)
+            except ChoiceError as e:
+                problems[fv.name] = str(e)
+                continue
             if action in ("edit", "pick") and final is not None:
-                msg = validate_value(final, fv.spec.type)
+                msg = value_limit_problem(final, fv.spec) or validate_value(final, fv.spec.type)
                 if msg:
                     problems[fv.name] = msg
             pick = choice.pick_index if action == "pick" else None
             chosen_from = fv.candidates if pick is None else [fv.candidates[pick]]
+            # A second reject of a value already marked wrong names that value again.
+            shown = fv.rejected_value if action == "reject" and fv.rejected else fv.value
             actions.append(FieldAction(
-                field=fv.name, action=action, final_value=final, shown_value=fv.value,
+                field=fv.name, action=action, final_value=final, shown_value=shown,
                 shown_confidence=fv.confidence, candidates_shown=fv.candidates,
                 pick_index=pick, seen_action_id=fv.seen_action_id,
                 final_span=final_span(task.doc, fv.spec, final, chosen_from)))
@@ -426,7 +456,7 @@ class ReviewService:
                                       release=release)
 
     def accept_all(self, task: ReviewTask, operator: str) -> SaveRecord:
-        """Confirm every field as shown."""
+        """Confirm every field as shown (refused while a field is open after a reject)."""
         return self.save_correction(task, {}, operator)
 
     def skip(self, task: ReviewTask, operator: str) -> None:
@@ -467,21 +497,3 @@ def final_span(doc: Document, spec: FieldSpec, value: str | None,
         return None
     best, _, _ = match_value(doc.words, value, spec, stream)
     return None if best is None else best.indices
-
-
-def resolve_choice(fv: FieldView, text: str | None, pending: FieldChoice | None) -> FieldChoice:
-    """What the form says for one field: the text box's content and the last button pressed.
-
-    A pick or "not present" stands while the text box still shows what it put there; any
-    other text differing from the shown value is an edit; an emptied box is a clear.
-    """
-    text = collapse_ws(text or "")
-    if (pending is not None and pending.action == "pick" and pending.pick_index is not None
-            and 0 <= pending.pick_index < len(fv.candidates)
-            and text == collapse_ws(fv.candidates[pending.pick_index].value)):
-        return pending
-    if pending is not None and pending.action == "not_present" and not text:
-        return pending
-    if text == collapse_ws(fv.value or ""):
-        return FieldChoice("accept")
-    return FieldChoice("edit", value=text)

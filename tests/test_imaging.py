@@ -24,7 +24,14 @@ from extractor.ocr import (
     rotate_upright,
     run_job,
 )
-from feedback_ui.imaging import ACTIVE, ocr_rotation, page_image, pixel_problem, render
+from feedback_ui.imaging import (
+    ACTIVE,
+    field_window,
+    ocr_rotation,
+    page_image,
+    pixel_problem,
+    render,
+)
 
 WORD_BOX = (40, 200, 120, 230)  # where the word is on the page OCR read (200 x 300)
 TURN_BACK = {0: None, 90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
@@ -145,3 +152,20 @@ def test_a_page_tesseract_turned_is_shown_turned(tmp_path: Path) -> None:
     assert total, [w.text for w in doc.words]
     x0, y0, x1, y1 = total[0].box
     assert ink[y0:y1, x0:x1].mean() > 40  # the word's box holds its ink
+
+
+@pytest.mark.parametrize("factor", [2.0, 4.0])
+def test_a_zoomed_window_holds_the_whole_field_with_a_margin(factor: float) -> None:
+    """A long address across the page at zoom 2x/4x: the window grows (keeping the page's
+    shape) instead of cutting the value; a short value gets the plain 1/factor window."""
+    words = [Word("NO", (20, 300, 60, 320)), Word("12,", (70, 300, 110, 320)),
+             Word("JALAN", (120, 300, 300, 320)), Word("PERMAS", (310, 300, 560, 320)),
+             Word("9.00", (500, 900, 560, 920))]
+    doc = Document("d", words, width=600, height=1200)
+    x0, y0, x1, y1 = field_window(doc, [0, 1, 2, 3], factor)
+    assert x0 <= 20 and x1 >= 560 and y0 <= 300 and y1 >= 320  # every word of the value
+    assert 0 <= x0 and x1 <= 600 and 0 <= y0 and y1 <= 1200  # inside the page
+    assert abs((x1 - x0) / (y1 - y0) - 600 / 1200) < 0.01  # the page's shape
+    short = field_window(doc, [4], factor)
+    assert (short[2] - short[0], short[3] - short[1]) == (int(600 / factor), int(1200 / factor))
+    assert short[0] <= 500 and short[2] >= 560 and short[1] <= 900 and short[3] >= 920

@@ -26,7 +26,6 @@ from feedback_ui.service import (
     InvalidValueError,
     QueueFilter,
     ReviewService,
-    resolve_choice,
 )
 from feedback_ui.store import FeedbackStore, LeaseHeldError, StaleValueError
 
@@ -118,7 +117,7 @@ def test_reject_sends_the_document_back_to_the_queue(svc: ReviewService) -> None
 
 def test_nothing_shown_cannot_be_rejected(svc: ReviewService) -> None:
     task = svc.open("rcpt1", "ann")
-    with pytest.raises(ValueError, match="reject"):
+    with pytest.raises(ValueError, match="no value is shown, so none can be marked wrong"):
         svc.save_correction(task, {"address": FieldChoice("reject")}, "ann")  # no candidate
     assert svc.history("rcpt1") == []
 
@@ -137,12 +136,51 @@ def test_final_spans_for_accept_pick_and_edit(svc: ReviewService) -> None:
     assert spans["rcpt4"] == {"company": [0, 1], "date": None, "address": None, "total": [4]}
 
 
-def test_emptied_box_is_recorded_as_clear(svc: ReviewService) -> None:
+def test_an_emptied_box_saves_nothing_and_clear_is_explicit(svc: ReviewService) -> None:
     task = svc.open("rcpt1", "ann")
-    choice = resolve_choice(task.field("company"), "   ", None)
-    svc.save_correction(task, {"company": choice}, "ann")
+    with pytest.raises(InvalidValueError, match="company: its box is empty"):
+        svc.save_correction(task, {"company": FieldChoice("edit", "   ")}, "ann")
+    assert svc.history("rcpt1") == []
+    svc.save_correction(task, {"company": FieldChoice("clear")}, "ann")
     hist = {h.field: (h.action, h.after) for h in svc.history("rcpt1")}
     assert hist["company"] == ("clear", None)
+
+
+def test_a_value_longer_than_its_field_allows_is_refused_by_the_service(
+        svc: ReviewService) -> None:
+    task = svc.open("rcpt1", "ann")
+    spec = task.field("company").spec
+    with pytest.raises(InvalidValueError, match=f"company: 5000 characters long; field "
+                       f"'company' holds at most {spec.max_chars}"):
+        svc.save_correction(task, {"company": FieldChoice("edit", "K" * 5000)}, "ann")
+    with pytest.raises(InvalidValueError, match="control or invisible characters: U\\+202E"):
+        svc.save_correction(task, {"company": FieldChoice("edit", "KEDAI \u202eMAJU")}, "ann")
+    assert svc.history("rcpt1") == []
+    assert "holds at most" in svc.check(task, "company", "K" * 5000)
+    svc.save_correction(task, {"company": FieldChoice("edit", "K" * spec.max_chars)}, "ann")
+    assert svc.store.current_values("rcpt1")["company"] == "K" * spec.max_chars
+
+
+def test_a_rejected_value_opens_empty_and_is_never_accepted(svc: ReviewService) -> None:
+    task = svc.open("rcpt2", "ann")
+    svc.save_correction(task, {"total": FieldChoice("reject")}, "ann")
+    again = svc.open("rcpt2", "bob")
+    total = again.field("total")
+    assert total.value is None and total.rejected and total.rejected_value == "50.00"
+    assert total.state == "needs_review" and total.reviewed_by == "ann"
+    # Neither a plain save nor "accept all" turns the rejected value into an accept.
+    for save in (lambda: svc.save_correction(again, {}, "bob"),
+                 lambda: svc.accept_all(again, "bob")):
+        with pytest.raises(InvalidValueError, match="total: '50.00' was marked wrong by ann"):
+            save()
+    assert [h.action for h in svc.history("rcpt2") if h.field == "total"] == ["reject"]
+    # Marked wrong again: recorded against the same value, still open.
+    svc.save_correction(again, {"total": FieldChoice("reject")}, "bob")
+    hist = [(h.action, h.shown_value) for h in svc.history("rcpt2") if h.field == "total"]
+    assert hist == [("reject", "50.00"), ("reject", "50.00")]
+    third = svc.open("rcpt2", "cy")
+    svc.save_correction(third, {"total": FieldChoice("pick", pick_index=1)}, "cy")
+    assert svc.store.current_values("rcpt2")["total"] == "2.50"
 
 
 def test_check_flags_typed_values_live(svc: ReviewService) -> None:
@@ -215,16 +253,6 @@ def test_schema_comes_from_the_model_folder(tmp_path: Path) -> None:
         schema_of_model(tmp_path / "missing")
 
 
-def test_resolve_choice_reads_the_form(svc: ReviewService) -> None:
-    fv = svc.open("rcpt1", "ann").field("total")
-    pick = FieldChoice("pick", pick_index=1)
-    assert resolve_choice(fv, "1.50", pick) == pick
-    assert resolve_choice(fv, "1.55", pick) == FieldChoice("edit", "1.55")  # typed over it
-    assert resolve_choice(fv, " 50.00 ", None) == FieldChoice("accept")
-    assert resolve_choice(fv, "", FieldChoice("not_present")).action == "not_present"
-    assert resolve_choice(fv, "", None) == FieldChoice("edit", "")
-
-
 # -- uploads: real tesseract and a real (tiny, random) model ----------------------------------
 
 @pytest.fixture(scope="module")
@@ -271,6 +299,12 @@ def test_upload_runs_ocr_and_extraction_into_the_queue(svc: ReviewService,
     assert len(svc.store.document_ids()) == 5  # the 4 receipts + the one good upload
     again = uploader.ingest(svc, [("shop.png", good)])
     assert again.added == [] and again.skipped == report.added
+    # The same page under another name reads to the same words: it is that document.
+    renamed = uploader.ingest(svc, [("scan-0001.png", good)])
+    assert renamed.added == [] and renamed.failures == []
+    assert len(renamed.skipped) == 1 and renamed.skipped[0].endswith(
+        f"(the same page as {report.added[0]})")
+    assert len(svc.store.document_ids()) == 5
 
 
 def test_rejecting_an_auto_accepted_field_sends_the_document_back(tmp_path: Path) -> None:

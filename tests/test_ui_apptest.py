@@ -41,6 +41,11 @@ def shown(label: str) -> str:
     return html.unescape(re.sub(r"\\(.)", r"\1", label))
 
 
+def status(at: AppTest) -> str:
+    """The one-line status under the sidebar: the last confirmation, or blank."""
+    return at.main.caption[0].value
+
+
 def heading(at: AppTest) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("#### "))
 
@@ -67,7 +72,7 @@ def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None
     assert at.text_input(key="edit::total").value == "2.50"
     at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")
     click(at, "Save and next")
-    assert shown(at.toast[0].value) == "Saved rcpt2."
+    assert shown(status(at)) == "✓ Saved rcpt2."
     assert heading(at).startswith("#### rcpt4")
     # the text boxes (one key per field for every document) now hold rcpt4's values
     assert at.text_input(key="edit::company").value == "KEDAI MAJU"
@@ -194,7 +199,7 @@ def test_queue_page_lists_most_uncertain_first(store: FeedbackStore) -> None:
     table = at.dataframe[0].value
     assert list(table["document"]) == ["rcpt2", "rcpt4", "rcpt1"]
     assert list(table["fields to review"])[:2] == ["total", "date, total"]
-    assert "reviewed 0 of 3" in at.caption[0].value
+    assert any("reviewed 0 of 3" in c.value for c in at.main.caption)
 
 
 def test_skip_gives_the_document_back(store: FeedbackStore) -> None:
@@ -205,7 +210,8 @@ def test_skip_gives_the_document_back(store: FeedbackStore) -> None:
     click(at, "Save and next")
     assert heading(at).startswith("#### rcpt1")  # the skipped rcpt2 does not come back
     click(at, "Save and next")
-    assert "Nothing left to review" in at.success[-1].value
+    # Only the skipped document is left, and the page says so.
+    assert "but the 1 document(s) you skipped: Refresh queue" in at.info[-1].value
     click(at, "Refresh queue")
     assert heading(at).startswith("#### rcpt2")
 
@@ -263,7 +269,7 @@ def test_alternatives_show_their_whole_values_and_scores(store: FeedbackStore) -
 def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) -> None:
     at = start()
     assert heading(at).startswith("#### rcpt2")
-    assert at.button(key="reject::total").proto.shortcut == "x"  # total is under edit
+    assert at.button(key="reject::total").proto.shortcut == "alt+x"  # total is under edit
     at.button(key="reject::total").click().run()
     assert "**rejected:** 50.00" in shown(" ".join(m.value for m in at.caption))
     assert at.text_input(key="edit::total").value == "50.00"  # shows what is rejected
@@ -282,7 +288,11 @@ def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) ->
     assert heading(at).startswith("#### rcpt2")
     total_head = next(m.value for m in at.markdown if m.value.startswith("**total**"))
     assert "needs review" in total_head and "rejected by ann" in total_head
-    assert at.text_input(key="edit::total").value == "50.00"  # the model's value, to judge
+    # It opens empty, the rejected value struck out of the alternatives and named.
+    assert at.text_input(key="edit::total").value == ""
+    assert at.button(key="pick::total::0").disabled
+    assert shown(at.button(key="pick::total::0").label) == "~~1: 50.00 (0.30)~~"
+    assert "**rejected:** ~~50.00~~" in shown(" ".join(m.value for m in at.caption))
 
 
 def test_reject_pressed_again_or_overtyped_is_taken_back(store: FeedbackStore) -> None:
@@ -292,7 +302,7 @@ def test_reject_pressed_again_or_overtyped_is_taken_back(store: FeedbackStore) -
     assert "rejected" not in " ".join(m.value for m in at.caption)
     at.button(key="reject::total").click().run()
     at.text_input(key="edit::total").input("2.50").run()  # typing the right value replaces it
-    assert "will save: **edit**" in " ".join(m.value for m in at.caption)
+    assert "will save: **your value**" in " ".join(m.value for m in at.caption)
     click(at, "Save and next")
     assert {h.field: h.action for h in store.history("rcpt2")}["total"] == "edit"
 
@@ -327,11 +337,113 @@ def test_queue_follows_the_models_fitted_thresholds_and_says_so(
 
 def test_a_box_edited_as_the_last_document_closes_does_not_crash(store: FeedbackStore) -> None:
     """A text box's change reaches the server with the next click; when that click saved the
-    last document, the box's callback finds no document open and must do nothing."""
+    last document, the box's callback finds no document open and must do nothing (and the
+    change is in the save)."""
     at = start()
     at.sidebar.selectbox(key="f_field").set_value("date").run()  # one document queued: rcpt4
     assert heading(at).startswith("#### rcpt4")
-    at.text_input(key="edit::total").input("9.50")  # sent with the click below
-    click(at, "Accept all and next")
+    at.text_input(key="edit::total").input("4.50")  # sent with the click below
+    at.text_input(key="edit::date").input("01/02/2018")
+    click(at, "Save and next")
     assert "Nothing left to review" in at.success[-1].value
-    assert store.current_values("rcpt4")["total"] == "50.00"  # accepted as shown
+    assert store.current_values("rcpt4")["total"] == "4.50"
+
+
+
+
+# -- no value is lost or silently changed (drafts outlive the widgets) ------------------------
+
+@pytest.mark.parametrize("other_page", ["History", "Stats", "Queue", "Upload"])
+def test_another_page_and_back_keeps_every_value_and_saves_accepts(
+        store: FeedbackStore, other_page: str) -> None:
+    at = start()
+    assert heading(at).startswith("#### rcpt2")
+    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")  # typed, not yet sent
+    at.sidebar.radio(key="page").set_value(other_page).run()
+    at.sidebar.radio(key="page").set_value("Review").run()
+    assert heading(at).startswith("#### rcpt2")
+    assert {k: at.text_input(key=f"edit::{k}").value for k in ("company", "date", "total")} == {
+        "company": "KEDAI MAJU SDN BHD", "date": "01/02/2018", "total": "50.00"}
+    assert "will save: **edit**" not in " ".join(c.value for c in at.caption)
+    click(at, "Save and next")
+    actions = {h.field: (h.action, h.after) for h in store.history("rcpt2")}
+    assert actions == {"company": ("edit", "KEDAI MAJU SDN BHD"), "date": ("accept", "01/02/2018"),
+                       "address": ("accept", None), "total": ("accept", "50.00")}
+
+
+def test_a_pick_survives_a_page_switch(store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="pick::total::1").click().run()
+    at.sidebar.radio(key="page").set_value("History").run()
+    at.sidebar.radio(key="page").set_value("Review").run()
+    assert at.text_input(key="edit::total").value == "2.50"
+    assert at.button(key="pick::total::1").proto.type == "primary"  # shown as pressed
+    click(at, "Save and next")
+    assert {h.field: h.action for h in store.history("rcpt2")}["total"] == "pick"
+
+
+def test_a_rejected_value_is_never_accepted_by_the_next_plain_save(
+        store: FeedbackStore) -> None:
+    at = start()
+    at.button(key="reject::total").click().run()
+    click(at, "Save and next")
+    at.sidebar.text_input(key="goto").input("rcpt2").run()
+    assert heading(at).startswith("#### rcpt2")
+    for label in ("Save and next", "Accept all and next"):
+        click(at, label)
+        assert heading(at).startswith("#### rcpt2")  # not saved: still open
+        assert "total: '50.00' was marked wrong by ann" in shown(at.error[0].value)
+    assert [h.action for h in store.history("rcpt2") if h.field == "total"] == ["reject"]
+    assert at.button(key="accept::total").disabled
+    at.text_input(key="edit::total").input("2.50").run()
+    click(at, "Save and next")
+    assert store.current_values("rcpt2")["total"] == "2.50"
+
+
+def test_pick_keys_hold_alt_so_typing_in_a_box_never_presses_them(
+        store: FeedbackStore) -> None:
+    at = start()  # total is under edit
+    keys = [at.button(key=f"pick::total::{i}").proto.shortcut for i in range(2)]
+    assert keys == ["alt+1", "alt+2"]
+    assert at.button(key="absent::total").proto.shortcut == "alt+n"
+    assert at.button(key="accept::total").proto.shortcut == "alt+a"
+    assert at.button(key="pick::company::0").proto.shortcut == ""  # not under edit
+
+
+def test_a_value_too_long_for_its_field_is_refused_with_a_message(
+        store: FeedbackStore) -> None:
+    at = start()
+    at.text_input(key="edit::company").input("K" * 5000).run()
+    assert "5000 characters long; field 'company' holds at most 300" in shown(
+        " ".join(c.value for c in at.caption))
+    click(at, "Save and next")
+    assert heading(at).startswith("#### rcpt2")
+    assert "5000 characters long" in shown(at.error[0].value)
+    assert store.history("rcpt2") == []
+
+
+def test_an_emptied_box_asks_for_not_present_instead_of_clearing(store: FeedbackStore) -> None:
+    at = start()
+    at.text_input(key="edit::company").input("").run()
+    assert "the box is empty" in " ".join(c.value for c in at.caption)
+    click(at, "Save and next")
+    assert store.history("rcpt2") == [] and "its box is empty" in shown(at.error[0].value)
+    at.button(key="absent::company").click().run()
+    assert at.button(key="absent::company").proto.type == "primary"
+    click(at, "Save and next")
+    assert {h.field: h.action for h in store.history("rcpt2")}["company"] == "not_present"
+
+
+def test_accept_all_does_not_throw_away_typed_answers(store: FeedbackStore) -> None:
+    at = start()
+    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD").run()
+    click(at, "Accept all and next")
+    assert heading(at).startswith("#### rcpt2") and store.history("rcpt2") == []
+    assert "you changed company" in shown(at.error[0].value)
+
+
+def test_undo_is_offered_only_after_a_save(store: FeedbackStore) -> None:
+    at = start()
+    assert next(b for b in at.button if b.label == "Undo last save").disabled
+    click(at, "Save and next")
+    assert not next(b for b in at.button if b.label == "Undo last save").disabled

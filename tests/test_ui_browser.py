@@ -61,14 +61,16 @@ def result_for(doc: Document) -> ExtractionResult:
 
 @contextlib.contextmanager
 def review_server(tmp_path: Path, docs: list[Document], results: list[ExtractionResult],
-                  args: tuple[str, ...] = (), env: dict[str, str] | None = None
+                  args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                  url: str | None = None
                   ) -> Iterator[tuple[str, FeedbackStore, subprocess.Popen[bytes]]]:
     """``kvloop review`` (with ``args``, in ``env``) on a free loopback port over a fresh store
-    holding ``results``: its address, the store and the server process."""
+    (SQLite in ``tmp_path`` unless ``url`` names another) holding ``results``: its address,
+    the store and the server process."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not installed (Debian package chromium)")
     pytest.importorskip("playwright")
-    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    url = url or f"sqlite:///{tmp_path / 'feedback.db'}"
     store = FeedbackStore(url)
     store.add_batch(docs, results)
     port = free_port()
@@ -130,11 +132,11 @@ def test_operator_corrects_fields_in_a_real_browser(server, artifacts_dir: Path)
         edit_total = page.get_by_role("button", name="Edit").nth(3)
         edit_total.click()
         expect(edit_total).to_be_disabled()
-        # The number key is bound once the button shows its key hint ("... (0.30) 2").
+        # The key is bound once the button shows its key hint ("... (0.30) Alt 2").
         expect(page.get_by_role("button", name=f"2: {right_total} (0.30)")).to_have_text(
-            re.compile(r"\(0\.30\)\s*2\s*$"), timeout=15000)
+            re.compile(r"\(0\.30\)\s*Alt\s*\+\s*2\s*$"), timeout=15000)
         page.mouse.click(5, 5)  # focus on the page, not in a text box
-        page.keyboard.press("2")
+        page.keyboard.press("Alt+2")
         expect(page.get_by_label("total value")).to_have_value(right_total, timeout=15000)
         # Fill "company" by clicking a word box on the page image.
         edit_company = page.get_by_role("button", name="Edit").first
@@ -242,7 +244,7 @@ def test_alternatives_are_readable_and_reject_by_key_at_1500_px(
         expect(edit_address).to_be_disabled()
         last = addresses[-1]
         expect(page.get_by_role("button", name=f"5: {last.value} ({last.score:.2f})")
-               ).to_have_text(re.compile(r"\s*5\s*$"), timeout=15000)
+               ).to_have_text(re.compile(r"\s*Alt\s*\+\s*5\s*$"), timeout=15000)
         page.wait_for_timeout(500)  # let the layout settle before measuring
         page.screenshot(path=str(artifacts_dir / "review_ui_alternatives_1500px.png"),
                         full_page=True)
@@ -260,9 +262,9 @@ def test_alternatives_are_readable_and_reject_by_key_at_1500_px(
             box = button.bounding_box()
             assert card["x"] <= box["x"] and box["x"] + box["width"] <= card["x"] + card[
                 "width"] + 1 <= 1500, label
-        # "x" marks the value of the field under edit wrong; the card says so; Save stores it.
+        # Alt+X marks the value of the field under edit wrong; the card says so; Save stores it.
         page.mouse.click(5, 5)  # focus on the page, not in a text box
-        page.keyboard.press("x")
+        page.keyboard.press("Alt+x")
         expect(page.get_by_text(f"rejected: {res.fields['address'].value}")).to_be_visible(
             timeout=15000)
         page.screenshot(path=str(artifacts_dir / "review_ui_rejected.png"), full_page=True)

@@ -97,13 +97,15 @@ class SaveRecord:
 class CurrentField:
     """A field's derived current value and the action it comes from.
 
-    After a ``reject`` the value is ``None`` and the field is still open.
+    After a ``reject`` the value is ``None``, the field is still open and ``shown_value`` is
+    the value that was rejected.
     """
 
     value: str | None
     action_id: int
     action: str
     operator: str
+    shown_value: str | None = None
 
 
 @dataclass

@@ -154,6 +154,19 @@ class FeedbackStore:
             rows = s.scalars(select(DocumentRow).where(DocumentRow.id.in_(ids))).all()
             return {r.id: Document.from_dict(r.data) for r in rows}
 
+    def ids_by_content(self, content_hashes: Iterable[str]) -> dict[str, str]:
+        """For each given ``Document.content_hash`` the store holds, the id of a document
+        with it (the same words and boxes: the same page, read the same way)."""
+        hashes = list(content_hashes)
+        with self._read() as s:
+            rows = s.execute(select(DocumentRow.content_hash, DocumentRow.id)
+                             .where(DocumentRow.content_hash.in_(hashes))
+                             .order_by(DocumentRow.id)).all()
+        out: dict[str, str] = {}
+        for h, doc_id in rows:
+            out.setdefault(h, doc_id)
+        return out
+
     def document_ids(self) -> list[str]:
         with self._read() as s:
             return list(s.scalars(select(DocumentRow.id).order_by(DocumentRow.id)))
@@ -294,7 +307,7 @@ class FeedbackStore:
     def _current(self, s: Session, doc_id: str) -> dict[str, CurrentField]:
         out: dict[str, CurrentField] = {}
         for a, sv in s.execute(queries.effective_actions().where(ActionRow.doc_id == doc_id)):
-            out[a.field] = CurrentField(a.final_value, a.id, a.action, sv.operator)
+            out[a.field] = CurrentField(a.final_value, a.id, a.action, sv.operator, a.shown_value)
         return out
 
     def save_review(self, doc_id: str, operator: str, actions: list[FieldAction], *,
