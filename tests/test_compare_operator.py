@@ -202,7 +202,7 @@ def test_effort_orders_accept_reject_pick_type() -> None:
     typed = e.action_s(FieldChoice("edit", value))
     assert accept < reject < min(picks) and max(picks) < typed
     assert picks == sorted(picks)  # a lower alternative takes longer to reach
-    assert (accept, reject, picks[0], typed) == pytest.approx((0.28, 1.63, 2.13, 7.63))
+    assert (accept, reject, picks[0], typed) == pytest.approx((0.56, 1.91, 2.41, 8.19))
 
 
 def test_effort_of_one_document_by_hand() -> None:
@@ -213,13 +213,13 @@ def test_effort_of_one_document_by_hand() -> None:
              _mock_view("50.00", ["50.00"], "total")]
     choices = {"date": FieldChoice("pick", pick_index=1),  # company: no choice, accepted
                "address": FieldChoice("not_present"), "total": FieldChoice("edit", "12.50")}
-    # verify 4 x (1.35 + 1.2) = 10.2; accept 0.28; pick #2 2 x 0.5 + 1.35 + 0.28 = 2.63;
-    # not present 1.35 + 0.4 + 1.1 + 0.28 = 3.13; typing 5 characters 1.35 + 0.4 + 6 x 0.28
-    # = 3.43; the page 2.0 + Ctrl+Enter 2 x 0.28 + latency 0.26 = 2.82.
-    assert e.seconds(choices, views) == pytest.approx(22.49)
+    # verify 4 x (1.35 + 1.2) = 10.2; accept (Alt+A) 2 x 0.28 = 0.56; pick #2 2 x 0.5 + 1.35
+    # + 0.56 = 2.91; not present (Alt+N) 1.35 + 0.56 = 1.91; typing 5 characters 1.35 + 0.4
+    # + 8 x 0.28 = 3.99; the page 2.0 + Ctrl+Enter 2 x 0.28 + latency 0.26 = 2.82.
+    assert e.seconds(choices, views) == pytest.approx(22.39)
     # Skipped for a field it cannot express: M for that field, "Skip" (0.4 + 1.1 + 0.28)
-    # instead of Ctrl+Enter: 2 x 2.55 + 0.28 + 1.35 + 2.0 + 1.78 + 0.26 = 10.77.
-    assert e.seconds({"company": FieldChoice(), "date": None}, views[:2]) == pytest.approx(10.77)
+    # instead of Ctrl+Enter: 2 x 2.55 + 0.56 + 1.35 + 2.0 + 1.78 + 0.26 = 11.05.
+    assert e.seconds({"company": FieldChoice(), "date": None}, views[:2]) == pytest.approx(11.05)
 
 
 def test_effort_from_dict_overrides_and_rejects_unknown_or_negative() -> None:
@@ -306,10 +306,10 @@ def test_full_operator_through_the_service(service: ReviewService, docs: list[Do
     assert hist == {"company": "accept", "date": "accept", "address": "accept", "total": "pick"}
     assert log.actions == {"accept": 9, "pick": 1, "edit": 2}
     assert all(store.lease_of(d) is None for d in GOLD)  # saved or skipped: released
-    # Default effort: 4 fields verified (4 x 2.55), 3 accepts (3 x 0.28), pick #2 (2.63),
-    # the page and "save and next" (2.82); rcpt4 types 5 characters (3.43) then skips (4.04).
-    assert by_id["rcpt1"].seconds == pytest.approx(10.2 + 0.84 + 2.63 + 2.82)
-    assert by_id["rcpt4"].seconds == pytest.approx(10.2 + 0.84 + 3.43 + 4.04)
+    # Default effort: 4 fields verified (4 x 2.55), 3 accepts (3 x 0.56), pick #2 (2.91),
+    # the page and "save and next" (2.82); rcpt4 types 5 characters (3.99) then skips (4.04).
+    assert by_id["rcpt1"].seconds == pytest.approx(10.2 + 1.68 + 2.91 + 2.82)
+    assert by_id["rcpt4"].seconds == pytest.approx(10.2 + 1.68 + 3.99 + 4.04)
     assert log.seconds == pytest.approx(sum(d.seconds for d in log.documents))
     assert log.summary()["seconds"] == pytest.approx(log.seconds, abs=1e-3)
 

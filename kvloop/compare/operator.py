@@ -248,20 +248,21 @@ class EffortModel:
         latency_s: 0.26 s, the UI's "save and next" until the next page is drawn
             (BENCHMARKS.md, "Correction UI": median 252-272 ms, 260 ms at an operator's pace).
 
-    Per field: ``verify_s`` (read the shown value, M), then the action (``action_s``):
-        accept: K (Enter: the UI moves on to the next field);
-        reject: M + K (the "x" key);
-        pick alternative i: (i + 1) x read_alternative_s (scanning down to it) + M + K (the
-            UI's digit key i + 1);
-        edit (type a value): M + H + K x (len(value) + 1) (the UI focuses and selects the
-            field's text box; the value, then Enter);
-        clear: M + K (Delete on the selected text box);
-        not_present: M + H + P + K (the "Not present" button has no keyboard shortcut);
+    Per field: ``verify_s`` (read the shown value, M), then the action (``action_s``). The
+    UI's answer keys are chords (Alt+key), two keystrokes each as KLM counts them:
+        accept: 2K (Alt+A: the UI moves on to the next field);
+        reject: M + 2K (Alt+X);
+        pick alternative i: (i + 1) x read_alternative_s (scanning down to it) + M + 2K
+            (Alt + digit i + 1);
+        edit (type a value): M + H + K x (len(value) + 3) (the UI puts the keyboard in the
+            field's text box, caret after its text: Ctrl+A, the value, then Enter);
+        clear: M + K (an API action; the UI asks for "not present" instead);
+        not_present: M + 2K (Alt+N);
         cannot express (``None``): M, and the document is skipped with the "Skip" button
             (no shortcut: H + P + K) instead of "save and next".
 
-    With the defaults, accept 0.28 < reject 1.63 < pick 2.13-4.13 (alternative 1-5) <
-    typing a 20-character value 7.63 s.
+    With the defaults, accept 0.56 < reject 1.91 < pick 2.41-4.41 (alternative 1-5) <
+    typing a 20-character value 8.19 s.
     """
 
     keystroke_s: float = _seconds_field(0.28, "K: one keystroke or button press")
@@ -293,18 +294,19 @@ class EffortModel:
     def action_s(self, choice: FieldChoice | None) -> float:
         """The seconds of one field's action after verifying it (see the class docstring)."""
         K, M = self.keystroke_s, self.mental_s
+        chord = 2 * K  # Alt + a key
         if choice is None:
             return M
         if choice.action == "accept":
-            return K
-        if choice.action in ("reject", "clear"):
+            return chord
+        if choice.action == "clear":
             return M + K
+        if choice.action in ("reject", "not_present"):
+            return M + chord
         if choice.action == "pick":
-            return ((choice.pick_index or 0) + 1) * self.read_alternative_s + M + K
+            return ((choice.pick_index or 0) + 1) * self.read_alternative_s + M + chord
         if choice.action == "edit":
-            return M + self.home_s + K * (len(choice.value or "") + 1)
-        if choice.action == "not_present":
-            return M + self.home_s + self.point_s + K
+            return M + self.home_s + K * (len(choice.value or "") + 3)
         raise ValueError(f"no effort for action {choice.action!r}")
 
     def document_s(self, saved: bool) -> float:
