@@ -17,7 +17,6 @@ through ``md_text`` (HTML-escaped, markdown-escaped); nothing from them reaches 
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import threading
@@ -29,6 +28,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from extractor.document import Candidate
 from feedback_ui import imaging
+from feedback_ui.browser_scripts import KEY_GUARD_JS, focus_script
 from feedback_ui.checks import operator_id, password_matches
 from feedback_ui.draft import Draft, describe
 from feedback_ui.ingest import MAX_UPLOAD_MB
@@ -54,7 +54,7 @@ STATE_BADGE = {
 ZOOMS = {"Page": 1.0, "Zoom 2x": 2.0, "Zoom 4x": 4.0}
 RENDER_WIDTH = 700  # pixels; the browser scales the image to the column
 JPEG_QUALITY = 85
-MAX_ALTERNATIVES = 5  # candidate buttons per field (keys 1-5)
+MAX_ALTERNATIVES = 5  # candidate buttons per field (keys Alt+1-5)
 # Characters Streamlit markdown would interpret (CommonMark punctuation, ``$`` maths, ``:``
 # emoji and colour directives); ``<``, ``>`` and ``&`` are HTML-escaped first (``md_text``).
 MARKDOWN_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$:]")
@@ -252,25 +252,31 @@ def show_task(task: ReviewTask | None) -> None:
 
 
 def current_draft() -> Draft | None:
-    """The open document's draft, with the text of every box the browser shows copied in.
+    """The open document's draft: the operator's answers so far.
 
-    A box's state is what the operator sees (typed text reaches it with the next event) only
-    if the last run drew the boxes (``boxes_drawn``): after a run that did not, Streamlit may
-    hand back a blank or stale value under the same key, and the draft wins."""
+    Text reaches it from the boxes only through events the browser sends (``cb_typed`` for a
+    box, ``take_boxes`` in the form's buttons), never by reading the boxes' state at other
+    times: after a run that did not draw them, Streamlit may hold a blank or stale value under
+    the same key."""
     task: ReviewTask | None = ss.task
-    if task is None:
-        return None
-    draft: Draft = ss.drafts[(task.lease.operator, task.doc_id)]
-    if ss.get("boxes_drawn"):
-        for fv in task.fields:
+    return None if task is None else ss.drafts[(task.lease.operator, task.doc_id)]
+
+
+def take_boxes() -> Draft | None:
+    """In a callback of the Review page's own buttons: the draft with every box's text as the
+    browser sent it with the click (a box's text is sent with the next event, and the box's
+    own change callback may run after the button's)."""
+    draft = current_draft()
+    if draft is not None:
+        for fv in ss.task.fields:
             if edit_key(fv.name) in ss:
                 draft.typed(fv.name, ss[edit_key(fv.name)] or "")
     return draft
 
 
 def set_field(name: str, text: str, pressed: FieldChoice | None) -> None:
-    """An answer button (or a click on the page) sets a field: draft and box together."""
-    draft = current_draft()
+    """An answer button sets a field: draft and box together."""
+    draft = take_boxes()
     if draft is not None:
         draft.set(name, text, pressed)
         ss[edit_key(name)] = text
@@ -367,7 +373,9 @@ def cb_typed(name: str) -> None:
     # Enter in a text box moves on (focus too) to the next field that needs attention.
     if stale():
         return
-    current_draft()
+    draft = current_draft()
+    if draft is not None and edit_key(name) in ss:
+        draft.typed(name, ss[edit_key(name)] or "")
     move_on(ss.task, name)
 
 
@@ -383,7 +391,7 @@ def form_choice(fv: FieldView) -> FieldChoice:
 def cb_save(accept_all: bool = False) -> None:
     task: ReviewTask | None = ss.task
     op = acting_operator()
-    draft = current_draft()
+    draft = take_boxes()
     if task is None or op is None or draft is None:
         return
     svc = service()
@@ -617,8 +625,8 @@ def button_kind(on: bool) -> Literal["primary", "secondary"]:
     return "primary" if on else "secondary"
 
 
-def render_field(task: ReviewTask, fv: FieldView, drawn: bool) -> None:
-    """One field's card; ``drawn``: the last run drew the text boxes too."""
+def render_field(task: ReviewTask, fv: FieldView, restore: bool) -> None:
+    """One field's card; ``restore``: the last finished run did not draw the text boxes."""
     active = fv.name == ss.active
     choice = form_choice(fv)
     last = pressed(fv.name)
@@ -640,7 +648,7 @@ def render_field(task: ReviewTask, fv: FieldView, drawn: bool) -> None:
         if fv.rejected:
             st.caption(f":red[**rejected:** ~~{md_text(fv.rejected_value)}~~] · type or pick "
                        "the right value, press Not present, or Wrong value again")
-        if not drawn:  # another page showed last: the box's state is not the operator's
+        if restore:  # its state was dropped (or is a stale copy): the draft is the value
             ss[edit_key(fv.name)] = form_text(fv)
         st.text_input(field_label(fv.name), key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
@@ -691,67 +699,27 @@ def render_field(task: ReviewTask, fv: FieldView, drawn: bool) -> None:
             st.caption(f"will save: **{describe(choice)}**")
 
 
-# Keys in a text box. Streamlit sends a box's text only on Enter or when it loses focus, so a
-# key that acts while the operator's typing is still in the box would act on the text from
-# before it. So, where the operator typed since the box got the keyboard: Ctrl+Enter first
-# sends the text (the save then reads it), and an Alt answer key only sends the text and is
-# not passed on (a typed value is never replaced by a key). In a box the operator has not
-# typed in (the app moved the keyboard there), Alt keys act at once.
-KEY_GUARD_JS = """<script>
-const doc = window.parent.document;
-const isBox = (el) => el && el.tagName === 'INPUT' && el.type === 'text';
-if (!doc.kvloopKeyGuard) {
-  doc.kvloopKeyGuard = true;
-  doc.addEventListener('focusin', (e) => {
-    if (!isBox(e.target)) return;
-    e.target.dataset.typed = '';
-    // The field whose box has the keyboard is the one under edit (its keys, its zoom).
-    const m = /^(\\w+) value$/.exec(e.target.getAttribute('aria-label') || '');
-    const edit = m && doc.querySelector('.st-key-focus--' + m[1] + ' button:not([disabled])');
-    if (edit) edit.click();
-  }, true);
-  doc.addEventListener('input', (e) => { if (isBox(e.target)) e.target.dataset.typed = '1'; },
-                       true);
-  doc.addEventListener('keydown', (e) => {
-    const el = doc.activeElement;
-    if (!isBox(el) || ['Alt', 'Control', 'Meta', 'Shift'].includes(e.key)) return;
-    const save = (e.ctrlKey || e.metaKey) && e.key === 'Enter';
-    if (e.key === 'Enter' && !save) { el.dataset.typed = ''; return; }
-    if (!(e.altKey || save) || !el.dataset.typed) return;
-    el.dataset.typed = '';
-    el.blur();
-    if (!save) { e.preventDefault(); e.stopImmediatePropagation(); }
-  }, true);
-}
-</script>"""
-
-
 def key_guard() -> None:
     st.iframe(KEY_GUARD_JS, height=1)
 
 
 def move_focus() -> None:
-    """Put the keyboard in the text box of ``ss.focus`` (Streamlit has no focus API), with the
-    caret after its text: nothing is selected, so no key pressed there replaces the value.
+    """Put the keyboard in the text box of the field under edit after an answer (Streamlit has
+    no focus API), caret after its text: nothing is selected, so no key pressed there replaces
+    the value.
 
-    The script runs in a zero-height iframe, which is same-origin with the app."""
+    The script runs in an iframe, same-origin with the app, possibly a moment later: if the
+    operator has put the keyboard somewhere since their last answer (``KEY_GUARD_JS`` counts
+    focus changes), it is left there."""
     if not ss.focus:
         return
-    # JSON inside <script>: "<", ">" and "&" as \u escapes, so no value can close the tag.
-    label = (json.dumps(field_label(ss.focus)).replace("<", "\\u003c").replace(">", "\\u003e")
-             .replace("&", "\\u0026"))
     ss.focus_nonce = ss.get("focus_nonce", 0) + 1
-    st.iframe("<script>/* " + str(ss.focus_nonce) + " */ const sel = 'input[aria-label=' + "
-              "JSON.stringify(" + label + ") + ']'; const f = () => { const el = "
-              "window.parent.document.querySelector(sel); if (el) { el.focus(); "
-              "const n = el.value.length; el.setSelectionRange(n, n); } "
-              "else setTimeout(f, 50); }; f();</script>", height=1)
+    st.iframe(focus_script(field_label(ss.focus), ss.focus_nonce), height=1)
     ss.focus = None
 
 
 def review_page(svc: ReviewService) -> bool:
-    """The Review page; whether it drew the text boxes."""
-    drawn = ss.boxes_drawn
+    """The Review page; whether it drew the field's text boxes."""
     problem = operator_problem()
     if problem is not None:
         if operator_header() is not None:
@@ -794,8 +762,11 @@ def review_page(svc: ReviewService) -> bool:
         st.markdown(f"#### {md_text(task.doc_id)} · model "
                     f"{md_text(task.result.model_version)}{audit}")
         st.caption(f"locked for you until {task.lease.expires_at:%H:%M} UTC")
+        # Streamlit drops the state of widgets that a finished run did not draw: after such a
+        # run the boxes are filled from the draft; an interrupted run drops nothing.
         for fv in task.fields:
-            render_field(task, fv, drawn)
+            render_field(task, fv, restore=not ss.boxes_drawn)
+        ss.boxes_drawn = True
         st.caption("Keys for the field being edited (in a text box too): Alt+1-5 pick an "
                    "alternative · Alt+A accept · Alt+N not present · Alt+X wrong value · "
                    "Enter in a box moves to the next field that needs attention · "
@@ -912,15 +883,12 @@ def main() -> None:
         ss.boxes_drawn = False
         return
     svc = service()
-    # Whatever the operator typed last reaches the draft before a page other than Review is
-    # drawn (its text boxes' state is dropped then).
-    current_draft()
     sidebar(svc)
     flash_slot = st.empty()
     page = ss.page
-    boxes = False
+    drew_boxes = False
     if page == "Review":
-        boxes = review_page(svc)
+        drew_boxes = review_page(svc)
     elif page == "Queue":
         queue_page(svc)
     elif page == "Upload":
@@ -929,9 +897,8 @@ def main() -> None:
         history_page(svc)
     else:
         stats_page(svc)
-    # Streamlit drops the state of widgets a finished run did not draw (an interrupted run
-    # never gets here, and drops nothing).
-    ss.boxes_drawn = boxes
+    if not drew_boxes:  # this run finishes without them: Streamlit drops their state
+        ss.boxes_drawn = False
     show_flash(flash_slot)  # after the page: its callbacks and queue moves may set one
 
 
