@@ -30,13 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eval.run import EvalConfig, EvalError, run_eval
+    from eval.straight_through import Effort
     from extractor.loaders.report import DocumentLoadError
+    from kvloop.compare.operator import EffortModel
+
+    em = EffortModel()
 
     try:
         cfg = EvalConfig(data=args.data, out=args.out, models=args.model, results=args.results,
                          split=args.split, ocr=args.ocr, k=args.k, n_boot=args.n_boot,
                          seed=args.seed, gallery=args.gallery, limit=args.limit,
-                         device=args.device)
+                         device=args.device,
+                         effort=Effort(em.accepted_field_s, em.document_s(saved=True)))
         out = run_eval(cfg)
     except (EvalError, DocumentLoadError, FileNotFoundError) as e:
         print(f"kvloop eval: error: {e}", file=sys.stderr)
