@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from extractor.certify import LEVEL
 from extractor.straight_through import TARGET
+
+if TYPE_CHECKING:
+    from extractor.straight_through import StraightThrough
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("--model", required=True, help="model folder")
 
 
-def _print_certificates(st) -> None:  # noqa: ANN001 - StraightThrough, imported lazily
+def _print_certificates(st: StraightThrough) -> None:
     for name, c in st.certificates.items():
         src = ", ".join(f"{k} {v}" for k, v in st.sources.get(name, {}).items())
         if c.certified:
