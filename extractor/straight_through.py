@@ -25,6 +25,7 @@ from extractor.document import Document, ExtractionResult, Schema
 from extractor.vendor_memory import VendorMemory
 
 TARGET = 0.99
+SCOPES: tuple[str, ...] = ("field", "pooled")
 
 
 @dataclass
@@ -68,8 +69,11 @@ class AcceptDecision:
 class StraightThrough:
     """The correctness model, per-field certificates and their evidence (module docstring).
 
-    ``sources``: per field, how many items came from the calibration split and from reviews
-    in a store. ``scores_of``: model versions whose results score the same way as this one
+    ``scope``: ``field`` certifies each field on its own items (the promise holds per field);
+    ``pooled`` certifies one threshold on every field's items together (the promise is about
+    all auto-accepted answers together: a weak field may sit below the target while strong ones
+    carry it, so the audit watches each field). ``sources``: per field, how many items came
+    from the calibration split and from reviews in a store. ``scores_of``: model versions whose results score the same way as this one
     (same weights, decisions and correctness model: a threshold refit only), so their reviews
     count as evidence for this one.
     """
@@ -82,6 +86,11 @@ class StraightThrough:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     scores_of: list[str] = field(default_factory=list)
     uses_memory: bool = False
+    scope: str = "field"
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
 
     def scores(self, doc: Document, result: ExtractionResult, schema: Schema,
                memory: VendorMemory | None = None) -> dict[str, float]:
@@ -121,7 +130,7 @@ class StraightThrough:
                 "certificates": {k: c.export() for k, c in self.certificates.items()},
                 "items": {k: v.export() for k, v in self.items.items()},
                 "sources": self.sources, "scores_of": list(self.scores_of),
-                "uses_memory": self.uses_memory}
+                "uses_memory": self.uses_memory, "scope": self.scope}
 
     def summary(self) -> dict[str, Any]:
         """What the version hash needs: everything that changes a decision (not the items)."""
@@ -138,7 +147,8 @@ class StraightThrough:
                        float(d.get("target", TARGET)), float(d.get("level", LEVEL)),
                        {k: {s: int(n) for s, n in v.items()}
                         for k, v in d.get("sources", {}).items()},
-                       [str(v) for v in d.get("scores_of", [])], bool(d.get("uses_memory")))
+                       [str(v) for v in d.get("scores_of", [])], bool(d.get("uses_memory")),
+                       str(d.get("scope", "field")))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a valid straight-through section "
                              f"({type(e).__name__}: {e})") from e

@@ -1,6 +1,6 @@
 """Benchmark straight-through processing: certified auto-accept on dev, and how reviews grow it.
 
-1. ``kvloop thresholds fit`` on the calibration split (as given and, with images, as tesseract
+1. ``kvloop thresholds fit`` (both scopes: per field, and pooled over fields) on the calibration split (as given and, with images, as tesseract
    reads it): the correctness model and per-field thresholds certified for ``--target`` strict
    precision at 95% confidence (``extractor.certify``), into a copy of ``--model``;
 2. dev (which neither training nor the fit saw), from provided OCR and from images: per field
@@ -38,6 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.straight_through import Effort, straight_through_metrics
+from extractor.certify import LEVEL
 from extractor.model.predictor import KVPredictor, load_predictor
 from extractor.straight_through import StraightThrough
 from feedback_ui.routing import RoutingConfig
@@ -45,7 +46,12 @@ from feedback_ui.service import ReviewService
 from feedback_ui.store import FeedbackStore
 from kvloop.compare.operator import EffortModel, OperatorConfig, SimulatedOperator
 from training.data import load_split
-from training.straight_through import fit_model_dir, refit_from_store
+from training.straight_through import (
+    calibration_items,
+    fit_straight_through,
+    refit_from_store,
+    save_with,
+)
 
 
 def dev_figures(pred: KVPredictor, st: StraightThrough, dev: dict[str, list],
@@ -55,10 +61,10 @@ def dev_figures(pred: KVPredictor, st: StraightThrough, dev: dict[str, list],
             for o in dev}
 
 
-def table(figs: dict[str, Any], fields: list[str], target: float) -> str:
+def table_md(figs: dict[str, Any], fields: list[str], target: float) -> str:
     key = f"{target:g}"
-    lines = [(f"| dev OCR | field | certified threshold | coverage | realised precision | "
-             f"oracle coverage @{target:g} |"), "|---|---|---:|---:|---:|---:|"]
+    lines = [("| dev OCR | field | certified threshold | coverage | realised precision | "
+              f"oracle coverage @{target:g} |"), "|---|---|---:|---:|---:|---:|"]
     for o, m in figs.items():
         for f in [*fields, "overall"]:
             s = m["overall"] if f == "overall" else m["fields"][f]
@@ -71,6 +77,18 @@ def table(figs: dict[str, Any], fields: list[str], target: float) -> str:
         lines.append(f"| {o} | minutes saved / 100 docs | | {m.get('minutes_per_100', 0):.1f} "
                      "| | |")
     return "\n".join(lines)
+
+
+def certified(s: StraightThrough | None) -> dict[str, Any]:
+    return {f: c.export() for f, c in s.certificates.items()} if s else {}
+
+
+def held_out_coverage(s: StraightThrough | None) -> float:
+    """Certified coverage on the items the certificates rest on, mean over fields."""
+    if s is None or not s.certificates:
+        return 0.0
+    cs = list(s.certificates.values())
+    return sum(c.coverage for c in cs) / len(cs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,74 +119,76 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     calib = [load_split(args.data, "calibration", o, args.max_docs) for o in ocrs]
     dev = {o: load_split(args.data, "dev", o, args.max_docs) for o in ocrs}
-    timing["load"] = time.perf_counter() - t
-    t = time.perf_counter()
-    fitted, version, st = fit_model_dir(args.model, calib, work / "fitted", args.target,
-                                        uses_memory=args.memory, seed=args.seed)
-    timing["fit"] = time.perf_counter() - t
-    pred = load_predictor(fitted, "cpu")
-    fields = pred.schema.field_names
-    em = EffortModel()
-    effort = Effort(em.accepted_field_s, em.document_s(saved=True))
-    t = time.perf_counter()
-    dev_results = {o: pred.predict(dev[o]) for o in ocrs}
-    timing["dev_predict"] = time.perf_counter() - t
-    before = dev_figures(pred, st, dev, dev_results, effort)
-
-    t = time.perf_counter()
     pool = load_split(args.data, "fit", "provided")
     random.Random(args.seed).shuffle(pool)
     reviewed = pool[:args.reviews]
+    timing["load"] = time.perf_counter() - t
+    # One extraction of every page by the model as given: the fitted copies extract the same
+    # (their cards list its version in ``scores_of``), so both scopes see the same items.
+    base = load_predictor(args.model, "cpu")
+    fields = base.schema.field_names
+    t = time.perf_counter()
+    table = calibration_items(base, calib, args.memory)
+    dev_results = {o: base.predict(dev[o]) for o in ocrs}
+    review_results = base.predict(reviewed)
+    timing["predict"] = time.perf_counter() - t
+    em = EffortModel()
+    effort = Effort(em.accepted_field_s, em.document_s(saved=True))
+
+    t = time.perf_counter()
     store = FeedbackStore(work / "store.db")
-    service = ReviewService(store, pred.schema, routing=RoutingConfig(0.0))
-    service.add(reviewed, pred.predict(reviewed))
+    service = ReviewService(store, base.schema, routing=RoutingConfig(0.0))
+    service.add(reviewed, review_results)
     log = SimulatedOperator(OperatorConfig("full", seed=args.seed)).review(
         service, reviewed, "simulated")
-    rep = refit_from_store(fitted, store, work / "refit")
+    timing["simulate"] = time.perf_counter() - t
+
+    scopes: dict[str, Any] = {}
+    for scope in ("field", "pooled"):
+        t = time.perf_counter()
+        st = fit_straight_through(table, fields, args.target, uses_memory=args.memory,
+                                  seed=args.seed, scope=scope)
+        st.scores_of = [base.version]
+        fitted, version = save_with(args.model, st, work / f"fitted-{scope}")
+        rep = refit_from_store(fitted, store, work / f"refit-{scope}")
+        scopes[scope] = {
+            "fitted_version": version, "refit_version": rep.version,
+            "certificates_calibration": certified(st),
+            "certificates_refit": certified(rep.straight_through),
+            "held_out_coverage": {"calibration": held_out_coverage(st),
+                                  "refit": held_out_coverage(rep.straight_through)},
+            "refit_messages": rep.messages,
+            "dev_calibration_only": dev_figures(base, st, dev, dev_results, effort),
+            "dev_after_refit": (dev_figures(base, rep.straight_through, dev, dev_results, effort)
+                                if rep.straight_through is not None else None)}
+        timing[f"fit_refit_{scope}"] = time.perf_counter() - t
     store.close()
-    timing["simulate_and_refit"] = time.perf_counter() - t
-    after = dev_figures(pred, rep.straight_through, dev, dev_results, effort) \
-        if rep.straight_through is not None else None
-
-    def certified(s: StraightThrough | None) -> dict[str, Any]:
-        return {f: c.export() for f, c in s.certificates.items()} if s else {}
-
-    def held_out_coverage(s: StraightThrough | None) -> float:
-        """Certified coverage on the items the certificates rest on, over fields."""
-        if s is None:
-            return 0.0
-        cs = list(s.certificates.values())
-        return sum(c.accepted for c in cs) / max(1, sum(c.items for c in cs))
-
     timing["total"] = time.perf_counter() - t0
     out = {
         "meta": {"command": " ".join(sys.argv), "model": args.model, "data": args.data,
-                 "target": args.target, "level": st.level, "ocr": ocrs,
+                 "target": args.target, "level": LEVEL, "ocr": ocrs,
                  "reviews": args.reviews, "memory": args.memory, "seed": args.seed,
                  "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                             f"{torch.get_num_threads()} torch threads",
                  "date": datetime.now(timezone.utc).isoformat(timespec="minutes"),
                  "timing_s": {k: round(v, 1) for k, v in timing.items()}},
-        "fitted_version": version, "refit_version": rep.version,
-        "certificates_calibration": certified(st),
-        "certificates_refit": certified(rep.straight_through),
-        "held_out_coverage": {"calibration": held_out_coverage(st),
-                              "refit": held_out_coverage(rep.straight_through)},
-        "review_log": log.summary(), "refit_messages": rep.messages,
-        "dev_calibration_only": before, "dev_after_refit": after,
+        "calibration_items": len(table), "review_log": log.summary(), "scopes": scopes,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1), encoding="utf-8")
-    print(f"## thresholds from the calibration split only ({version})\n")
-    print(table(before, fields, args.target))
-    if after is not None:
-        print(f"\n## after {log.reviewed} simulated reviews of fit pages and the refit "
-              f"({rep.version})\n")
-        print(table(after, fields, args.target))
-    for m in rep.messages:
-        print(f"refit: {m}")
-    print(f"\ncertified coverage on held-out items: {held_out_coverage(st):.1%} (calibration) "
-          f"-> {held_out_coverage(rep.straight_through):.1%} (calibration + store)")
+    for scope, r in scopes.items():
+        print(f"\n# scope {scope}\n\n## thresholds from the calibration split only "
+              f"({r['fitted_version']})\n")
+        print(table_md(r["dev_calibration_only"], fields, args.target))
+        if r["dev_after_refit"] is not None:
+            print(f"\n## after {log.reviewed} simulated reviews of fit pages and the refit "
+                  f"({r['refit_version']})\n")
+            print(table_md(r["dev_after_refit"], fields, args.target))
+        for m in r["refit_messages"]:
+            print(f"refit: {m}")
+        cov = r["held_out_coverage"]
+        print(f"\ncertified coverage on held-out items: {cov['calibration']:.1%} (calibration) "
+              f"-> {cov['refit']:.1%} (calibration + store)")
     print("caveat: the reviewed pages are the extractor's training pages (more often right "
           "than new pages); dev's realised precision after the refit is the check")
     print(f"timing (s): {out['meta']['timing_s']}; written {args.out}")

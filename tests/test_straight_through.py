@@ -114,13 +114,13 @@ def tiny_dir(tmp_path: Path) -> Path:
     return d
 
 
-def synthetic_table(n_pages: int, seed: int = 0) -> ItemTable:
+def synthetic_table(n_pages: int, seed: int = 0, mean: float = 3.0) -> ItemTable:
     """Items whose correctness follows the confidence's logit, 4 fields per page."""
     rng = np.random.default_rng(seed)
     t = ItemTable()
     for p in range(n_pages):
         for f in FIELDS:
-            z = rng.normal(3.0, 2.5)
+            z = rng.normal(mean, 2.5)
             x = [z] + list(rng.normal(size=len(FEATURES) - 1))
             t.add(x, f, bool(rng.random() < 1 / (1 + np.exp(-z))), f"page{p}")
     return t
@@ -156,3 +156,17 @@ def test_leave_one_out_memory_never_holds_the_page_itself() -> None:
     c = Document("c", [Word("TOKO", (0, 0, 1, 1))], 10, 10, gold={"company": "TOKO"})
     mem = leave_one_out_memory([a, b, c], FIELDS)
     assert mem["a"].vendor_of(a) == "kedai" and mem["c"].vendor_of(c) is None
+
+
+def test_pooled_scope_certifies_all_fields_together() -> None:
+    table = synthetic_table(150, mean=6.0)  # 150 items per field: too few for 99% per field
+    per_field = fit_straight_through(table, FIELDS, target=0.99)
+    assert not any(c.certified for c in per_field.certificates.values())
+    pooled = fit_straight_through(table, FIELDS, target=0.99, scope="pooled")
+    certs = list(pooled.certificates.values())
+    assert all(c is certs[0] for c in certs) and certs[0].items == 600
+    assert certs[0].certified, certs[0].reason
+    again = StraightThrough.from_dict(json.loads(json.dumps(pooled.export())))
+    assert again.scope == "pooled" and again.certificates["date"].threshold == certs[0].threshold
+    with pytest.raises(ValueError, match="scope"):
+        StraightThrough(identity_model(), {}, scope="global")

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from extractor.certify import LEVEL, certify
+from extractor.certify import LEVEL, Certificate, certify
 from extractor.correctness import CorrectnessModel, field_features, fit_correctness
 from extractor.document import Document, ExtractionResult, Schema
 from extractor.model.card import ModelCard, model_version
@@ -121,15 +121,21 @@ def cross_fitted_scores(table: ItemTable, fields: Sequence[str], folds: int = FO
     return out
 
 
-def certify_all(items: dict[str, Items], fields: Sequence[str], target: float, level: float
-                ) -> dict:
+def certify_all(items: dict[str, Items], fields: Sequence[str], target: float, level: float,
+                scope: str = "field") -> dict[str, Certificate]:
+    """Per field, its certificate: on its own items, or (``pooled``) one certificate on
+    every field's items together, shared by all."""
+    if scope == "pooled":
+        every = sum((items.get(f, Items()) for f in fields), Items())
+        shared = certify("all fields", every.scores, every.correct, target, level)
+        return {f: shared for f in fields}
     return {f: certify(f, items.get(f, Items()).scores, items.get(f, Items()).correct,
                        target, level) for f in fields}
 
 
 def fit_straight_through(table: ItemTable, fields: Sequence[str], target: float = TARGET,
                          level: float = LEVEL, uses_memory: bool = False, seed: int = 0,
-                         folds: int = FOLDS) -> StraightThrough:
+                         folds: int = FOLDS, scope: str = "field") -> StraightThrough:
     """Steps 2-3 of the module docstring on ``table`` (the calibration items)."""
     if not len(table):
         raise ValueError("no calibration items to fit the correctness model on")
@@ -139,9 +145,10 @@ def fit_straight_through(table: ItemTable, fields: Sequence[str], target: float 
     items = {f: Items([float(s) for s, n in zip(oof, table.names) if n == f],
                       [c for c, n in zip(table.correct, table.names) if n == f])
              for f in fields}
-    return StraightThrough(model, certify_all(items, fields, target, level), items, target,
-                           level, {f: {"calibration": len(items[f].scores)} for f in fields},
-                           [], uses_memory)
+    return StraightThrough(model, certify_all(items, fields, target, level, scope), items,
+                           target, level,
+                           {f: {"calibration": len(items[f].scores)} for f in fields}, [],
+                           uses_memory, scope)
 
 
 def calibration_items(predictor: KVPredictor, doc_sets: Sequence[Sequence[Document]],
@@ -215,11 +222,11 @@ def refit_from_store(model_dir: str | Path, store: FeedbackStore, out_dir: str |
     # The card keeps the calibration items only: the store is read whole at every refit, so
     # a review is counted once however many refits it lived through.
     certs = certify_all({f: st.items.get(f, Items()) + found.items[f] for f in fields}, fields,
-                        target, level)
+                        target, level, st.scope)
     sources = {f: {"calibration": len(st.items.get(f, Items()).scores),
                    "store": len(found.items[f].scores)} for f in fields}
     new = StraightThrough(st.model, certs, st.items, target, level, sources,
-                          [version, *st.scores_of], st.uses_memory)
+                          [version, *st.scores_of], st.uses_memory, st.scope)
     out, new_version = save_with(model_dir, new, out_dir)
     for f, c in certs.items():
         if not c.certified:
@@ -230,7 +237,8 @@ def refit_from_store(model_dir: str | Path, store: FeedbackStore, out_dir: str |
 def fit_model_dir(model_dir: str | Path, doc_sets: Sequence[Sequence[Document]],
                   out_dir: str | Path | None = None, target: float = TARGET,
                   level: float = LEVEL, uses_memory: bool = False, seed: int = 0,
-                  device: str | None = "cpu") -> tuple[Path, str, StraightThrough]:
+                  device: str | None = "cpu", scope: str = "field"
+                  ) -> tuple[Path, str, StraightThrough]:
     """``kvloop thresholds fit``: the calibration items of a saved model (one set of pages per
     OCR reading), the fitted :class:`StraightThrough`, written into the card (of a copy at
     ``out_dir``, else in place)."""
@@ -239,7 +247,7 @@ def fit_model_dir(model_dir: str | Path, doc_sets: Sequence[Sequence[Document]],
     predictor = load_predictor(model_dir, device)
     table = calibration_items(predictor, doc_sets, uses_memory)
     st = fit_straight_through(table, predictor.schema.field_names, target, level, uses_memory,
-                              seed)
+                              seed, scope=scope)
     # Results of the folder as it was score the same way (same weights and decisions): their
     # reviews are evidence for the new version too.
     st.scores_of = [predictor.version, *(predictor.acceptance.scores_of

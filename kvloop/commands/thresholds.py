@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="readings of the pages to fit on (default: both)")
     fit.add_argument("--memory", action="store_true",
                      help="use agreement with operator-confirmed vendor values as a feature")
+    fit.add_argument("--scope", choices=("field", "pooled"), default="field",
+                     help="certify each field on its own items (default), or one threshold on "
+                          "all fields' items together (the promise is then about all "
+                          "auto-accepted answers together)")
     fit.add_argument("--out", default=None, help="write a copy here (default: in place)")
     fit.add_argument("--limit", type=int, default=None, help="first N pages (tests)")
     for p in (fit, refit := sub.add_parser(
@@ -87,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.data}: no documents in split {args.split!r}")
         out, version, st = fit_model_dir(args.model, [s for s in sets if s], args.out,
                                          args.target or TARGET, args.level or LEVEL,
-                                         args.memory)
+                                         args.memory, scope=args.scope)
         print(f"{version} written to {out}; certified at {st.target:g} precision, "
               f"{st.level:g} confidence:")
         _print_certificates(st)
