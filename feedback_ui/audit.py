@@ -25,6 +25,7 @@ from extractor.document import Schema
 from extractor.model.card import ModelCard, model_version
 from extractor.scoring import is_correct
 from extractor.straight_through import Items, StraightThrough
+from extractor.vendor_memory import VendorMemory
 from feedback_ui.routing import AcceptancePolicy
 from feedback_ui.store import FeedbackStore
 
@@ -62,7 +63,12 @@ def reviewed_fields(store: FeedbackStore, st: StraightThrough, schema: Schema, v
     ``st.scores_of``, scored by ``st`` (module docstring)."""
     versions = {version, *st.scores_of}
     out = ReviewedFields({f: Items() for f in schema.field_names})
+    confirmed = _confirmed_values(store) if st.uses_memory else {}
     for fb in store.iter_feedback():
+        # The vendor memory of the other reviewed documents: a page's own review is not known
+        # when it is scored.
+        memory = (VendorMemory().add_all(v for d, v in confirmed.items() if d != fb.document.id)
+                  if st.uses_memory else None)
         used = False
         scored: dict[str, dict[str, float]] = {}
         for name, ff in fb.fields.items():
@@ -86,12 +92,21 @@ def reviewed_fields(store: FeedbackStore, st: StraightThrough, schema: Schema, v
                 out.unusable += 1
                 continue
             if ff.model_version not in scored:
-                scored[ff.model_version] = st.scores(fb.document, result, schema)
+                scored[ff.model_version] = st.scores(fb.document, result, schema, memory)
             out.items[name].scores.append(scored[ff.model_version][name])
             out.items[name].correct.append(ok)
             used = True
         out.documents += used
     return out
+
+
+def _confirmed_values(store: FeedbackStore) -> dict[str, dict[str, str | None]]:
+    return {cd.document.id: cd.values for cd in store.iter_corrected()}
+
+
+def vendor_memory(store: FeedbackStore) -> VendorMemory:
+    """What operators confirmed per vendor, over every reviewed document of the store."""
+    return VendorMemory().add_all(_confirmed_values(store).values())
 
 
 def audit(st: StraightThrough, reviewed: ReviewedFields) -> dict[str, AuditEstimate]:
@@ -114,7 +129,8 @@ def acceptance_policy(store: FeedbackStore, model_dir: str | Path) -> Acceptance
     if st is None:
         return None
     estimates = audit(st, reviewed_fields(store, st, card.schema, model_version(model_dir)))
-    return AcceptancePolicy(st, frozenset(k for k, e in estimates.items() if e.revoked))
+    return AcceptancePolicy(st, frozenset(k for k, e in estimates.items() if e.revoked),
+                            vendor_memory(store) if st.uses_memory else None)
 
 
 @dataclass

@@ -164,3 +164,16 @@ def test_policy_of_a_model_without_certificates(tmp_path: Path, tiny_base: Path)
     assert acceptance_policy(store, tiny_base) is None
     notes = {s.note for s in straight_through_status(store, tiny_base)}
     assert notes == {"no certified thresholds: run kvloop thresholds fit"}
+
+
+def test_memory_models_read_the_stores_confirmed_values(tmp_path: Path, tiny_base: Path
+                                                        ) -> None:
+    st = policy({f: None for f in FIELDS})
+    st.uses_memory = True
+    model, version = save_with(tiny_base, st, tmp_path / "model")
+    store = FeedbackStore(tmp_path / "f.db")
+    review(store, version, 3, {})
+    pol = acceptance_policy(store, model)
+    assert pol.memory is not None and pol.memory.vendors["kedai0"]["company"] == "KEDAI0"
+    assert reviewed_fields(store, ModelCard.load(model).straight_through, RECEIPT_SCHEMA,
+                           version).total == 12

@@ -170,3 +170,25 @@ def test_pooled_scope_certifies_all_fields_together() -> None:
     assert again.scope == "pooled" and again.certificates["date"].threshold == certs[0].threshold
     with pytest.raises(ValueError, match="scope"):
         StraightThrough(identity_model(), {}, scope="global")
+
+
+def test_fit_and_eval_commands_on_sroie(tiny_dir: Path, sroie_dir: Path, tmp_path: Path,
+                                        capsys) -> None:
+    from kvloop.cli import main
+
+    out = tmp_path / "fitted"
+    assert main(["thresholds", "fit", "--model", str(tiny_dir), "--data", str(sroie_dir),
+                 "--ocr", "provided", "--limit", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "company: in review (too few items: 4" in printed
+    st = ModelCard.load(out).straight_through
+    assert st.sources["date"] == {"calibration": 4}
+    assert st.scores_of == [model_version(tiny_dir)]
+    report = tmp_path / "report"
+    assert main(["eval", "--model", str(out), "--data", str(sroie_dir), "--limit", "3",
+                 "--n-boot", "10", "--gallery", "0", "--out", str(report)]) == 0
+    run = json.loads((report / "report.json").read_text())["runs"][0]
+    section = run["metrics"]["straight_through"]
+    assert section["n_docs"] == 3 and section["minutes_per_100"] == 0.0
+    assert run["metrics"]["calibration"]["overall"]["n"] == 12  # the extractor's, kept
+    assert "Straight-through processing" in (report / "report.html").read_text()
