@@ -1,8 +1,9 @@
 """Benchmark straight-through processing: certified auto-accept on dev, and how reviews grow it.
 
-1. ``kvloop thresholds fit`` (both scopes: per field, and pooled over fields) on the calibration split (as given and, with images, as tesseract
-   reads it): the correctness model and per-field thresholds certified for ``--target`` strict
-   precision at 95% confidence (``extractor.certify``), into a copy of ``--model``;
+1. ``kvloop thresholds fit`` (both scopes: per field, and pooled over fields) on the
+   calibration split (as given and, with images, as tesseract reads it): the correctness
+   model and thresholds certified for ``--target`` strict precision at 95% confidence
+   (``extractor.certify``), into copies of ``--model``;
 2. dev (which neither training nor the fit saw), from provided OCR and from images: per field
    and overall, the certified thresholds' coverage and the precision they realise, the oracle
    coverage of P(correct) at the target, and operator minutes saved per 100 documents
@@ -11,6 +12,9 @@
    ``full`` regime, through ``feedback_ui.service.ReviewService`` as the UI does) reviews
    ``--reviews`` further documents of the ``fit`` split (provided OCR) into a fresh store;
    ``kvloop thresholds refit`` certifies again on calibration + store items; dev as in 2.
+
+Control: the same fit with every feature but the calibrated confidence zeroed
+(``confidence-only``), so what the other features add is measured, not assumed.
 
 Caveat printed with the figures: the ``fit`` pages are the extractor's training pages, on
 which it is more often right than on new ones; reviews of them make the refit optimistic, and
@@ -47,6 +51,7 @@ from feedback_ui.store import FeedbackStore
 from kvloop.compare.operator import EffortModel, OperatorConfig, SimulatedOperator
 from training.data import load_split
 from training.straight_through import (
+    ItemTable,
     calibration_items,
     fit_straight_through,
     refit_from_store,
@@ -77,6 +82,13 @@ def table_md(figs: dict[str, Any], fields: list[str], target: float) -> str:
         lines.append(f"| {o} | minutes saved / 100 docs | | {m.get('minutes_per_100', 0):.1f} "
                      "| | |")
     return "\n".join(lines)
+
+
+def confidence_only(table: ItemTable) -> ItemTable:
+    """The items with every feature but the confidence's logit set to 0: a logistic fit then
+    gives those features no weight, and P(correct) is a recalibrated confidence."""
+    X = [[x[0]] + [0.0] * (len(x) - 1) for x in table.X]
+    return ItemTable(X, list(table.names), list(table.correct), list(table.pages))
 
 
 def certified(s: StraightThrough | None) -> dict[str, Any]:
@@ -144,14 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     timing["simulate"] = time.perf_counter() - t
 
     scopes: dict[str, Any] = {}
-    for scope in ("field", "pooled"):
+    variants = [(f"{scope}/{feats}", scope, feats) for feats in ("all", "confidence-only")
+                for scope in ("field", "pooled")]
+    for name, scope, feats in variants:
         t = time.perf_counter()
-        st = fit_straight_through(table, fields, args.target, uses_memory=args.memory,
-                                  seed=args.seed, scope=scope)
+        st = fit_straight_through(table if feats == "all" else confidence_only(table), fields,
+                                  args.target, uses_memory=args.memory, seed=args.seed,
+                                  scope=scope)
         st.scores_of = [base.version]
-        fitted, version = save_with(args.model, st, work / f"fitted-{scope}")
-        rep = refit_from_store(fitted, store, work / f"refit-{scope}")
-        scopes[scope] = {
+        tag = name.replace("/", "-")
+        fitted, version = save_with(args.model, st, work / f"fitted-{tag}")
+        rep = refit_from_store(fitted, store, work / f"refit-{tag}")
+        scopes[name] = {
             "fitted_version": version, "refit_version": rep.version,
             "certificates_calibration": certified(st),
             "certificates_refit": certified(rep.straight_through),
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
             "dev_calibration_only": dev_figures(base, st, dev, dev_results, effort),
             "dev_after_refit": (dev_figures(base, rep.straight_through, dev, dev_results, effort)
                                 if rep.straight_through is not None else None)}
-        timing[f"fit_refit_{scope}"] = time.perf_counter() - t
+        timing[f"fit_refit_{tag}"] = time.perf_counter() - t
     store.close()
     timing["total"] = time.perf_counter() - t0
     out = {
@@ -177,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1), encoding="utf-8")
     for scope, r in scopes.items():
-        print(f"\n# scope {scope}\n\n## thresholds from the calibration split only "
+        print(f"\n# scope/features {scope}\n\n## thresholds from the calibration split only "
               f"({r['fitted_version']})\n")
         print(table_md(r["dev_calibration_only"], fields, args.target))
         if r["dev_after_refit"] is not None:
