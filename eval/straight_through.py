@@ -18,7 +18,7 @@ accepting it; a document with every field auto-accepted is not opened at all.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,12 +93,3 @@ def straight_through_metrics(docs: Sequence[Document], results: Sequence[Extract
         out["minutes_per_100"] = saved_s / n_docs * 100 / 60
         out["effort"] = {"field_s": effort.field_s, "document_s": effort.document_s}
     return out
-
-
-def coverage_row(m: Mapping[str, Any]) -> dict[str, Any]:
-    """One field's (or the overall) figures for a table: oracle coverage per target, and the
-    certified coverage with its realised precision."""
-    row = {f"coverage@{t}": m["targets"][t]["coverage"] for t in m["targets"]}
-    row["certified coverage"] = m["certified"]["coverage"]
-    row["realised precision"] = m["certified"]["precision"]
-    return row

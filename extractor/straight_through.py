@@ -13,7 +13,7 @@ why; ``kvloop extract`` writes it on every line and the review queue routes by i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -152,19 +152,3 @@ class StraightThrough:
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a valid straight-through section "
                              f"({type(e).__name__}: {e})") from e
-
-    def coverage(self) -> dict[str, float]:
-        """Per field, the share of its held-out items the certified threshold accepts."""
-        return {k: c.coverage for k, c in self.certificates.items()}
-
-
-def item_scores(st: StraightThrough, docs: Sequence[Document],
-                results: Sequence[ExtractionResult], schema: Schema,
-                memory: VendorMemory | None = None) -> dict[str, list[float]]:
-    """Per field, P(correct) of every result (in ``results`` order; docs matched by id)."""
-    by_id = {d.id: d for d in docs}
-    out: dict[str, list[float]] = {f: [] for f in schema.field_names}
-    for r in results:
-        for f, p in st.scores(by_id[r.doc_id], r, schema, memory).items():
-            out[f].append(p)
-    return out
