@@ -192,3 +192,13 @@ def test_fit_and_eval_commands_on_sroie(tiny_dir: Path, sroie_dir: Path, tmp_pat
     assert section["n_docs"] == 3 and section["minutes_per_100"] == 0.0
     assert run["metrics"]["calibration"]["overall"]["n"] == 12  # the extractor's, kept
     assert "Straight-through processing" in (report / "report.html").read_text()
+
+
+def test_weights_saved_again_lose_the_certificates(tiny_dir: Path) -> None:
+    from extractor.model.ensemble import KVEnsemble
+
+    out, _ = save_with(tiny_dir, policy({f: 0.5 for f in FIELDS}), tiny_dir.parent / "st")
+    model, card = KVEnsemble.from_pretrained(out)
+    assert card.straight_through is not None
+    model.save_pretrained(tiny_dir.parent / "resaved", card)  # e.g. a trainer's checkpoint
+    assert ModelCard.load(tiny_dir.parent / "resaved").straight_through is None
