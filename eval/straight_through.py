@@ -14,6 +14,9 @@ Two readings, kept apart:
 the effort model of ``kvloop compare`` (``kvloop.compare.operator.EffortModel``; its seconds
 are passed in, eval does not import kvloop): every auto-accepted field saves verifying it and
 accepting it; a document with every field auto-accepted is not opened at all.
+
+A model fitted with the vendor-memory feature is scored here without a memory (eval has no
+store): its memory votes are "unknown", as in ``kvloop extract``.
 """
 
 from __future__ import annotations

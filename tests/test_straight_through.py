@@ -187,6 +187,7 @@ def test_fit_and_eval_commands_on_sroie(tiny_dir: Path, sroie_dir: Path, tmp_pat
     report = tmp_path / "report"
     assert main(["eval", "--model", str(out), "--data", str(sroie_dir), "--limit", "3",
                  "--n-boot", "10", "--gallery", "0", "--out", str(report)]) == 0
+    assert "certified auto-accept: 0.0% of fields" in capsys.readouterr().out
     run = json.loads((report / "report.json").read_text())["runs"][0]
     section = run["metrics"]["straight_through"]
     assert section["n_docs"] == 3 and section["minutes_per_100"] == 0.0

@@ -51,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.model} [{r.ocr}]: strict F1 {s['overall']['f1']:.3f}, lenient F1 "
               f"{r.metrics['lenient']['overall']['f1']:.3f}, all fields correct "
               f"{s['doc_accuracy']:.3f} on {r.metrics['n_docs']} docs")
+        st = r.metrics.get("straight_through")
+        if st:
+            c = st["overall"]["certified"]
+            prec = "-" if c["precision"] is None else f"{c['precision']:.4f}"
+            print(f"  certified auto-accept: {c['coverage']:.1%} of fields (target "
+                  f"{st['target']:g}), realised strict precision {prec}, "
+                  f"{st.get('minutes_per_100', 0.0):.1f} operator-minutes saved per 100 docs")
     t = out["timing"]
     print(f"inference {t['inference']:.1f}s; evaluation (metrics {t['metrics']:.1f}s, "
           f"gallery {t['gallery']:.1f}s, report {t['report']:.1f}s)")
