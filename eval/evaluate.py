@@ -23,9 +23,11 @@ from eval.metrics import (
     judge,
 )
 from eval.savings import savings
+from eval.straight_through import Effort, straight_through_metrics
 from extractor.document import Document, ExtractionResult, Schema
 from extractor.normalize import lenient_key, strict_key
 from extractor.scoring import Items, confidence_item, pool_items
+from extractor.straight_through import StraightThrough
 
 
 @dataclass
@@ -93,14 +95,17 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
                      schema: Schema, *, model: str, data: str, ocr: str = "provided",
                      gold_tags: Mapping[str, Sequence[str]] | None = None,
                      pred_tags: Mapping[str, Sequence[str]] | None = None,
-                     max_k: int = 5) -> RunEval:
+                     max_k: int = 5, acceptance: StraightThrough | None = None,
+                     effort: Effort | None = None) -> RunEval:
     """All metrics of ``results`` against the gold values of ``docs``.
 
     A document with no result counts as "nothing predicted" (and is listed in ``problems``);
     a result for an unknown document or a document without gold is ignored and listed.
     Confidence items for calibration and savings are ``extractor.scoring.confidence_item``'s,
     for every (document, field), "not present" included (what training calibrates on);
-    confidences outside [0, 1] are clipped and listed.
+    confidences outside [0, 1] are clipped and listed. With ``acceptance`` (the model card's
+    certified straight-through section), ``straight_through`` holds its coverage and
+    realised precision (``eval.straight_through``); with ``effort`` too, minutes saved.
     """
     names = schema.field_names
     by_id = {r.doc_id: r for r in results}
@@ -171,6 +176,8 @@ def evaluate_results(docs: Sequence[Document], results: Sequence[ExtractionResul
         "savings": {"overall": savings(every_conf, every_ok),
                     "fields": {f: savings(items[f][0], items[f][1],
                                           configured=schema[f].auto_accept) for f in names}},
+        "straight_through": (straight_through_metrics(docs, results, schema, acceptance, effort)
+                             if acceptance is not None else None),
     }
     stats = {
         "fields": np.array(rows["fields"]).reshape(len(doc_ids), 2, len(names), 3),

@@ -90,14 +90,18 @@ def field_f1(runs: Sequence[RunEval], fields: Sequence[str]) -> Figure:
 
 
 def coverage_precision(runs: Sequence[RunEval], field: str | None = None,
-                       ax: Axes | None = None) -> Figure:
-    """Auto-accept curve: coverage (x) vs precision of accepted answers (y), per run."""
+                       ax: Axes | None = None, section: str = "savings") -> Figure:
+    """Auto-accept curve: coverage (x) vs precision of accepted answers (y), per run.
+
+    ``section``: ``savings`` (answers ranked by confidence) or ``straight_through`` (by the
+    correctness model's P(correct); runs without one are left out)."""
     if ax is None:
         fig, ax = plt.subplots(figsize=FIGSIZE)
     else:
         fig = ax.figure  # type: ignore[assignment]
+    runs = [r for r in runs if r.metrics.get(section)]
     for i, (run, label) in enumerate(zip(runs, _labels(runs))):
-        sv = run.metrics["savings"]
+        sv = run.metrics[section]
         s = sv["overall"] if field is None else sv["fields"][field]
         xs = [0.0] + [p["coverage"] for p in s["curve"]]
         ys = [s["curve"][0]["precision"] if s["curve"] else 1.0] + \
@@ -113,13 +117,14 @@ def coverage_precision(runs: Sequence[RunEval], field: str | None = None,
                 transform=ax.get_yaxis_transform())
     ax.set_xlim(0, 1)
     lo = min([0.98] + [p["precision"] for r in runs
-                       for p in (r.metrics["savings"]["overall"] if field is None
-                                 else r.metrics["savings"]["fields"][field])["curve"]])
+                       for p in (r.metrics[section]["overall"] if field is None
+                                 else r.metrics[section]["fields"][field])["curve"]])
     # Zoom on the observed range: the interesting part is near the 99% lines.
     ax.set_ylim(max(0.0, lo - 0.1 * (1 - lo) - 0.005), 1.0 + 0.05 * (1 - lo) + 0.002)
     ax.set_xlabel("coverage (share of answers auto-accepted)")
     ax.set_ylabel("precision of accepted")
-    ax.set_title(f"Auto-accept above a confidence threshold ({field or 'all fields'})",
+    score = "confidence" if section == "savings" else "P(correct)"
+    ax.set_title(f"Auto-accept above a {score} threshold ({field or 'all fields'})",
                  fontsize=10)
     ax.legend(fontsize=7, loc="lower left", frameon=False)
     ax.grid(alpha=0.3)
@@ -128,13 +133,14 @@ def coverage_precision(runs: Sequence[RunEval], field: str | None = None,
     return fig
 
 
-def coverage_precision_fields(runs: Sequence[RunEval], fields: Sequence[str]) -> Figure:
+def coverage_precision_fields(runs: Sequence[RunEval], fields: Sequence[str],
+                              section: str = "savings") -> Figure:
     """The auto-accept curve of each field, as small multiples."""
     cols = 2
     rows = -(-len(fields) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(10, 3.3 * rows), squeeze=False)
     for ax, f in zip(axes.ravel(), fields):
-        coverage_precision(runs, f, ax=ax)
+        coverage_precision(runs, f, ax=ax, section=section)
         ax.set_title(f, fontsize=10)
     for ax in axes.ravel()[len(fields):]:
         ax.set_visible(False)

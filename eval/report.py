@@ -51,7 +51,37 @@ def headline(run: RunEval) -> dict[str, float | None]:
         "recall@5": m["oracle_recall"]["overall"].get("@5"),
         "ECE": m["calibration"]["overall"]["ece"],
         "auto-accept cov @99% prec": t99.get("coverage"),
+        **straight_through_headline(m.get("straight_through")),
     }
+
+
+def straight_through_headline(st: dict | None) -> dict[str, float | None]:
+    """Certified coverage, its realised precision and minutes saved (``None`` without a
+    straight-through section)."""
+    cert = st["overall"]["certified"] if st else {}
+    return {"certified auto-accept": cert.get("coverage"),
+            "its precision": cert.get("precision"),
+            "min saved /100 docs": st.get("minutes_per_100") if st else None}
+
+
+def straight_through_table(run: RunEval, fields: Sequence[str]) -> str:
+    """Per field: oracle coverage of P(correct) at 95/99/99.5% on these documents, the
+    certified threshold, its coverage here and the precision it realised."""
+    st = run.metrics.get("straight_through")
+    if not st:
+        return ""
+    rows = []
+    for f in ["overall", *fields]:
+        m = st["overall"] if f == "overall" else st["fields"][f]
+        cert = m["certified"]
+        rows.append([f"<b>{html.escape(f)}</b>",
+                     *[_fmt(m["targets"][k]["coverage"], 3) for k in m["targets"]],
+                     _fmt(cert.get("threshold"), 4), _fmt(cert["coverage"], 3),
+                     _fmt(cert["precision"], 4)])
+    targets = list(st["overall"]["targets"])
+    return _table(["field", *[f"oracle cov @{float(t):.1%}" for t in targets],
+                   "certified threshold", "certified coverage", "realised precision"],
+                  rows, "detail")
 
 
 LOWER_IS_BETTER = {"ECE"}
@@ -155,6 +185,16 @@ def _ocr_pair(c: dict) -> str:
     """``provided`` for two models on one OCR pass, ``tesseract − provided`` across passes."""
     return c["ocr_a"] if c["ocr_a"] == c["ocr_b"] else f"{c['ocr_b']} − {c['ocr_a']}"
 
+
+STRAIGHT_THROUGH_NOTE = (
+    '<p class="prov">Answers ranked by the correctness model\'s P(correct) (features beyond '
+    "the confidence: margin, OCR agreement, type checks, position). Oracle coverage: the "
+    "largest share of answers whose precision on these documents reaches the target (chosen "
+    "with the gold, an upper bound). Certified: the thresholds of the model card, certified on "
+    "held-out data for the card's target precision (Clopper-Pearson bound, fixed-sequence "
+    "testing), applied here; realised precision is what they got on these documents. Minutes "
+    "saved per 100 documents: kvloop compare's effort model (verify + accept per field, the "
+    "page when every field is accepted).</p>")
 
 FIELD_TABLE_NOTE = (
     '<p class="prov">P/R/F1: SROIE task 3, strict key (whitespace collapsed); lenient F1: all '
@@ -284,6 +324,15 @@ def render_html(inp: ReportInput) -> str:
     more.append(_figure(plots.to_data_uri(plots.coverage_precision_fields(runs, fields)),
                         f"Auto-accept curves per field (coverage vs precision of accepted "
                         f"answers). {prov}", "wide"))
+    if any(r.metrics.get("straight_through") for r in runs):
+        more.append(_figure(plots.to_data_uri(plots.coverage_precision_fields(
+            runs, fields, section="straight_through")),
+            f"Straight-through: coverage vs precision per field, answers ranked by the "
+            f"correctness model's P(correct). {prov}", "wide"))
+        parts += ["<h2>Straight-through processing (certified auto-accept)</h2>",
+                  STRAIGHT_THROUGH_NOTE]
+        for r in runs:
+            parts += [f"<h3>{html.escape(run_key(r))}</h3>", straight_through_table(r, fields)]
     parts += ["<h2>Candidates and auto-accept per field</h2>",
               '<div class="plots">' + "".join(more) + "</div>"]
     for r in runs:

@@ -23,6 +23,7 @@ from eval.compare import compare_all
 from eval.evaluate import RunEval, evaluate_results
 from eval.gallery import build_gallery
 from eval.report import ReportInput, run_key, write_report
+from eval.straight_through import Effort
 from extractor.document import (
     RECEIPT_SCHEMA,
     Document,
@@ -61,6 +62,7 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 8
     device: str = "auto"
+    effort: Effort | None = None  # operator seconds, for minutes saved by auto-accept
 
     def __post_init__(self) -> None:
         if bool(self.models) == bool(self.results):
@@ -257,7 +259,9 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
                 write_jsonl(os.path.join(cfg.out, f"results-{_safe(name)}-{o}.jsonl"), res)
                 t = time.perf_counter()
                 run = evaluate_results(ds.docs, res, schema, model=name, data=label, ocr=o,
-                                       gold_tags=ds.gold_tags, pred_tags=tags, max_k=cfg.k)
+                                       gold_tags=ds.gold_tags, pred_tags=tags, max_k=cfg.k,
+                                       acceptance=getattr(p, "acceptance", None),
+                                       effort=cfg.effort)
                 run.problems[:0] = probs
                 runs.append(run)
                 t_eval += time.perf_counter() - t

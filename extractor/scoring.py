@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from extractor.certify import LEVEL, error_upper_bound
 from extractor.document import ExtractionResult, FieldResult
 from extractor.normalize import strict_key
 
@@ -235,9 +236,6 @@ points that does not carry over to new documents. At the default level the bound
 more than this for every target above 0.9 (no error: ``n >= log(0.05) / log(target)``, 29 at
 0.9, 59 at 0.95, 299 at 0.99), so the floor matters for low targets and for ``level=None``."""
 
-LEVEL = 0.95
-"""One-sided confidence level of the Clopper-Pearson lower bound on precision."""
-
 
 def precision_lower_bound(correct: int, accepted: int, level: float = LEVEL) -> float:
     """Clopper-Pearson one-sided lower confidence bound of a binomial proportion.
@@ -252,13 +250,7 @@ def precision_lower_bound(correct: int, accepted: int, level: float = LEVEL) -> 
     if not 0 <= correct <= accepted or accepted == 0:
         raise ValueError(f"need 0 <= correct <= accepted and accepted > 0, got "
                          f"{correct}/{accepted}")
-    if correct == 0:
-        return 0.0
-    if correct == accepted:
-        return (1.0 - level) ** (1.0 / accepted)
-    from scipy.stats import beta
-
-    return float(beta.ppf(1.0 - level, correct, accepted - correct + 1))
+    return 1.0 - error_upper_bound(accepted - correct, accepted, level)
 
 
 @dataclass

@@ -20,20 +20,9 @@ import hmac
 import secrets
 import unicodedata
 
+from extractor.correctness import amounts_on_page
 from extractor.document import Document, FieldSpec
 from extractor.normalize import collapse_ws, parse_amount, validate_value
-
-
-def amounts_on_page(doc: Document) -> set[float]:
-    """Every amount a word (or two adjacent words, such as ``RM 9.00``) reads as."""
-    out: set[float] = set()
-    texts = [w.text for w in doc.words]
-    for i, t in enumerate(texts):
-        for s in (t, f"{t} {texts[i + 1]}" if i + 1 < len(texts) else t):
-            v = parse_amount(s)
-            if v is not None:
-                out.add(round(v, 2))
-    return out
 
 
 def invisible_chars(text: str, allow: str = "") -> list[str]:

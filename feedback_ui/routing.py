@@ -6,6 +6,11 @@ target precision (saved with the model, ``kvloop.json["auto_accept"]``) when the
 the schema's ``FieldSpec.auto_accept``; a field fitted to ``None`` cannot reach the target and
 is always reviewed. A document needs review when any field is not auto-accepted; a seeded
 random share of fully auto-accepted documents is audited anyway so the thresholds stay honest.
+
+With an :class:`AcceptancePolicy` (the model card's certified straight-through thresholds,
+``extractor.straight_through``, and the fields the audit has sent back to review,
+``feedback_ui.audit``), a field is auto-accepted when its P(correct) reaches its certified
+threshold and its value passes the validation rules; the confidence thresholds are not used.
 Pure functions: no store, no UI.
 """
 
@@ -18,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from extractor.document import Document, ExtractionResult, FieldSpec, Schema
+from extractor.straight_through import AcceptDecision, StraightThrough
+from extractor.vendor_memory import VendorMemory
 from feedback_ui.checks import field_problem
 
 
@@ -74,6 +81,24 @@ def thresholds_in_force(schema: Schema, thresholds: Thresholds | None = None) ->
     return [threshold_for(spec, thresholds) for spec in schema.fields]
 
 
+@dataclass(frozen=True)
+class AcceptancePolicy:
+    """Certified auto-accept: the card's straight-through section, the fields the audit
+    revoked (always reviewed) and, optionally, the vendor memory it reads."""
+
+    straight_through: StraightThrough
+    revoked: frozenset[str] = frozenset()
+    memory: VendorMemory | None = None
+
+    def decide(self, result: ExtractionResult, schema: Schema, doc: Document | None
+               ) -> dict[str, AcceptDecision]:
+        """Per field, the decision; without the page nothing can be scored or accepted."""
+        if doc is None:
+            return {f: AcceptDecision(f, False, float("nan"), None, result.model_version,
+                                      "the page is not in the store") for f in schema.field_names}
+        return self.straight_through.decide(doc, result, schema, self.memory, self.revoked)
+
+
 @dataclass
 class Route:
     """The routing decision for one document's extraction result."""
@@ -101,14 +126,16 @@ def in_audit_sample(doc_id: str, rate: float, seed: int) -> bool:
 
 
 def route(result: ExtractionResult, schema: Schema, doc: Document | None = None,
-          config: RoutingConfig = RoutingConfig(), thresholds: Thresholds | None = None
-          ) -> Route:
+          config: RoutingConfig = RoutingConfig(), thresholds: Thresholds | None = None,
+          acceptance: AcceptancePolicy | None = None) -> Route:
     """Decide which fields of ``result`` need an operator.
 
     ``thresholds`` (fitted, per field) override the schema's ``auto_accept``; a field mapped to
-    ``None`` is always reviewed.
+    ``None`` is always reviewed. ``acceptance`` replaces both by certified P(correct)
+    thresholds (module docstring).
     """
     r = Route(doc_id=result.doc_id, model_version=result.model_version, confidences={})
+    decisions = acceptance.decide(result, schema, doc) if acceptance is not None else None
     for spec in schema.fields:
         fr = result.fields.get(spec.name)
         conf = fr.confidence if fr else 0.0
@@ -116,8 +143,12 @@ def route(result: ExtractionResult, schema: Schema, doc: Document | None = None,
         problem = field_problem(fr.value if fr else None, spec, doc)
         if problem:
             r.problems[spec.name] = problem
-        limit = threshold_for(spec, thresholds).value
-        if fr is None or limit is None or conf < limit or problem:
+        if decisions is not None:
+            accepted = fr is not None and decisions[spec.name].accept
+        else:
+            limit = threshold_for(spec, thresholds).value
+            accepted = fr is not None and limit is not None and conf >= limit
+        if not accepted or problem:
             r.review_fields.append(spec.name)
     r.audit = not r.review_fields and in_audit_sample(result.doc_id, config.audit_rate,
                                                       config.seed)

@@ -26,6 +26,7 @@ from extractor.model.card import CARD_FILE, ModelCard
 from extractor.normalize import collapse_ws, validate_value
 from feedback_ui.checks import field_problem, value_limit_problem
 from feedback_ui.routing import (
+    AcceptancePolicy,
     Route,
     RoutingConfig,
     Threshold,
@@ -211,16 +212,27 @@ class ReviewService:
     def __init__(self, store: FeedbackStore, schema: Schema = RECEIPT_SCHEMA, *,
                  routing: RoutingConfig | None = None, lease_ttl_s: float = 900.0,
                  dataset: str = "default", k: int = 5,
-                 thresholds: Thresholds | None = None) -> None:
+                 thresholds: Thresholds | None = None,
+                 acceptance: AcceptancePolicy | None = None) -> None:
         """``thresholds``: per-field auto-accept thresholds fitted with the model (see
-        ``thresholds_of_model``); they override the schema's, ``None`` always reviews."""
+        ``thresholds_of_model``); they override the schema's, ``None`` always reviews.
+        ``acceptance``: certified straight-through routing instead (``feedback_ui.audit.
+        acceptance_policy``)."""
         self.store, self.schema, self.routing = store, schema, routing or RoutingConfig()
         if thresholds is not None:
             check_thresholds(thresholds, schema)
         self.thresholds = dict(thresholds) if thresholds is not None else None
         self.lease_ttl_s, self.dataset, self.k = lease_ttl_s, dataset, k
+        self.acceptance = acceptance
         self._routes: dict[int, Route] = {}  # extraction id -> route (results are immutable)
         self._lock = threading.Lock()
+
+    def set_acceptance(self, acceptance: AcceptancePolicy | None) -> None:
+        """Route by ``acceptance`` from now on (e.g. after the audit revoked a field): every
+        cached route is dropped, so queued documents are routed again."""
+        with self._lock:
+            self.acceptance = acceptance
+            self._routes.clear()
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -248,7 +260,7 @@ class ReviewService:
         return {d: (e, self._routes[e]) for d, e in latest.items()}
 
     def _route(self, result: ExtractionResult, doc: Document | None) -> Route:
-        return route(result, self.schema, doc, self.routing, self.thresholds)
+        return route(result, self.schema, doc, self.routing, self.thresholds, self.acceptance)
 
     def thresholds_in_force(self) -> list[Threshold]:
         """Each field's auto-accept threshold and whether it was fitted or is the schema's."""

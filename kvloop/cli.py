@@ -29,6 +29,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                 "calibrated confidence) from images, PDFs or a dataset into JSONL")),
     "compare": ("kvloop.commands.compare", ("SFT vs reward model + RL vs DPO on the same "
                 "simulated operators' feedback: rounds, seeds, paired CIs, an HTML report")),
+    "thresholds": ("kvloop.commands.thresholds", ("Certified auto-accept: fit the correctness "
+                   "model and per-field thresholds, refit them with a store's reviews, audit")),
     "eval": ("kvloop.commands.eval", "Evaluate models or results files: HTML/JSON/Markdown report"),
     "review": ("kvloop.commands.review", ("Start the Streamlit correction UI on a feedback store "
                "(127.0.0.1 by default)")),

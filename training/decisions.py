@@ -176,6 +176,8 @@ class Decisions:
                              for k, f in self.profiles.items()}
         card.auto_accept = {k: f.threshold for k, f in self.auto_accept.items()}
         card.auto_accept_fit = {k: f.export() for k, f in self.auto_accept.items()}
+        # Certified for other scores: the new decisions need a new fit (kvloop thresholds fit).
+        card.straight_through = None
         return card
 
 
@@ -247,6 +249,7 @@ def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> tuple[str, C
         if name not in card.auto_accept or tighter != old:
             card.auto_accept[name] = tighter
             card.auto_accept_fit[name] = new.export()
+    card.straight_through = None  # certified on the old confidences: refit it
     card.save(model_dir)
     card.version = model_version(model_dir)
     card.save(model_dir)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from tqdm import tqdm
 from extractor.document import Document, ExtractionResult
 from extractor.loaders.report import LoadFailure
 from extractor.model.predictor import KVPredictor
+from extractor.straight_through import AcceptDecision
 
 # Documents per predict call, in batches: enough pages to bucket by length (less padding), few
 # enough that a failing chunk is cheap to retry one document at a time.
@@ -99,8 +100,14 @@ def ocr_record(doc: Document, mode: str) -> dict[str, Any]:
             **(doc.meta.get("ocr") or {})}
 
 
-def result_line(result: ExtractionResult, doc: Document, mode: str) -> dict[str, Any]:
-    return {**result.export(), "ocr": ocr_record(doc, mode)}
+def result_line(result: ExtractionResult, doc: Document, mode: str,
+                decisions: Mapping[str, AcceptDecision] | None = None) -> dict[str, Any]:
+    """The result, the OCR that read it and, per field, whether it would be auto-accepted
+    and why (``KVPredictor.accept_decisions``)."""
+    line = {**result.export(), "ocr": ocr_record(doc, mode)}
+    if decisions is not None:
+        line["auto_accept"] = {k: d.export() for k, d in decisions.items()}
+    return line
 
 
 class ResultsFile:
@@ -232,7 +239,9 @@ def extract_to_file(predictor: KVPredictor, items: Iterable[Document | LoadFailu
     def flush() -> None:
         by_id = {d.id: d for d in chunk}
         results = predict_isolated(predictor, chunk, k, batch_size, outcome)
-        outcome.n_ok += out.append(result_line(r, by_id[r.doc_id], ocr_mode) for r in results)
+        outcome.n_ok += out.append(result_line(r, by_id[r.doc_id], ocr_mode,
+                                                   predictor.accept_decisions(by_id[r.doc_id], r))
+                                       for r in results)
         bar.update(len(chunk))
         chunk.clear()
 

@@ -25,6 +25,7 @@ from typing import Any
 from extractor.document import Schema
 from extractor.lexicon import LEXICON_FILE
 from extractor.model.calibrate import DecisionProfile
+from extractor.straight_through import StraightThrough
 
 FORMAT = "kvloop.ensemble/1"
 VERSION_PREFIX = "kv.ensemble.v1"
@@ -100,6 +101,8 @@ class ModelCard:
     stay top-level in the JSON), ``ocr_profiles`` the per-engine ones (``tesseract``), and
     ``auto_accept`` the per-field confidence at or above which routing accepts a value
     without review, fitted for a target precision (``None``: that field is always reviewed).
+    ``straight_through``: the correctness model and the per-field certified thresholds on
+    its P(correct) (``extractor.straight_through``); when present, routing goes by it.
     """
 
     schema: Schema
@@ -116,6 +119,7 @@ class ModelCard:
     calibration_fit: dict[str, Any] | None = None  # the grid behind ``decisions``
     auto_accept: dict[str, float | None] = field(default_factory=dict)
     auto_accept_fit: dict[str, Any] = field(default_factory=dict)
+    straight_through: StraightThrough | None = None
     training: TrainingRecord | None = None
     epoch: int | None = None  # set on mid-training checkpoints
     version: str | None = None
@@ -136,6 +140,8 @@ class ModelCard:
         if self.auto_accept:
             out["auto_accept"] = dict(self.auto_accept)
             out["auto_accept_fit"] = self.auto_accept_fit
+        if self.straight_through is not None:
+            out["straight_through"] = self.straight_through.export()
         if self.training is not None:
             out["training"] = self.training.export()
         if self.epoch is not None:
@@ -177,6 +183,8 @@ class ModelCard:
                 auto_accept={k: (None if v is None else float(v))
                              for k, v in auto_accept.items()},
                 auto_accept_fit=dict(d.get("auto_accept_fit", {})),
+                straight_through=(StraightThrough.from_dict(d["straight_through"])
+                                  if d.get("straight_through") else None),
                 training=TrainingRecord.from_dict(training, d) if training else None,
                 epoch=d.get("epoch"), version=d.get("version"))
         except (KeyError, TypeError, ValueError) as e:
@@ -206,6 +214,8 @@ class ModelCard:
         for name in ("ocr_profiles", "correct_below", "auto_accept"):
             if d.get(name):
                 key.append(d[name])
+        if self.straight_through is not None:
+            key.append(self.straight_through.summary())
         return key
 
 

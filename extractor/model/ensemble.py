@@ -219,8 +219,12 @@ class KVEnsemble(nn.Module):
 
     # -- persistence ------------------------------------------------------------------------
     def card(self, base: ModelCard | None = None) -> ModelCard:
-        """``base`` (or a blank card) with this model's architecture and fusion filled in."""
+        """``base`` (or a blank card) with this model's architecture and fusion filled in,
+        without ``base``'s straight-through certificates: they hold for the weights they were
+        fitted on (``kvloop thresholds fit``), and a card made here goes with weights that
+        may differ (a trainer's checkpoint of a certified parent must accept nothing)."""
         c = copy.deepcopy(base) if base is not None else ModelCard(self.schema)
+        c.straight_through = None
         c.schema, c.arch = self.schema, self.arch
         c.fusion_raw, c.fusion_weights = self.fusion_raw.tolist(), self.fusion_weights.tolist()
         c.max_length, c.stride, c.max_span_len = self.max_length, self.stride, self.max_span_len

@@ -47,6 +47,7 @@ from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
 from extractor.normalize import lenient_key
+from extractor.straight_through import AcceptDecision, StraightThrough
 
 if TYPE_CHECKING:  # reward.py imports this module
     from extractor.model.reward import RewardModel
@@ -66,7 +67,8 @@ class KVPredictor:
     def __init__(self, model: KVEnsemble, default_profile: DecisionProfile | None = None,
                  version: str = f"{VERSION_PREFIX}@unsaved",
                  ocr_profiles: dict[str, DecisionProfile] | None = None,
-                 lexicon: Lexicon | None = None) -> None:
+                 lexicon: Lexicon | None = None,
+                 acceptance: StraightThrough | None = None) -> None:
         self.model = model.eval()
         # Absent threshold, calibrator and word correction for pages of any OCR engine without
         # a profile of its own; fitted on the calibration split (``training``).
@@ -74,6 +76,8 @@ class KVPredictor:
         self.version = version
         self.ocr_profiles = dict(ocr_profiles or {})
         self.lexicon = lexicon
+        # Certified auto-accept (the card's ``straight_through``); ``None``: nothing is.
+        self.acceptance = acceptance
 
     @property
     def schema(self) -> Schema:
@@ -197,6 +201,18 @@ class KVPredictor:
         return self.results_from_log_probs(docs, self.pass_log_probs(docs, "fused", batch_size),
                                            k)
 
+    def accept_decisions(self, doc: Document, result: ExtractionResult
+                         ) -> dict[str, AcceptDecision]:
+        """Per field, whether ``result`` would be auto-accepted and why (never without a
+        certificate: a model without one, or a reranked result, accepts nothing)."""
+        if self.acceptance is not None and result.model_version == self.version:
+            return self.acceptance.decide(doc, result, self.schema)
+        why = ("no certified thresholds in the model card (kvloop thresholds fit)"
+               if self.acceptance is None else
+               f"the certificates are for {self.version}, not {result.model_version}")
+        return {f: AcceptDecision(f, False, float("nan"), None, result.model_version, why)
+                for f in self.schema.field_names}
+
     def word_tags(self, doc: Document) -> list[str]:
         """Fused argmax BIO label per word of ``doc.words`` (for seqeval)."""
         lp = self.pass_log_probs([doc], "fused", with_variants=False)[0][0]
@@ -270,7 +286,7 @@ def load_predictor(model_dir: str | Path, device: str | None = None,
     (``OSError``, ``ValueError``) name the folder at fault."""
     model, card = KVEnsemble.from_pretrained(model_dir, resolve_device(device))
     pred = KVPredictor(model, card.decisions, model_version(model_dir), card.ocr_profiles,
-                       Lexicon.load(model_dir))
+                       Lexicon.load(model_dir), card.straight_through)
     if rerank is None:
         return pred
     from extractor.model.reward import load_reward_model

@@ -187,8 +187,9 @@ class ExtractStage:
         try:
             results = predict_isolated(self.predictor, docs, self.k, self.batch_size, outcome)
             by_id = {d.id: d for d in docs}
-            rows += [(r.doc_id, result_line(r, by_id[r.doc_id], self.ocr_mode))
-                     for r in results]
+            rows += [(r.doc_id, result_line(
+                r, by_id[r.doc_id], self.ocr_mode,
+                self.predictor.accept_decisions(by_id[r.doc_id], r))) for r in results]
         except Exception as e:  # noqa: BLE001 - e.g. a line that cannot be built: records
             outcome.failures = [ExtractFailure(d.id, d.source, f"{type(e).__name__}: {e}")
                                 for d in docs]

@@ -30,13 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from eval.run import EvalConfig, EvalError, run_eval
+    from eval.straight_through import Effort
     from extractor.loaders.report import DocumentLoadError
+    from kvloop.compare.operator import EffortModel
+
+    em = EffortModel()
 
     try:
         cfg = EvalConfig(data=args.data, out=args.out, models=args.model, results=args.results,
                          split=args.split, ocr=args.ocr, k=args.k, n_boot=args.n_boot,
                          seed=args.seed, gallery=args.gallery, limit=args.limit,
-                         device=args.device)
+                         device=args.device,
+                         effort=Effort(em.accepted_field_s, em.document_s(saved=True)))
         out = run_eval(cfg)
     except (EvalError, DocumentLoadError, FileNotFoundError) as e:
         print(f"kvloop eval: error: {e}", file=sys.stderr)
@@ -46,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.model} [{r.ocr}]: strict F1 {s['overall']['f1']:.3f}, lenient F1 "
               f"{r.metrics['lenient']['overall']['f1']:.3f}, all fields correct "
               f"{s['doc_accuracy']:.3f} on {r.metrics['n_docs']} docs")
+        st = r.metrics.get("straight_through")
+        if st:
+            c = st["overall"]["certified"]
+            prec = "-" if c["precision"] is None else f"{c['precision']:.4f}"
+            print(f"  certified auto-accept: {c['coverage']:.1%} of fields (target "
+                  f"{st['target']:g}), realised strict precision {prec}, "
+                  f"{st.get('minutes_per_100', 0.0):.1f} operator-minutes saved per 100 docs")
     t = out["timing"]
     print(f"inference {t['inference']:.1f}s; evaluation (metrics {t['metrics']:.1f}s, "
           f"gallery {t['gallery']:.1f}s, report {t['report']:.1f}s)")

@@ -287,6 +287,11 @@ class EffortModel:
         return self.mental_s + self.read_value_s
 
     @property
+    def accepted_field_s(self) -> float:
+        """Verifying a right value and accepting it: what an auto-accepted field saves."""
+        return self.verify_s + self.action_s(FieldChoice("accept"))
+
+    @property
     def skip_s(self) -> float:
         """Pressing "Skip" (a button without a shortcut): H + P + K."""
         return self.home_s + self.point_s + self.keystroke_s
