@@ -28,6 +28,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from extractor.document import Candidate
 from feedback_ui import imaging
+from feedback_ui.audit import acceptance_policy, straight_through_status
 from feedback_ui.browser_scripts import KEY_GUARD_JS, focus_script
 from feedback_ui.checks import operator_id, password_matches
 from feedback_ui.draft import Draft, describe
@@ -81,10 +82,13 @@ def get_service(url: str, audit_rate: float, seed: int, dataset: str, lease_s: f
                 model_dir: str | None) -> ReviewService:
     """One engine/sessionmaker per store URL; sessions are opened per action.
 
-    The model's fitted auto-accept thresholds (if it has them) route the queue."""
-    return ReviewService(FeedbackStore(url), schema_of_model(model_dir),
+    The model's fitted auto-accept thresholds (if it has them) route the queue; where it has
+    certified straight-through thresholds, they do, less the fields the audit revoked."""
+    store = FeedbackStore(url)
+    return ReviewService(store, schema_of_model(model_dir),
                          routing=RoutingConfig(audit_rate, seed), dataset=dataset,
-                         lease_ttl_s=lease_s, thresholds=thresholds_of_model(model_dir))
+                         lease_ttl_s=lease_s, thresholds=thresholds_of_model(model_dir),
+                         acceptance=acceptance_policy(store, model_dir) if model_dir else None)
 
 
 @st.cache_resource(show_spinner="Loading the model...")
@@ -473,6 +477,15 @@ def cb_operator() -> None:
 
 def cb_refresh() -> None:
     ss.queue_done, ss.skipped = False, set()
+    refresh_acceptance(service())
+
+
+def refresh_acceptance(svc: ReviewService) -> None:
+    """Route by the audit as it stands now: a field whose audited precision fell below the
+    target goes back to review."""
+    model_dir = os.environ.get("KVLOOP_MODEL")
+    if model_dir:
+        svc.set_acceptance(acceptance_policy(svc.store, model_dir))
 
 
 def cb_filters() -> None:
@@ -870,6 +883,15 @@ def stats_page(svc: ReviewService) -> None:
         st.caption("Saves today per operator: " + ", ".join(
             f"{md_text(k)}: {v}" for k, v in s.store.per_operator_since.items()))
     st.caption(thresholds_caption(svc))
+    model_dir = os.environ.get("KVLOOP_MODEL")
+    if model_dir:
+        refresh_acceptance(svc)
+        st.markdown("**Straight-through processing** (certified thresholds and the audit)")
+        st.dataframe([{"field": f.field, "auto-accepted now": f.in_force,
+                       "P(correct) threshold": f.threshold, "certified on": f.certified_items,
+                       "audited": f.audited, "audited precision": f.audited_precision,
+                       "status": f.note}
+                      for f in straight_through_status(svc.store, model_dir)], hide_index=True)
 
 
 def main() -> None:

@@ -447,3 +447,15 @@ def test_undo_is_offered_only_after_a_save(store: FeedbackStore) -> None:
     assert next(b for b in at.button if b.label == "Undo last save").disabled
     click(at, "Save and next")
     assert not next(b for b in at.button if b.label == "Undo last save").disabled
+
+
+def test_stats_page_says_which_fields_go_straight_through(
+        store: FeedbackStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KVLOOP_MODEL", str(model_dir_with(tmp_path, {"total": 0.5})))
+    at = start()
+    at.sidebar.radio(key="page").set_value("Stats").run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    assert list(table["field"]) == ["company", "date", "address", "total"]
+    assert not table["auto-accepted now"].any()
+    assert set(table["status"]) == {"no certified thresholds: run kvloop thresholds fit"}
