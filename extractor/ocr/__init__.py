@@ -4,6 +4,8 @@
 - ``imageio``: image guards (pixel limits from the header) and decoding;
 - ``preprocessing``: grayscale, upscaling, deskew, binarisation before tesseract;
 - ``tesseract``: the engine, one pass over one image;
+- ``rapid``: PP-OCRv6 through rapidocr (the models bundled in its wheel), the second engine;
+- ``engines``: the engine interface, the pass specs (``passes_by_name``) and the default;
 - ``cache``: words on disk by image hash, config and engine version;
 - ``orientation``: sideways and upside-down pages turned upright;
 - ``pdf``: PDF pages rendered for OCR;
@@ -33,6 +35,15 @@ from extractor.ocr.config import (
     PageTimeout,
     ReadOptions,
     variants_by_name,
+)
+from extractor.ocr.engines import (
+    DEFAULT_ENGINES,
+    ENGINES,
+    ENGINES_ENV,
+    OcrPass,
+    default_engines,
+    engine_label,
+    passes_by_name,
 )
 from extractor.ocr.imageio import (
     MAX_PIXELS,
@@ -86,6 +97,7 @@ from extractor.ocr.preprocessing import (
     preprocess,
     upscale_for,
 )
+from extractor.ocr.rapid import RapidConfig, rapidocr_version
 from extractor.ocr.tesseract import (
     ocr_image,
     single_thread_env,
@@ -95,7 +107,10 @@ from extractor.ocr.tesseract import (
 __all__ = [
     "ALL_VARIANTS",
     "CACHE_VERSION",
+    "DEFAULT_ENGINES",
     "DEFAULT_VARIANTS",
+    "ENGINES",
+    "ENGINES_ENV",
     "EXTRA_VARIANTS",
     "MAX_PIXELS",
     "OCR_MAX_PIXELS",
@@ -115,8 +130,10 @@ __all__ = [
     "OcrConfig",
     "OcrJob",
     "OcrOutcome",
+    "OcrPass",
     "PageTimeout",
     "Preprocessed",
+    "RapidConfig",
     "ReadOptions",
     "TooManyPixels",
     "binarize",
@@ -124,8 +141,10 @@ __all__ = [
     "cached_rotation",
     "confident_words",
     "default_cache_dir",
+    "default_engines",
     "detect_rotation",
     "document_from_words",
+    "engine_label",
     "estimate_skew",
     "image_digest",
     "image_size",
@@ -140,8 +159,10 @@ __all__ = [
     "ocr_variants",
     "open_image",
     "otsu_threshold",
+    "passes_by_name",
     "pdf_render_dpi",
     "preprocess",
+    "rapidocr_version",
     "read_page",
     "reduction_factor",
     "render_pdf_page",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 Binarize = Literal["none", "otsu", "adaptive"]
 PAGE_TIMEOUT = 120.0  # seconds for all passes over one page; a receipt takes 1-5 s
@@ -64,6 +64,8 @@ class OcrConfig:
     ``upscale`` > 1 helps small receipt text; ``min_confidence`` (0-1) drops words tesseract
     itself doubts. ``name`` identifies the pass in ``Document.variants`` and in the cache.
     """
+
+    engine: ClassVar[str] = "tesseract"
 
     name: str = "default"
     psm: int = 3

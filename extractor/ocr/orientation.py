@@ -1,5 +1,10 @@
 """Orientation: a page whose first pass reads poorly is tried at 90, 180 and 270 degrees and
-read the way up tesseract reads best (``detect_rotation``)."""
+read the way up tesseract reads best (``detect_rotation``), whichever engine reads the page.
+
+What "reads poorly" means depends on the engine (``needs_orientation_check``): tesseract's
+confidence falls on a sideways page; PP-OCRv6 (its line classifier off) reads sideways text
+in tall word boxes, and upside-down text with low scores.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from extractor.ocr.tesseract import ocr_image
 # confidence 4; reading the page each way up and counting confident words does not.
 ORIENT_CONFIG = OcrConfig("orient", psm=6)
 ORIENT_TRIGGER = 0.5  # mean confidence of the first pass under which the page is checked
+# PP-OCRv6 on a SROIE receipt: mean score 0.97-0.99 upright, 0.68-0.72 upside down or sideways.
+RAPID_ORIENT_TRIGGER = 0.85
 ORIENT_PIXELS = 4_000_000  # the check reads a copy reduced to this
 ROTATIONS = (90, 180, 270)  # degrees counter-clockwise (PIL's sign)
 _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180,
@@ -30,9 +37,20 @@ def confident_words(words: Sequence[Word], min_conf: float = 0.6) -> int:
                if w.confidence >= min_conf and sum(c.isalnum() for c in w.text) >= 2)
 
 
-def needs_orientation_check(words: Sequence[Word]) -> bool:
-    """Upright SROIE receipts read with mean confidence >= 0.55, sideways ones <= 0.46."""
-    return not words or sum(w.confidence for w in words) / len(words) < ORIENT_TRIGGER
+def needs_orientation_check(words: Sequence[Word], engine: str = "tesseract") -> bool:
+    """Whether the page may not be upright, from its first pass's words.
+
+    Tesseract: upright SROIE receipts read with mean confidence >= 0.55, sideways ones <= 0.46.
+    rapidocr: a low mean score, or most words of 3+ characters in boxes taller than wide.
+    """
+    if not words:
+        return True
+    mean = sum(w.confidence for w in words) / len(words)
+    if engine != "rapidocr":
+        return mean < ORIENT_TRIGGER
+    long = [w.box for w in words if len(w.text) >= 3]
+    tall = sum(1 for x0, y0, x1, y1 in long if y1 - y0 > x1 - x0)
+    return mean < RAPID_ORIENT_TRIGGER or 2 * tall > len(long)
 
 
 def rotate_upright(img: Image.Image, rotation: int) -> Image.Image:

@@ -1,5 +1,6 @@
-"""The batch runner: pages read in parallel by single-threaded tesseracts in a process pool
-that survives the death of a worker."""
+"""The batch runner: pages read in parallel by single-threaded OCR engines (tesseract with one
+OpenMP thread, ONNX Runtime with one intra-op thread) in a process pool that survives the
+death of a worker."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extractor.ocr.cache import default_cache_dir
-from extractor.ocr.config import OcrConfig, ReadOptions
+from extractor.ocr.config import ReadOptions
+from extractor.ocr.engines import OcrPass
 from extractor.ocr.page import OcrJob, OcrOutcome, run_job
 
 
@@ -41,7 +43,7 @@ WORKER_DIED = ("the OCR worker process died reading this page (killed, or out of
                "the page was retried alone and it died again")
 
 
-def iter_ocr(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig], workers: int | None = None,
+def iter_ocr(jobs: Sequence[OcrJob], configs: Sequence[OcrPass], workers: int | None = None,
              cache_dir: str | Path | None = "default", options: ReadOptions | None = None,
              omp_threads: int = 1) -> Iterator[OcrOutcome]:
     """Outcomes of ``jobs`` in job order, read by ``workers`` single-threaded tesseracts.
@@ -52,7 +54,7 @@ def iter_ocr(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig], workers: int 
     worker are in flight, so memory stays bounded however long ``jobs`` is.
     """
     if not configs:
-        raise ValueError("OCR needs at least one OcrConfig")
+        raise ValueError("OCR needs at least one OCR pass")
     cache = None if cache_dir is None else str(
         default_cache_dir() if cache_dir == "default" else Path(cache_dir))
     options = options or ReadOptions()
@@ -65,7 +67,7 @@ def iter_ocr(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig], workers: int 
     yield from _pooled(jobs, list(configs), cache, options, workers, omp_threads)
 
 
-def _pooled(jobs: Sequence[OcrJob], configs: list[OcrConfig], cache: str | None,
+def _pooled(jobs: Sequence[OcrJob], configs: list[OcrPass], cache: str | None,
             options: ReadOptions, workers: int, omp_threads: int) -> Iterator[OcrOutcome]:
     """``iter_ocr`` over a process pool that survives the death of a worker.
 
@@ -123,7 +125,7 @@ def _pooled(jobs: Sequence[OcrJob], configs: list[OcrConfig], cache: str | None,
             nxt += 1
 
 
-def ocr_batch(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig], workers: int | None = None,
+def ocr_batch(jobs: Sequence[OcrJob], configs: Sequence[OcrPass], workers: int | None = None,
               cache_dir: str | Path | None = "default", progress: bool = True,
               desc: str = "OCR", omp_threads: int = 1,
               options: ReadOptions | None = None) -> list[OcrOutcome]:
@@ -132,7 +134,7 @@ def ocr_batch(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig], workers: int
     ``omp_threads`` is tesseract's OpenMP thread cap per process (kept at 1 but for benchmarks).
     """
     if not configs:
-        raise ValueError("ocr_batch needs at least one OcrConfig")
+        raise ValueError("ocr_batch needs at least one OCR pass")
     with tqdm(total=len(jobs), desc=desc, unit="page", disable=not progress) as bar:
         out = []
         for outcome in iter_ocr(jobs, configs, workers, cache_dir, options, omp_threads):
