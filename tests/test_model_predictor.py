@@ -132,7 +132,11 @@ def test_image_pages_use_another_engines_profile_when_theirs_is_missing() -> Non
     tesseract = DecisionProfile(absent_threshold=1.01)
     pred = KVPredictor(build_model("tiny", seed=0), DecisionProfile(absent_threshold=0.0),
                        ocr_profiles={"tesseract": tesseract})
+    rapid = DecisionProfile(absent_threshold=0.5)
     assert pred.profile(_two_engine_doc("60.30")) is tesseract
-    assert pred.profile(replace(_mock_doc(), ocr="rapidocr:ppocrv6")) is pred.default_profile
+    assert pred.profile(replace(_mock_doc(), ocr="rapidocr:ppocrv6")) is tesseract
+    pred.ocr_profiles["rapidocr"] = rapid
+    assert pred.profile(_two_engine_doc("60.30")) is rapid  # the leading engine's first
+    assert pred.profile(replace(_mock_doc(), ocr="tesseract:psm6")) is tesseract
     given = replace(_mock_doc(True), variants={"tesseract:psm6": []})
     assert pred.profile(given) is pred.default_profile  # given words stay on the default

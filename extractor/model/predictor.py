@@ -125,13 +125,13 @@ class KVPredictor:
     # -- postprocess -------------------------------------------------------------------------
     def profile(self, doc: Document) -> DecisionProfile:
         """The decision profile for ``doc``: its OCR engine's, else that of another engine
-        that read the page (a model fitted on tesseract pages reading PP-OCRv6 ones: image
-        input either way), else the default one."""
+        that read the page, else any image engine's (a model fitted on PP-OCRv6 pages reading
+        tesseract ones: image input either way), else the default one."""
         engines = self.pass_engines(doc)
         if engines[0] == "provided":  # given words with OCR passes beside them (training)
-            engines = engines[:1]
-        for engine in dict.fromkeys(engines):
-            if engine in self.ocr_profiles:
+            return self.ocr_profiles.get("provided", self.default_profile)
+        for engine in [*dict.fromkeys(engines), *self.ocr_profiles]:
+            if engine in self.ocr_profiles and engine != "provided":
                 return self.ocr_profiles[engine]
         return self.default_profile
 
