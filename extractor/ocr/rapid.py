@@ -145,8 +145,12 @@ def rapid_words(img: Image.Image, config: RapidConfig,
     if deadline is not None:
         deadline.remaining()
     words: list[Word] = []
+    if not out.txts:  # nothing read: rapidocr then gives one empty placeholder, not lines
+        return words
     for line, line_words in enumerate(out.word_results or ()):
         for text, score, points in line_words:
+            if points is None:
+                continue
             text = (text or "").strip()
             if text:
                 words.append(Word(text, _box(points, img.size),
