@@ -37,7 +37,8 @@ from extractor.loaders.report import LoadReport
 
 OCR_CHOICES = ("provided", "images", "tesseract", "both")
 RE_OCR_FORMATS = ("sroie", "funsd", "labelstudio")
-"""Formats that carry their own OCR, so ``tesseract`` means re-reading their page images."""
+"""Formats that carry their own OCR, so ``images``/``tesseract`` mean re-reading their page
+images."""
 
 
 class EvalError(ValueError):
@@ -69,7 +70,8 @@ class EvalConfig:
             raise EvalError(f"--ocr must be one of {OCR_CHOICES}, got {self.ocr!r}")
         if self.results and self.ocr == "both":
             raise EvalError("--ocr both needs --model: a results file holds the predictions of "
-                            "one OCR pass (evaluate each file with --ocr provided/images/tesseract)")
+                            "one OCR pass (evaluate each file with --ocr provided, images or "
+                            "tesseract)")
         for p in self.models + self.results:
             if not os.path.exists(p):
                 raise EvalError(f"{p}: no such file or directory")
