@@ -39,8 +39,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 # Subcommands that read page images: each takes --ocr-engines (kvloop.commands.data).
-READS_IMAGES = ("demo-data", "data", "ocr", "align", "train", "extract", "compare", "eval",
-                "review")
+READS_IMAGES = ("data", "ocr", "align", "train", "extract", "compare", "eval", "review")
 
 
 def make_parser() -> argparse.ArgumentParser:
