@@ -162,3 +162,22 @@ def test_orientation_check_for_rapidocr_words() -> None:
     assert needs_orientation_check(sideways, "rapidocr")
     assert needs_orientation_check([_word("T0TAI", (10, 10, 90, 30), 0.6)], "rapidocr")
     assert needs_orientation_check([], "rapidocr")
+
+
+def test_one_option_chooses_the_engines(page: Image.Image, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from extractor.document import read_jsonl
+    from kvloop.cli import main
+
+    monkeypatch.setenv(ENGINES_ENV, "psm6")  # restored after --ocr-engines sets it
+    monkeypatch.setenv("KVLOOP_CACHE", str(tmp_path / "cache"))
+    page.save(tmp_path / "page.png")
+    out = tmp_path / "docs.jsonl"
+    assert main(["data", str(tmp_path / "page.png"), "--ocr-engines", "easyocr"]) == 2
+    assert "--ocr-engines: unknown OCR engine or pass easyocr" in capsys.readouterr().err
+    assert main(["ocr", str(tmp_path / "page.png"), "--out", str(out),
+                 "--ocr-engines", "psm4+psm6"]) == 0
+    (doc,) = read_jsonl(str(out))
+    assert doc["ocr"] == "tesseract:psm4" and list(doc["variants"]) == ["psm6"]
+    assert passes_by_name() == passes_by_name("psm4+psm6")  # and for what this process reads
