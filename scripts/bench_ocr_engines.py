@@ -106,11 +106,13 @@ def choice_documents(docs: Sequence[Document], outs: dict[str, OcrOutcome],
     out = []
     for d in docs:
         o = outs.get(d.id)
-        by_name = {p.name: o.words[p.name] for p in passes if o is not None and p.name in o.words}
+        if o is None:
+            continue
+        by_name = {p.name: o.words[p.name] for p in passes if p.name in o.words}
         if not any(by_name.values()):
             continue
         page = document_from_words(d.id, by_name, passes, o.size, source=d.source,
-                                   settings=o.settings(passes))  # type: ignore[union-attr]
+                                   settings=o.settings(passes))
         page.gold = d.gold
         out.append(page)
     return out

@@ -49,7 +49,8 @@ ENGINE_GROUPS: dict[str, list[OcrPass]] = {
 class Engine(Protocol):
     """What every OCR engine gives: its version, and one image read under one pass."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def version(self) -> str: ...
 
@@ -120,7 +121,8 @@ def passes_by_name(spec: str | None = None) -> list[OcrPass]:
     """
     if not spec or spec == "default":
         spec = default_engines()
-    known: dict[str, OcrPass] = {c.name: c for c in [*ALL_VARIANTS, RAPID_PASS]}
+    every: list[OcrPass] = [*ALL_VARIANTS, RAPID_PASS]
+    known = {c.name: c for c in every}
     out: list[OcrPass] = []
     unknown: list[str] = []
     for token in (t.strip() for t in spec.replace(",", "+").split("+")):
