@@ -182,7 +182,7 @@ def field_table(run: RunEval, fields: Sequence[str]) -> str:
 
 
 def _ocr_pair(c: dict) -> str:
-    """``provided`` for two models on one OCR pass, ``tesseract − provided`` across passes."""
+    """``provided`` for two models on one OCR pass, ``images − provided`` across passes."""
     return c["ocr_a"] if c["ocr_a"] == c["ocr_b"] else f"{c['ocr_b']} − {c['ocr_a']}"
 
 
@@ -315,7 +315,8 @@ def render_html(inp: ReportInput) -> str:
                   comparison_table(inp.comparisons)]
     ocr = ocr_effect_table(runs)
     if ocr:
-        parts += ["<h2>OCR effect: provided vs tesseract OCR</h2>", ocr]
+        parts += ["<h2>OCR effect: provided OCR vs page images read by the OCR engines</h2>",
+                  ocr]
     parts += ["<h2>Per field</h2>", FIELD_TABLE_NOTE]
     for r in runs:
         parts += [f"<h3>{html.escape(run_key(r))}</h3>", field_table(r, fields)]

@@ -36,9 +36,10 @@ from extractor.document import (
 )
 from extractor.loaders.report import LoadReport
 
-OCR_CHOICES = ("provided", "tesseract", "both")
+OCR_CHOICES = ("provided", "images", "tesseract", "both")
 RE_OCR_FORMATS = ("sroie", "funsd", "labelstudio")
-"""Formats that carry their own OCR, so ``tesseract`` means re-reading their page images."""
+"""Formats that carry their own OCR, so ``images``/``tesseract`` mean re-reading their page
+images."""
 
 
 class EvalError(ValueError):
@@ -71,7 +72,8 @@ class EvalConfig:
             raise EvalError(f"--ocr must be one of {OCR_CHOICES}, got {self.ocr!r}")
         if self.results and self.ocr == "both":
             raise EvalError("--ocr both needs --model: a results file holds the predictions of "
-                            "one OCR pass (evaluate each file with --ocr provided/tesseract)")
+                            "one OCR pass (evaluate each file with --ocr provided, images or "
+                            "tesseract)")
         for p in self.models + self.results:
             if not os.path.exists(p):
                 raise EvalError(f"{p}: no such file or directory")
@@ -96,12 +98,12 @@ def load_dataset(spec: str, split: str, ocr: str, schema: Schema,
                  limit: int | None = None) -> Dataset:
     """Documents with gold values (via engineer A's loaders) and their aligned gold tags."""
     from extractor.align import align_document
-    from extractor.loaders import detect_format, load_documents
+    from extractor.loaders import REREAD_MODES, detect_format, image_passes, load_documents
     from extractor.loaders.sroie import tesseract_documents
 
     try:
-        # With --limit, cut before OCR: tesseract over a whole split costs minutes.
-        cut_first = (limit is not None and ocr == "tesseract"
+        # With --limit, cut before OCR: reading a whole split's images costs minutes.
+        cut_first = (limit is not None and ocr in REREAD_MODES
                      and detect_format(spec) in RE_OCR_FORMATS)
         report = load_documents(spec, split=split, ocr="provided" if cut_first else ocr)
     except ValueError as e:  # the loaders name the path and what they expected
@@ -111,7 +113,7 @@ def load_dataset(spec: str, split: str, ocr: str, schema: Schema,
                  if d.gold is None]
     docs = [d for d in report.documents if d.gold is not None][:limit]
     if cut_first:
-        report = tesseract_documents(LoadReport(documents=docs))
+        report = tesseract_documents(LoadReport(documents=docs), configs=image_passes(ocr))
         problems += [f"{f.path}: {f.reason}" for f in report.failures]
         docs = report.documents
     if not docs:
@@ -217,7 +219,7 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
     """Run the whole evaluation and write the report; returns paths, timings and headline."""
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    ocrs = ["provided", "tesseract"] if cfg.ocr == "both" else [cfg.ocr]
+    ocrs = ["provided", "images"] if cfg.ocr == "both" else [cfg.ocr]
     predictors: list[Any] = []
     file_results: list[tuple[list[ExtractionResult], str]] = []
     if cfg.models:

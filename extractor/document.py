@@ -228,6 +228,8 @@ class Candidate:
     ``score`` is the extractor's probability for this value (span probability, merged over OCR
     variants); ``word_indices`` point into the document's ``words`` (empty when the value only
     came from a variant whose words do not map onto them); ``source`` says which pass found it.
+    ``engines``: the OCR engines (``tesseract``, ``rapidocr``) on whose reading of the page
+    this value was the field's best; two or more means independent engines agree on it.
     """
 
     value: str
@@ -235,15 +237,20 @@ class Candidate:
     word_indices: list[int] = field(default_factory=list)
     source: str = "model"
     logprob: float | None = None
+    engines: list[str] = field(default_factory=list)
 
     def export(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.engines:  # pages read by one engine (or given words) export as before
+            d.pop("engines")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
         return cls(value=str(d["value"]), score=float(d["score"]),
                    word_indices=[int(i) for i in d.get("word_indices", [])],
-                   source=str(d.get("source", "model")), logprob=d.get("logprob"))
+                   source=str(d.get("source", "model")), logprob=d.get("logprob"),
+                   engines=[str(e) for e in d.get("engines", [])])
 
 
 @dataclass
@@ -265,6 +272,12 @@ class FieldResult:
     @property
     def top(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
+
+    @property
+    def agreement(self) -> int:
+        """How many independent OCR engines read the top value as the field's best (two
+        engines that read the same string are rarely both wrong): a confidence signal."""
+        return len(self.candidates[0].engines) if self.candidates else 0
 
     def export(self) -> dict[str, Any]:
         return {"name": self.name, "confidence": self.confidence,

@@ -19,7 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                   "(rendered, then OCR'd)")),
     "data": ("kvloop.commands.data", ("Load a dataset (SROIE folder, images/PDFs, JSONL, demo) "
              "and write it as kvloop JSONL, reporting failures")),
-    "ocr": ("kvloop.commands.ocr", "Run tesseract OCR (with variants) over images or PDFs"),
+    "ocr": ("kvloop.commands.ocr", ("Run OCR (PP-OCRv6 and tesseract passes) over images or "
+            "PDFs")),
     "align": ("kvloop.commands.align", ("Align gold values to OCR words as BIO tags and report "
               "what could not be aligned")),
     "train": ("kvloop.commands.train", ("Train the extractor ensemble: 'base' from gold labels; "
@@ -37,6 +38,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "store": ("kvloop.commands.store", ("Feedback store: import results, export corrections, "
               "history, stats")),
 }
+
+
+# Subcommands that read page images: each takes --ocr-engines (kvloop.commands.data).
+READS_IMAGES = ("data", "ocr", "align", "train", "extract", "compare", "eval", "review")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -62,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         sub = argparse.ArgumentParser(prog=f"kvloop {argv[0]}",
                                       description=SUBCOMMANDS[argv[0]][1])
         module.add_arguments(sub)
+        if argv[0] in READS_IMAGES:
+            from kvloop.commands.data import add_engine_argument, use_engines
+
+            add_engine_argument(sub)
         args = sub.parse_args(argv[1:])
+        if argv[0] in READS_IMAGES and (problem := use_engines(args)):
+            print(f"kvloop {argv[0]}: {problem}", file=sys.stderr)
+            return 2
         return int(module.run(args) or 0)
     args = parser.parse_args(argv)
     parser.print_help()

@@ -240,7 +240,7 @@ def tail(path: Path, n: int = 15) -> str:
 
 def base_child(argv: Sequence[str]) -> int:
     """Child entry: supervised training from the JSON spec in ``argv[0]`` (see ``base_spec``)."""
-    from training.data import load_split, with_tesseract_variants
+    from training.data import load_split, with_image_variants
     from training.supervised_config import SupervisedConfig
     from training.supervised_trainer import SupervisedTrainer
 
@@ -249,7 +249,7 @@ def base_child(argv: Sequence[str]) -> int:
     a, b = spec["train"]
     train = load_split(data, "fit")[a:b]
     if spec["ocr_mix"] > 0:
-        train = with_tesseract_variants(train, data, "fit")
+        train = with_image_variants(train, data, "fit", ocr="tesseract")
     calib = load_split(data, "calibration", max_docs=spec["max_calib_docs"])
     profile = (load_split(data, "calibration", "tesseract", spec["max_calib_docs"])
                if spec["tesseract_profile"] else [])

@@ -14,6 +14,10 @@ ARTIFACTS = REPO / "test-artifacts"
 
 # Single-threaded tesseract: several in parallel beat one with OpenMP threads on 2 cores.
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+# Pages are read with one tesseract pass unless a test asks for engines by name
+# (tests/test_ocr_engines.py, the PP-OCRv6 cases of tests/test_bad_input.py): fast, and what the
+# other tests' expectations about words were written for.
+os.environ.setdefault("KVLOOP_OCR_ENGINES", "psm6")
 
 
 @pytest.fixture(scope="session")

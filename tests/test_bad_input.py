@@ -195,6 +195,39 @@ def test_extract_gives_each_bad_scan_one_record_and_extracts_the_rest(corpus, mo
     assert len(list(read_jsonl(str(out)))) == len(lines)
 
 
+def test_ppocrv6_gives_the_same_records_and_documents(corpus, model_dir, tmp_path, capsys,
+                                                     monkeypatch):
+    """The corpus read by PP-OCRv6 with tesseract beside it (``--ocr-engines rapidocr+psm6``)
+    through `data` and `extract`: the same failure records, the same documents, rotated and
+    huge pages read. PP-OCRv6 alone finds no word on the huge page (11 characters on 60
+    megapixels, reduced for its detector): that page alone becomes an "empty page" record."""
+    scans, expects = corpus["scans"]
+    monkeypatch.setenv("KVLOOP_OCR_ENGINES", "psm6")  # restored after --ocr-engines sets it
+    out = tmp_path / "docs.jsonl"
+    engines = ("--ocr-engines", "rapidocr+psm6")
+    assert main(["data", str(scans), "--out", str(out), *engines]) == 1
+    check_records(records(capsys.readouterr().err, scans), expects)
+    docs = {d["id"]: d for d in read_jsonl(str(out))}
+    assert set(docs) == read_ids(expects)
+    for d in docs.values():
+        assert d["meta"]["ocr"]["engine"].startswith("rapidocr ")
+        assert d["ocr"] == ("tesseract:psm6" if d["id"] == "huge" else "rapidocr:ppocrv6")
+    upright = docs["rotated"]
+    assert upright["meta"]["ocr"]["rotation"] == 270  # turned back from 90 degrees
+    assert "42.50" in " ".join(w["text"] for w in upright["words"])
+    assert docs["huge"]["meta"]["ocr"]["scale"] == 0.5
+    results = tmp_path / "results.jsonl"
+    assert _extract(model_dir, scans, results, *engines) == 1
+    check_records(records(capsys.readouterr().err, scans), expects)
+    lines = list(read_jsonl(str(results)))
+    assert sorted(r["doc_id"] for r in lines) == sorted(read_ids(expects))
+    # PP-OCRv6 alone (its readings cached above): the same records but the huge page's
+    assert main(["data", str(scans), "--ocr-engines", "rapidocr"]) == 1
+    got = records(capsys.readouterr().err, scans)
+    assert got.pop("huge.jpg") == ["empty page: OCR found no words"]
+    check_records(got, expects)
+
+
 @pytest.mark.parametrize("kind", ["sroie", "jsonl", "labelstudio"])
 def test_extract_on_sroie_jsonl_and_labelstudio(corpus, model_dir, tmp_path, capsys, kind):
     spec, expects = corpus[kind]

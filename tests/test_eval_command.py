@@ -134,17 +134,18 @@ def test_bad_inputs_name_the_file(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.slow
 def test_ocr_both_side_by_side(tiny_models, sroie_dir: Path, tmp_path: Path) -> None:
-    """Provided and tesseract OCR of the same receipts, with the OCR effect and its CI."""
+    """Provided OCR and the page images read by the OCR engines (the suite's: psm6), side by
+    side, with the OCR effect and its CI."""
     out = tmp_path / "both"
     assert main(["eval", "--model", tiny_models[0], "--data", str(sroie_dir), "--ocr", "both",
                  "--limit", "2", "--out", str(out), "--n-boot", "50", "--gallery", "2"]) == 0
     data = json.loads((out / "report.json").read_text())
-    assert [r["ocr"] for r in data["runs"]] == ["provided", "tesseract"]
+    assert [r["ocr"] for r in data["runs"]] == ["provided", "images"]
     assert all(r["metrics"]["n_docs"] == 2 for r in data["runs"])
     (cmp,) = data["comparisons"]
-    assert (cmp["ocr_a"], cmp["ocr_b"], cmp["n_docs"]) == ("provided", "tesseract", 2)
-    assert "OCR effect: provided vs tesseract OCR" in (out / "report.html").read_text()
-    assert (out / f"results-{data['runs'][0]['model'].replace('@', '_')}-tesseract.jsonl"
+    assert (cmp["ocr_a"], cmp["ocr_b"], cmp["n_docs"]) == ("provided", "images", 2)
+    assert "OCR effect: provided OCR vs page images" in (out / "report.html").read_text()
+    assert (out / f"results-{data['runs'][0]['model'].replace('@', '_')}-images.jsonl"
             ).is_file()
 
 

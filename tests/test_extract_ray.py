@@ -125,6 +125,26 @@ def test_a_folder_gives_the_local_engines_lines_and_failures(model_dir, scans, t
 
 
 @pytest.mark.slow
+def test_ppocrv6_pages_read_by_ray_tasks_give_the_local_engines_lines(model_dir, scans,
+                                                                       shared_ray, tmp_path,
+                                                                       capsys, monkeypatch):
+    monkeypatch.setenv("KVLOOP_OCR_ENGINES", "psm6")  # restored after --ocr-engines sets it
+    engines = ("--ocr-engines", "rapidocr+psm6")
+    local, ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    assert _extract(model_dir, scans, local, tmp_path / "cache-local", monkeypatch,
+                    *engines) == 1
+    local_err = capsys.readouterr().err
+    assert _extract(model_dir, scans, ray, tmp_path / "cache-ray", monkeypatch, *RAY,
+                    *engines) == 1
+    assert _failures(capsys.readouterr().err) == _failures(local_err)
+    expected = _lines(local)
+    assert _lines(ray) == expected and set(expected) == {"r1", "r2", "r3", "scan-p1", "scan-p2"}
+    line = json.loads(expected["r1"])
+    assert line["ocr"]["words"] == "rapidocr:ppocrv6"
+    assert line["ocr"]["engine"].startswith("rapidocr ") and "psm6" in line["ocr"]["passes"]
+
+
+@pytest.mark.slow
 def test_a_dataset_gives_the_local_engines_lines_and_failures(model_dir, dataset, shared_ray,
                                                              tmp_path, capsys, monkeypatch):
     local, ray = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"

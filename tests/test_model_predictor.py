@@ -96,3 +96,49 @@ def test_merged_fields_decided_at_any_threshold_equal_a_fresh_decode() -> None:
         pred.default_profile.absent_threshold = thr
         fresh = [r.export() for r in pred.results_from_log_probs(docs, lps)]
         assert [r.export() for r in pred.results_from_merged(docs, merged)] == fresh
+
+
+def _two_engine_doc(variant_total: str) -> Document:
+    """A page PP-OCRv6 led, with one tesseract pass beside it (as the default engines read)."""
+    doc = replace(_mock_doc(), ocr="rapidocr:ppocrv6")
+    words = [replace(w, text=variant_total) if w.text == "60.30" else w for w in doc.words]
+    return replace(doc, variants={"psm6": words},
+                   meta={"ocr": {"engines": {"ppocrv6": "rapidocr", "psm6": "tesseract"}}})
+
+
+def test_engines_that_read_the_same_value_agree() -> None:
+    model = build_model("tiny", seed=0)
+    with torch.no_grad():  # every word a one-word total: the best total is one of the amounts
+        b = model.schema.label2id["B-TOTAL"]
+        model.bert.classifier.bias[b] += 6.0
+        model.layoutlm.classifier.bias[b] += 6.0
+    pred = KVPredictor(model)
+    same = pred.predict([_two_engine_doc("60.30")], k=10)[0].fields["total"]
+    assert pred.pass_engines(_two_engine_doc("60.30")) == ["rapidocr", "tesseract"]
+    assert same.top is not None and same.top.engines == ["rapidocr", "tesseract"]
+    assert same.agreement == 2
+    # where the readings differ, neither value has both engines behind it
+    differ = pred.predict([_two_engine_doc("60.80")], k=10)[0].fields["total"]
+    assert all(len(c.engines) <= 1 for c in differ.candidates
+               if c.value in ("60.30", "60.80"))
+    # one engine alone never claims agreement
+    alone = pred.predict([replace(_mock_doc(), ocr="rapidocr:ppocrv6")], k=10)[0]
+    assert all(c.engines == [] for fr in alone.fields.values() for c in fr.candidates)
+    assert all(fr.agreement == 0 for fr in alone.fields.values())
+    exported = same.export()["candidates"][0]
+    assert exported["engines"] == ["rapidocr", "tesseract"]
+    assert "engines" not in alone.fields["total"].export()["candidates"][0]
+
+
+def test_image_pages_use_another_engines_profile_when_theirs_is_missing() -> None:
+    tesseract = DecisionProfile(absent_threshold=1.01)
+    pred = KVPredictor(build_model("tiny", seed=0), DecisionProfile(absent_threshold=0.0),
+                       ocr_profiles={"tesseract": tesseract})
+    rapid = DecisionProfile(absent_threshold=0.5)
+    assert pred.profile(_two_engine_doc("60.30")) is tesseract
+    assert pred.profile(replace(_mock_doc(), ocr="rapidocr:ppocrv6")) is tesseract
+    pred.ocr_profiles["rapidocr"] = rapid
+    assert pred.profile(_two_engine_doc("60.30")) is rapid  # the leading engine's first
+    assert pred.profile(replace(_mock_doc(), ocr="tesseract:psm6")) is tesseract
+    given = replace(_mock_doc(True), variants={"tesseract:psm6": []})
+    assert pred.profile(given) is pred.default_profile  # given words stay on the default

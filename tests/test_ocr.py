@@ -23,6 +23,7 @@ from extractor.ocr import (
     otsu_threshold,
     variants_by_name,
 )
+from extractor.ocr import engines as ocr_engines
 from kvloop.cli import main as cli_main
 
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
@@ -134,7 +135,8 @@ def test_cache_hit_skips_tesseract(page: Image.Image, tmp_path: Path,
     def no_tesseract(*args: object, **kwargs: object) -> None:
         raise AssertionError("tesseract ran although the result was cached")
 
-    monkeypatch.setattr(ocr, "ocr_image", no_tesseract)
+    # what cached_ocr calls for a tesseract pass
+    monkeypatch.setattr(ocr_engines.TesseractEngine, "read", no_tesseract)
     again = ocr_batch([OcrJob("p", str(path))], [PSM6], workers=1, cache_dir=cache,
                       progress=False)
     assert again[0].words == first[0].words

@@ -3,7 +3,7 @@
 Gold values become BIO word labels through ``extractor.align.align_document`` (labels on
 each word's first sub-token); long pages are cut into overlapping windows
 (``KVEnsemble.windows``). Every OCR pass of a page gets its own alignment, so an epoch can
-read a page from a tesseract pass (``mixed_windows``) and meet the OCR errors of images.
+read a page from an image OCR pass (``mixed_windows``) and meet the OCR errors of images.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import replace
 
 from extractor.align import align_document
-from extractor.document import Document, Schema
+from extractor.document import Document, Schema, Word
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window
 
@@ -94,20 +94,28 @@ def mixed_windows(per_pass: Sequence[Sequence[Sequence[Window]]], mix: float,
     return out
 
 
-def with_tesseract_variants(docs: Sequence[Document], spec: str, split: str,
-                            max_docs: int | None = None) -> list[Document]:
-    """``docs`` with every tesseract pass of the same page (the cached OCR) as variants."""
-    tess = {d.id: d for d in load_split(spec, split, "tesseract", max_docs)}
+def image_pass_words(doc: Document) -> dict[str, list[Word]]:
+    """Every OCR pass of an image-read page as ``engine:pass`` -> words (its main words
+    first), the names saying which engine read each (``KVPredictor.pass_engines``)."""
+    engines = (doc.meta.get("ocr") or {}).get("engines") or {}
+    main = doc.ocr.split(":", 1)[0]
+    return {doc.ocr: doc.words,
+            **{f"{engines.get(k, main)}:{k}": v for k, v in doc.variants.items()}}
+
+
+def with_image_variants(docs: Sequence[Document], spec: str, split: str,
+                        max_docs: int | None = None, ocr: str = "images") -> list[Document]:
+    """``docs`` with every OCR pass of the same page image as variants: the default engines'
+    passes (``ocr="images"``, cached on disk) or the five tesseract passes."""
+    read = {d.id: d for d in load_split(spec, split, ocr, max_docs)}
     out = []
     for doc in docs:
-        t = tess.get(doc.id)
-        if t is None:
-            log.warning("%s: no tesseract passes; trained on its own words only", doc.id)
+        page = read.get(doc.id)
+        if page is None:
+            log.warning("%s: its image could not be read; trained on its own words only", doc.id)
             out.append(doc)
             continue
-        variants = {f"tesseract:{t.ocr}": t.words,
-                    **{f"tesseract:{k}": v for k, v in t.variants.items()}}
-        out.append(replace(doc, variants={**doc.variants, **variants}))
+        out.append(replace(doc, variants={**doc.variants, **image_pass_words(page)}))
     return out
 
 

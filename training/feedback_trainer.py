@@ -30,7 +30,7 @@ from typing import Any
 
 from extractor.document import Document
 from extractor.lexicon import Lexicon
-from extractor.loaders import OCR_MODES
+from extractor.loaders import OCR_MODES, REREAD_MODES
 from extractor.model.card import ModelCard, TrainingRecord, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.splits import SPLITS
@@ -90,7 +90,7 @@ class FeedbackConfig(TrainConfig):
     calib_split: str = field(default="calibration", metadata={"help": "split of calib_data"})
     calib_ocr: str = field(default="provided", metadata={"help": "OCR of calib_data pages"})
     tesseract_profile: bool = field(default=True, metadata={
-        "help": "also refit the image-input profile on calib_data's tesseract passes"})
+        "help": "also refit the image-input profile on calib_data read by the OCR engines"})
     auto_accept_target: float = field(default=0.99, metadata={
         "help": "precision each field's auto-accept threshold must reach on held-out pages"})
     epochs: int = field(default=3, metadata={"help": "passes over the feedback"})
@@ -239,8 +239,9 @@ class FeedbackTrainer(Trainer):
         card = self.model.card(self.parent_card)
         if cfg.calib_data:
             calib = load_split(cfg.calib_data, cfg.calib_split, cfg.calib_ocr)
-            profile_docs = (load_split(cfg.calib_data, cfg.calib_split, "tesseract")
-                            if cfg.tesseract_profile and cfg.calib_ocr != "tesseract" else [])
+            profile_docs = (load_split(cfg.calib_data, cfg.calib_split, "images")
+                            if cfg.tesseract_profile and cfg.calib_ocr not in REREAD_MODES
+                            else [])
             decisions = fit_decisions(self.model, calib, profile_docs, self.lexicon,
                                       cfg.auto_accept_target)
             card = decisions.apply(self.model, card)

@@ -3,13 +3,15 @@
 Parameters, by group:
 
 * data: ``data`` (a loader spec: SROIE folder, JSONL, images, ``demo``), ``ocr``,
-  ``ocr_mix`` (share of training pages that each epoch reads from one of the page's tesseract
-  passes, picked at random, instead of ``ocr``'s words: the model then meets OCR errors of the
-  kind it will see on images, at no extra cost per epoch),
+  ``ocr_mix`` (share of training pages that each epoch reads from one of the page's image OCR
+  passes, those of the default engines (``--ocr-engines``: PP-OCRv6 and tesseract), picked at
+  random, instead of ``ocr``'s words: the model then meets OCR errors of the kind it will see
+  on images, at no extra cost per epoch),
   ``train_split`` / ``dev_split`` / ``calib_split`` (see ``extractor.splits``; the model is
   fitted on ``fit`` = train minus the calibration fifth, which stays unseen for calibration),
   ``tesseract_profile`` (image input gets its own "absent" threshold and calibrator, fitted on
-  the calibration split's tesseract passes), ``max_docs`` (cap per split, for tests);
+  the calibration split read by the default OCR engines; one profile per engine that leads a
+  page), ``max_docs`` (cap per split, for tests);
 * model: ``arch`` (``extractor.model.zoo.ARCHS``) or ``init`` (a saved model to continue), ``max_length``, ``stride``, ``max_span_len``;
 * model: ``layout_init`` (how the new LayoutLM layout embeddings start);
 * optimisation: ``epochs``, ``lr`` (pretrained encoders), ``head_lr`` (new heads, fusion
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from extractor.loaders import OCR_MODES
 from extractor.model.layoutlm import LAYOUT_INITS
 from extractor.splits import SPLITS
 from training.config import TrainConfig
@@ -41,15 +44,16 @@ from training.config import TrainConfig
 @dataclass
 class SupervisedConfig(TrainConfig):
     data: str = field(default="", metadata={"help": "dataset spec (SROIE folder, JSONL, demo)"})
-    ocr: str = field(default="provided", metadata={"help": "'provided' or 'tesseract'"})
+    ocr: str = field(default="provided", metadata={
+        "help": "'provided', 'images' (the OCR engines) or 'tesseract'"})
     ocr_mix: float = field(default=0.5, metadata={
-        "help": "share of training pages read from a random tesseract pass each epoch"})
+        "help": "share of training pages read from a random image OCR pass each epoch"})
     train_split: str = field(default="fit", metadata={"help": "split to fit on"})
     dev_split: str = field(default="dev", metadata={"help": "split for early stopping"})
     calib_split: str = field(default="calibration", metadata={"help": "split for calibration"})
     tesseract_profile: bool = field(default=True, metadata={
-        "help": "when the calibration split is not tesseract-read, also fit the absent "
-                "threshold and calibrator for image input on its tesseract passes"})
+        "help": "when the calibration split is not image-read, also fit the absent "
+                "threshold and calibrator for image input on its pages read by the OCR engines"})
     max_docs: int | None = field(default=None, metadata={"help": "cap documents per split"})
     arch: str = field(default="minilm", metadata={"help": "model architecture (zoo name)"})
     init: str | None = field(default=None, metadata={
@@ -75,8 +79,8 @@ class SupervisedConfig(TrainConfig):
         for name in ("train_split", "dev_split", "calib_split"):
             if getattr(self, name) not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")
-        if self.ocr not in ("provided", "tesseract"):
-            raise ValueError(f"ocr must be 'provided' or 'tesseract', got {self.ocr!r}")
+        if self.ocr not in OCR_MODES:
+            raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {self.ocr!r}")
         if not 0.0 <= self.ocr_mix <= 1.0:
             raise ValueError(f"ocr_mix must be in [0, 1], got {self.ocr_mix}")
         if not 8 <= self.max_length <= 512:

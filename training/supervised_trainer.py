@@ -8,7 +8,8 @@ decoder runs on the dev split; the best lenient field F1 is kept and training st
 ``patience`` epochs without a gain. The decision step (``training.decisions``) then fits
 fusion weights, "absent" threshold, calibrator and auto-accept thresholds on the calibration
 split, which the model never trained on, and, when that split has images and was loaded with
-other words (SROIE: provided), a decision profile for image input on its tesseract passes.
+other words (SROIE: provided), a decision profile for image input on the pages read by the
+OCR engines.
 The words of the training pages are saved as the model's lexicon (``extractor.lexicon``).
 """
 
@@ -26,6 +27,7 @@ import torch
 from eval.field_scores import score_results
 from extractor.document import RECEIPT_SCHEMA, Document, Schema
 from extractor.lexicon import build_lexicon
+from extractor.loaders import REREAD_MODES
 from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
 from extractor.model.card import ModelCard, TrainingRecord, model_version
 from extractor.model.ensemble import KVEnsemble
@@ -37,7 +39,7 @@ from training.data import (
     load_split,
     mixed_windows,
     pass_windows,
-    with_tesseract_variants,
+    with_image_variants,
 )
 from training.decisions import Decisions, fit_decisions
 from training.loop import Trainer, seed_everything
@@ -83,17 +85,17 @@ class SupervisedTrainer(Trainer):
         self.train_docs = list(train_docs) if train_docs is not None else load(cfg.train_split)
         self.dev_docs = list(dev_docs) if dev_docs is not None else load(cfg.dev_split)
         self.calib_docs = list(calib_docs) if calib_docs is not None else load(cfg.calib_split)
-        # The calibration pages as another OCR engine reads them (SROIE: tesseract, for images).
+        # The calibration pages as the OCR engines read their images (SROIE: for images).
         self.profile_docs = list(profile_docs or [])
         if (profile_docs is None and calib_docs is None and cfg.tesseract_profile
-                and self.calib_docs and self.default_engine != "tesseract"):
-            self.profile_docs = load_split(cfg.data, cfg.calib_split, "tesseract", cfg.max_docs)
+                and self.calib_docs and cfg.ocr not in REREAD_MODES):
+            self.profile_docs = load_split(cfg.data, cfg.calib_split, "images", cfg.max_docs)
         if not self.train_docs:
             raise ValueError(f"{cfg.data}: no training documents in split {cfg.train_split!r}")
-        if (cfg.ocr_mix > 0 and cfg.ocr != "tesseract" and train_docs is None
+        if (cfg.ocr_mix > 0 and cfg.ocr not in REREAD_MODES and train_docs is None
                 and not any(d.variants for d in self.train_docs)):
-            self.train_docs = with_tesseract_variants(self.train_docs, cfg.data,
-                                                      cfg.train_split, cfg.max_docs)
+            self.train_docs = with_image_variants(self.train_docs, cfg.data, cfg.train_split,
+                                                  cfg.max_docs)
         # Words the training pages print, for correcting OCR misreads (main words only: the
         # variants' misreads must not enter it).
         self.lexicon = build_lexicon(self.train_docs)

@@ -7,7 +7,11 @@ What ``spec`` may be (checked in this order):
 * a ``.jsonl`` file of ``Document.export()`` lines (what ``kvloop data --out`` writes),
 * a Label Studio JSON export (OCR template),
 * a FUNSD annotation file, or a folder of them (``annotations/`` or ``*.json`` with ``form``),
-* an image / PDF file or a folder of them, read by tesseract (``extractor.loaders.images``).
+* an image / PDF file or a folder of them, read by the OCR engines (``extractor.loaders.images``).
+
+Pages are read from their images with the passes of ``extractor.ocr.passes_by_name``: the
+default engines (``--ocr-engines``) for image files and for ``ocr="images"``, the five tesseract
+passes for ``ocr="tesseract"``. Every path that reads images reads them the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport
 from extractor.splits import check_split, split_documents, split_ids
 
 if TYPE_CHECKING:
-    from extractor.ocr import OcrConfig, OcrJob, ReadOptions
+    from extractor.ocr import OcrJob, OcrPass, ReadOptions
 
-OCR_MODES = ("provided", "tesseract")
+OCR_MODES = ("provided", "images", "tesseract")
+REREAD_MODES = ("images", "tesseract")
 _EXPECTED = ("'demo', a SROIE folder (box/ and key/), a .jsonl file, a Label Studio JSON export, "
              "FUNSD JSON annotations, or image/PDF files")
 
@@ -79,9 +84,11 @@ def load_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided
                    exclude: Collection[str] = ()) -> LoadReport:
     """Load ``spec`` (see the module docstring) and keep the documents of ``split``.
 
-    ``ocr="tesseract"`` re-reads the page images of datasets that carry their own OCR (SROIE,
-    FUNSD, Label Studio) with tesseract and its variants (cached on disk); image folders and the
-    demo set are always tesseract-read, and JSONL holds whatever words were saved. ``options``
+    ``ocr="images"`` re-reads the page images of datasets that carry their own OCR (SROIE,
+    FUNSD, Label Studio) with the default OCR engines, ``ocr="tesseract"`` with the five
+    tesseract passes (cached on disk); image folders are read with the default engines whatever
+    ``ocr`` says but ``tesseract``, the demo set is tesseract-read, and JSONL holds whatever
+    words were saved. ``options``
     set the page time limit and orientation detection; ids in ``exclude`` are not read.
     """
     report = LoadReport()
@@ -111,16 +118,17 @@ class ReadPlan:
     """What reading a spec takes, before any page is OCR'd (``plan_documents``).
 
     ``failures`` are known from the listing; ``documents`` are read already (a dataset's own
-    OCR), or are re-read by tesseract with ``configs`` when ``reread`` (``--ocr tesseract`` on a
-    dataset: ``extractor.loaders.sroie.iter_tesseract_documents``); ``jobs`` are image / PDF
-    pages for tesseract with ``configs`` (``extractor.loaders.images.iter_image_documents``).
+    OCR), or are re-read from their images with ``configs`` when ``reread`` (``--ocr images``
+    or ``tesseract`` on a dataset: ``extractor.loaders.sroie.iter_tesseract_documents``);
+    ``jobs`` are image / PDF pages for the OCR passes ``configs``
+    (``extractor.loaders.images.iter_image_documents``).
     Every engine (the local pool, ``extractor.model.ray_engine``) reads a plan the same way.
     """
 
     failures: list[LoadFailure] = field(default_factory=list)
     documents: list[Document] = field(default_factory=list)
     jobs: list[OcrJob] = field(default_factory=list)
-    configs: list[OcrConfig] = field(default_factory=list)
+    configs: list[OcrPass] = field(default_factory=list)
     reread: bool = False
 
     @property
@@ -131,8 +139,6 @@ class ReadPlan:
 def plan_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided",
                    progress: bool = True, exclude: Collection[str] = ()) -> ReadPlan:
     """The ``ReadPlan`` of ``spec`` (see ``iter_documents``); a bad ``spec`` raises."""
-    from extractor.ocr import DEFAULT_VARIANTS
-
     check_split(split)
     if ocr not in OCR_MODES:
         raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {ocr!r}")
@@ -149,9 +155,17 @@ def plan_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided
         report = _load_other(fmt, spec, progress)
         report.documents = [d for d in split_documents(report.documents, split)
                             if d.id not in exclude]
-    reread = ocr == "tesseract" and fmt in ("sroie", "funsd", "labelstudio")
+    reread = ocr in REREAD_MODES and fmt in ("sroie", "funsd", "labelstudio")
     return ReadPlan(report.failures, report.documents,
-                    configs=list(DEFAULT_VARIANTS) if reread else [], reread=reread)
+                    configs=image_passes(ocr) if reread else [], reread=reread)
+
+
+def image_passes(ocr: str) -> list[OcrPass]:
+    """The OCR passes pages are read from their images with under ``ocr`` mode ``ocr``: the
+    five tesseract passes for ``tesseract``, else the default engines (``--ocr-engines``)."""
+    from extractor.ocr import passes_by_name
+
+    return passes_by_name("tesseract" if ocr == "tesseract" else None)
 
 
 def _iter_plan(plan: ReadPlan, workers: int, progress: bool,
@@ -179,15 +193,11 @@ def _iter_plan(plan: ReadPlan, workers: int, progress: bool,
 def _plan_images(spec: str | Path, split: str, ocr: str,
                  exclude: Collection[str]) -> ReadPlan:
     from extractor.loaders.images import plan_folder
-    from extractor.ocr import DEFAULT_VARIANTS
 
     jobs, report = plan_folder(spec)
     by_id = {j.doc_id: j for j in jobs}
     todo = [by_id[i] for i in split_ids(by_id, split) if i not in exclude]
-    # Variants cost one tesseract pass each; ask for them only when the user asked for
-    # tesseract explicitly (``provided`` means "whatever the source gives": one pass).
-    configs = DEFAULT_VARIANTS if ocr == "tesseract" else DEFAULT_VARIANTS[:1]
-    return ReadPlan(report.failures, jobs=todo, configs=list(configs))
+    return ReadPlan(report.failures, jobs=todo, configs=image_passes(ocr))
 
 
 def _load_other(fmt: str, spec: str | Path, progress: bool) -> LoadReport:

@@ -1,4 +1,4 @@
-"""Load a folder (or one file) of scanned images and PDFs by running tesseract over them.
+"""Load a folder (or one file) of scanned images and PDFs by running the OCR engines over them.
 
 Every image file is one ``Document`` (``page`` 0); every PDF page is one (``page`` counted from
 1), rendered with PyMuPDF. A document's id is the file's stem (``<stem>-p<page>`` for a PDF
@@ -17,15 +17,15 @@ from pathlib import Path
 from extractor.document import Document
 from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, printable
 from extractor.ocr import (
-    DEFAULT_VARIANTS,
     PDF_SUFFIXES,
-    OcrConfig,
     OcrJob,
     OcrOutcome,
+    OcrPass,
     ReadOptions,
     document_from_words,
     import_pymupdf,
     iter_ocr,
+    passes_by_name,
 )
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pbm",
@@ -142,7 +142,7 @@ def where(job: OcrJob) -> str:
     return job.path if job.page == 0 else f"{job.path} (page {job.page})"
 
 
-def outcome_document(out: OcrOutcome, configs: Sequence[OcrConfig]) -> Document | LoadFailure:
+def outcome_document(out: OcrOutcome, configs: Sequence[OcrPass]) -> Document | LoadFailure:
     """The page's Document, or the failure (file and reason) when it has no words."""
     job = out.job
     if out.error is not None:
@@ -158,7 +158,7 @@ def _failure(err: DocumentLoadError) -> LoadFailure:
     return LoadFailure(err.path, err.reason)
 
 
-def iter_image_documents(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig],
+def iter_image_documents(jobs: Sequence[OcrJob], configs: Sequence[OcrPass],
                          workers: int | None = 2, cache_dir: str | Path | None = "default",
                          options: ReadOptions | None = None,
                          on_page: Callable[[], None] | None = None,
@@ -170,20 +170,21 @@ def iter_image_documents(jobs: Sequence[OcrJob], configs: Sequence[OcrConfig],
         yield outcome_document(out, configs)
 
 
-def load_image_folder(path: str | Path, configs: Sequence[OcrConfig] | None = None,
+def load_image_folder(path: str | Path, configs: Sequence[OcrPass] | None = None,
                       workers: int | None = 2, cache_dir: str | Path | None = "default",
                       dpi: int = PDF_DPI, progress: bool = True,
                       options: ReadOptions | None = None,
                       exclude: Collection[str] = ()) -> LoadReport:
-    """OCR every image / PDF page under ``path`` into Documents (first config = words).
+    """OCR every image / PDF page under ``path`` into Documents (first pass = words, the
+    others variants the extractor merges).
 
-    ``configs`` defaults to the first default variant only (one pass is ~1 s per receipt);
-    pass ``DEFAULT_VARIANTS`` for the extra variant passes the extractor can merge. Pages
-    whose id is in ``exclude`` are not read.
+    ``configs`` defaults to the default engines' passes (``extractor.ocr.passes_by_name``),
+    the same every other path that reads images uses. Pages whose id is in ``exclude`` are
+    not read.
     """
     from tqdm import tqdm
 
-    configs = list(configs or DEFAULT_VARIANTS[:1])
+    configs = list(configs or passes_by_name())
     jobs, report = plan_folder(path, dpi)
     jobs = [j for j in jobs if j.doc_id not in exclude]
     with tqdm(total=len(jobs), desc="OCR", unit="page", disable=not progress) as bar:

@@ -20,7 +20,7 @@ from extractor.document import RECEIPT_SCHEMA, Box, Document, Schema, Word
 from extractor.loaders.report import DocumentLoadError, LoadFailure, LoadReport, read_json
 
 if TYPE_CHECKING:
-    from extractor.ocr import OcrConfig, ReadOptions
+    from extractor.ocr import OcrPass, ReadOptions
 
 Line = tuple[Box, str]
 T = TypeVar("T")
@@ -201,11 +201,14 @@ def load_sroie(root: str | Path, ids: Iterable[str] | None = None, *, ocr: str =
                options: ReadOptions | None = None) -> LoadReport:
     """Receipts of a SROIE folder (all, or ``ids``), bad ones listed as failures.
 
-    ``ocr="tesseract"`` re-reads every image with ``extractor.ocr.DEFAULT_VARIANTS``: the first
-    variant gives ``words``, the others go to ``variants``; results are cached in ``cache_dir``.
+    ``ocr="images"`` re-reads every image with the default OCR engines, ``ocr="tesseract"``
+    with ``extractor.ocr.DEFAULT_VARIANTS``: the first pass gives ``words``, the others go to
+    ``variants``; results are cached in ``cache_dir``.
     """
-    if ocr not in ("provided", "tesseract"):
-        raise ValueError(f"ocr must be 'provided' or 'tesseract', got {ocr!r}")
+    from extractor.loaders import OCR_MODES, image_passes
+
+    if ocr not in OCR_MODES:
+        raise ValueError(f"ocr must be one of {', '.join(OCR_MODES)}, got {ocr!r}")
     root = Path(root)
     if not is_sroie_dir(root):
         raise ValueError(f"{root}: not a SROIE folder (expected box/ and key/ subfolders)")
@@ -216,19 +219,21 @@ def load_sroie(root: str | Path, ids: Iterable[str] | None = None, *, ocr: str =
             report.documents.append(load_sroie_document(root, doc_id, schema))
         except DocumentLoadError as e:
             report.add_failure(e)
-    if ocr == "tesseract":
+    if ocr != "provided":
         report = tesseract_documents(report, workers=workers, cache_dir=cache_dir,
-                                     progress=progress, options=options)
+                                     configs=image_passes(ocr), progress=progress,
+                                     options=options)
     return report
 
 
 def tesseract_documents(report: LoadReport, *, workers: int = 2,
                         cache_dir: str | Path | None = "default",
-                        configs: Sequence[OcrConfig] | None = None,
+                        configs: Sequence[OcrPass] | None = None,
                         progress: bool = True, options: ReadOptions | None = None) -> LoadReport:
-    """The same documents with their words replaced by tesseract's (from ``doc.source``).
+    """The same documents with their words replaced by OCR's (from ``doc.source``; ``configs``
+    default to the tesseract passes).
 
-    Gold, id and meta are kept; a page tesseract cannot read becomes a failure.
+    Gold, id and meta are kept; a page the OCR cannot read becomes a failure.
     """
     out = LoadReport(failures=list(report.failures))
     with tqdm(total=len(report.documents), desc="tesseract", unit="page",
@@ -242,7 +247,7 @@ def tesseract_documents(report: LoadReport, *, workers: int = 2,
 
 def iter_tesseract_documents(docs: Sequence[Document], *, workers: int = 2,
                              cache_dir: str | Path | None = "default",
-                             configs: Sequence[OcrConfig] | None = None,
+                             configs: Sequence[OcrPass] | None = None,
                              options: ReadOptions | None = None,
                              on_page: Callable[[], None] | None = None,
                              ) -> Iterator[Document | LoadFailure]:

@@ -9,6 +9,11 @@ Merging OCR passes: every pass (``doc.words`` and each of ``doc.variants``) is d
 a value's merged score is its mean probability over the passes (a uniform mixture: values read
 the same way by several passes rise, values only one pass can read stay in the k-best list).
 
+Engine agreement: each pass belongs to an OCR engine (``Document.meta["ocr"]["engines"]``);
+a merged candidate lists the engines on whose passes it was the field's best value
+(``Candidate.engines``), so ``FieldResult.agreement`` says whether independent engines
+(tesseract and PP-OCRv6) read the same value, for calibration and auto-accept to use.
+
 Decisions depend on the OCR that read the page: the "absent" threshold, the confidence
 calibrator and the lexicon correction of low-confidence words (``extractor.lexicon``) come from
 ``ocr_profiles[engine]`` when the model has one for the page's engine (``tesseract`` for
@@ -87,6 +92,15 @@ class KVPredictor:
     def _passes(self, doc: Document) -> list[tuple[str, list[Word]]]:
         return [(doc.ocr, doc.words)] + list(doc.variants.items())
 
+    @staticmethod
+    def pass_engines(doc: Document) -> list[str]:
+        """The OCR engine of each pass of ``doc`` (``_passes`` order): from the page's OCR
+        settings, from a ``engine:pass`` name, else the engine of its main words."""
+        main = ocr_engine(doc.ocr)
+        known = (doc.meta.get("ocr") or {}).get("engines") or {}
+        return [main] + [known.get(name) or (name.split(":", 1)[0] if ":" in name else main)
+                         for name in doc.variants]
+
     @torch.inference_mode()
     def member_pass_log_probs(self, docs: Sequence[Document], members: Sequence[str],
                               batch_size: int = 8, with_variants: bool = True,
@@ -114,8 +128,16 @@ class KVPredictor:
 
     # -- postprocess -------------------------------------------------------------------------
     def profile(self, doc: Document) -> DecisionProfile:
-        """The decision profile for ``doc``: its OCR engine's, else the default one."""
-        return self.ocr_profiles.get(ocr_engine(doc.ocr), self.default_profile)
+        """The decision profile for ``doc``: its OCR engine's, else that of another engine
+        that read the page, else any image engine's (a model fitted on PP-OCRv6 pages reading
+        tesseract ones: image input either way), else the default one."""
+        engines = self.pass_engines(doc)
+        if engines[0] == "provided":  # given words with OCR passes beside them (training)
+            return self.ocr_profiles.get("provided", self.default_profile)
+        for engine in [*dict.fromkeys(engines), *self.ocr_profiles]:
+            if engine in self.ocr_profiles and engine != "provided":
+                return self.ocr_profiles[engine]
+        return self.default_profile
 
     def uncalibrated(self) -> KVPredictor:
         """The same model and decisions with identity calibrators (raw confidences)."""
@@ -152,14 +174,20 @@ class KVPredictor:
                                 value_fn=value_fn))
             for p, ((name, words), lp) in enumerate(zip(passes, lps))]
         merged: dict[str, Candidate] = {}
-        for p, (_, dec) in enumerate(decs):
+        best_of: dict[str, set[str]] = {}  # value key -> engines whose best reading it is
+        for p, ((_, dec), engine) in enumerate(zip(decs, self.pass_engines(doc))):
             for c in dec.candidates:
                 key = lenient_key(c.value)
                 if key not in merged:  # variant word indices do not point into doc.words
                     merged[key] = Candidate(c.value, 0.0, c.word_indices if p == 0 else [],
                                             c.source)
                 merged[key].score += c.score / len(decs)
+            if dec.candidates:
+                best_of.setdefault(lenient_key(dec.candidates[0].value), set()).add(engine)
         cands = sorted(merged.values(), key=lambda c: -c.score)[:k]
+        if len(set(self.pass_engines(doc))) > 1:
+            for c in cands:
+                c.engines = sorted(best_of.get(lenient_key(c.value), ()))
         for c in cands:
             c.logprob = float(torch.tensor(max(c.score, 1e-300)).log())
         return MergedField(cands, sum(d.absent_prob for _, d in decs) / len(decs))

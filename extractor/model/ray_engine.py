@@ -51,7 +51,7 @@ from extractor.model.batch import (
     predict_isolated,
     result_line,
 )
-from extractor.ocr import OcrConfig, OcrJob, ReadOptions
+from extractor.ocr import OcrJob, OcrPass, ReadOptions
 
 Batch = dict[str, Any]  # a Ray Data batch in numpy format: column -> array of values
 LOST = ("no result came back from Ray: the task reading or extracting it failed (its worker "
@@ -137,7 +137,7 @@ def work_rows(plan: ReadPlan, done: set[str],
 
 # -- the OCR stage ---------------------------------------------------------------------------
 
-def read_item(item: OcrJob | Document, configs: list[OcrConfig], options: ReadOptions | None,
+def read_item(item: OcrJob | Document, configs: list[OcrPass], options: ReadOptions | None,
               cache_dir: str) -> Document | LoadFailure:
     """One page read in this task as the local pool reads it (tesseract inline, one thread)."""
     from extractor.loaders.images import iter_image_documents, where
@@ -153,7 +153,7 @@ def read_item(item: OcrJob | Document, configs: list[OcrConfig], options: ReadOp
         return LoadFailure(name, f"unexpected error reading the page ({type(e).__name__}: {e})")
 
 
-def read_pages(batch: Batch, configs: list[OcrConfig], options: ReadOptions | None,
+def read_pages(batch: Batch, configs: list[OcrPass], options: ReadOptions | None,
                cache_dir: str) -> Batch:
     """The OCR stage: each work item's page (a ``Document``) or its ``LoadFailure``."""
     return as_batch([(str(i), read_item(item, configs, options, cache_dir))

@@ -26,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="deterministic split (dev = every fifth id; see extractor/splits.py)")
     parser.add_argument("--ocr", choices=OCR_MODES, default="provided",
-                        help="'provided': the dataset's own words; 'tesseract': re-OCR the page "
-                             "images with the default variants (cached)")
-    parser.add_argument("--workers", type=int, default=2, help="parallel tesseract processes")
+                        help="'provided': the dataset's own words; 'images': re-read the page "
+                             "images with the OCR engines (--ocr-engines); 'tesseract': with "
+                             "the five tesseract passes (cached)")
+    parser.add_argument("--workers", type=int, default=2, help="parallel OCR processes")
     parser.add_argument("--out", help="output JSONL of Documents (omit to only summarise)")
     parser.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)
     add_read_arguments(parser)
@@ -44,6 +45,36 @@ def add_read_arguments(parser: argparse.ArgumentParser) -> None:
                              f"a failure (default: {PAGE_TIMEOUT:g}; 0 = no limit)")
     parser.add_argument("--no-orient", action="store_true",
                         help="do not check poorly read pages for 90/180/270 degree rotation")
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """``--ocr-engines``: which OCR engines read page images, for every command that reads
+    them (``kvloop.cli`` adds it; ``use_engines`` applies it)."""
+    from extractor.ocr import DEFAULT_ENGINES, ENGINES_ENV
+
+    parser.add_argument("--ocr-engines", default=None, metavar="SPEC",
+                        help=f"OCR engines and passes that read page images, first = the "
+                             f"page's words, the rest merged: 'rapidocr' (PP-OCRv6), "
+                             f"'tesseract' (its five passes), tesseract pass names (psm6, ...), "
+                             f"joined with '+' (default: ${ENGINES_ENV} or {DEFAULT_ENGINES})")
+
+
+def use_engines(args: argparse.Namespace) -> str | None:
+    """Make ``--ocr-engines`` the default of this process and the processes it starts (OCR
+    workers, Ray workers, the review UI); an error message for an unknown spec, else None."""
+    import os
+
+    from extractor.ocr import ENGINES_ENV, passes_by_name
+
+    spec = getattr(args, "ocr_engines", None)
+    if spec is None:
+        return None
+    try:
+        passes_by_name(spec)
+    except ValueError as e:
+        return f"--ocr-engines: {e}"
+    os.environ[ENGINES_ENV] = spec
+    return None
 
 
 def read_options(args: argparse.Namespace) -> ReadOptions:

@@ -17,8 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="SROIE folder, kvloop JSONL, image folder or 'demo'")
     parser.add_argument("--split", default="dev", help="dataset split (default: dev)")
-    parser.add_argument("--ocr", default="provided", choices=("provided", "tesseract", "both"),
-                        help="OCR pass to evaluate on; 'both' puts them side by side")
+    parser.add_argument("--ocr", default="provided",
+                        choices=("provided", "images", "tesseract", "both"),
+                        help="words to evaluate on: the dataset's own ('provided'), its page "
+                             "images read by the OCR engines ('images', --ocr-engines) or by "
+                             "the five tesseract passes ('tesseract'); 'both' puts provided "
+                             "and images side by side")
     parser.add_argument("--out", required=True, help="output folder for the report")
     parser.add_argument("--k", type=int, default=5, help="candidates per field (recall@k)")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")

@@ -1,6 +1,6 @@
 """``kvloop extract <model> <images|pdfs|dataset> --out results.jsonl [--rerank REWARD]``.
 
-Loads the documents (tesseract for images/PDFs, or a dataset's own OCR), runs the saved model
+Loads the documents (the OCR engines for images/PDFs, or a dataset's own OCR), runs the saved model
 over them in chunks as the OCR pool reads them, and appends one line per document to
 ``--out`` (``extractor.model.batch.ResultsFile``: ``ExtractionResult.export()`` plus the OCR
 settings that produced the words). Files that cannot be read and documents that fail are
@@ -30,6 +30,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from extractor.devices import DEVICE_HELP
+from extractor.loaders import OCR_MODES
 from extractor.loaders.report import ALLOW_PARTIAL_HELP, batch_status
 from kvloop.commands.data import add_read_arguments, read_options
 
@@ -52,14 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="replace --out instead of resuming it")
     parser.add_argument("--k", type=int, default=5, help="candidates per field (default: 5)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    parser.add_argument("--ocr", choices=("provided", "tesseract"), default="provided",
-                        help="for datasets with their own OCR: use it, or re-read with tesseract")
+    parser.add_argument("--ocr", choices=OCR_MODES, default="provided",
+                        help="for datasets with their own OCR: use it, or re-read the page "
+                             "images with the OCR engines ('images', --ocr-engines) or the "
+                             "five tesseract passes; images and PDFs are always read with the "
+                             "engines")
     parser.add_argument("--split", default="all", help="dataset split (train/dev/all/...)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 2; with --engine ray: 1 per model "
                              "actor, which reserves as many CPUs)")
     parser.add_argument("--workers", type=int, default=2,
-                        help="parallel tesseract processes (local engine; Ray runs one OCR "
+                        help="parallel OCR processes (local engine; Ray runs one OCR "
                              "task per free CPU)")
     parser.add_argument("--device", default="auto", help=f"model device: {DEVICE_HELP}")
     parser.add_argument("--rerank", metavar="REWARD_DIR", default=None,
@@ -69,7 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_read_arguments(parser)
     ray = parser.add_argument_group("engine")
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
-                     help="local: a tesseract pool and the model in this process; ray: the "
+                     help="local: an OCR pool and the model in this process; ray: the "
                           "same pipeline on Ray Data (default: local)")
     ray.add_argument("--ray-address", default=None, metavar="ADDR",
                      help="Ray cluster to run on ('auto', 'ray://head:10001'); default: a "

@@ -1,4 +1,4 @@
-"""``kvloop ocr``: tesseract over images, PDFs or folders of them, written as kvloop JSONL."""
+"""``kvloop ocr``: the OCR engines over images, PDFs or folders of them, as kvloop JSONL."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ import sys
 from extractor.document import write_jsonl
 from extractor.loaders.images import load_image_folder
 from extractor.loaders.report import LoadReport
-from extractor.ocr import ALL_VARIANTS, variants_by_name
+from extractor.ocr import ALL_VARIANTS, passes_by_name
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, PDF files or folders of them")
     parser.add_argument("--out", required=True, help="output JSONL of Documents")
-    parser.add_argument("--variants", default="psm6",
-                        help="OCR passes: 'default' (the extractor's set), 'all', or a comma "
-                             f"list of names from: {', '.join(c.name for c in ALL_VARIANTS)}. "
-                             "The first gives Document.words, the rest Document.variants "
-                             "(default: psm6)")
+    parser.add_argument("--variants", default=None,
+                        help="OCR passes, as --ocr-engines: 'rapidocr', 'tesseract' (five "
+                             "passes), 'tesseract-all', or pass names from: "
+                             f"{', '.join(c.name for c in ALL_VARIANTS)}, joined with '+' or "
+                             "','. The first gives Document.words, the rest Document.variants "
+                             "(default: the --ocr-engines default, what extract reads with)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="parallel single-threaded tesseract processes (default: CPU count)")
+                        help="parallel single-threaded OCR processes (default: CPU count)")
     parser.add_argument("--dpi", type=int, default=200, help="PDF rendering resolution")
     parser.add_argument("--cache-dir", default="default",
                         help="OCR cache folder (default: $KVLOOP_CACHE/ocr or ~/.cache/kvloop/ocr)")
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        configs = variants_by_name(args.variants)
+        configs = passes_by_name(args.variants)
     except ValueError as e:
         print(f"kvloop ocr: {e}", file=sys.stderr)
         return 2
