@@ -29,6 +29,7 @@ from extractor.ocr import (  # one pixel cap and check for uploads and for OCR, 
     image_size,
     megapixels,
     rotate_upright,
+    to_8bit,
 )
 
 # One colour per field position in the schema; the field under edit gets a thick outline.
@@ -120,12 +121,15 @@ def _load(source: str, page: int, width: int, rotation: int = 0) -> Image.Image:
     else:
         image_size(path)  # header only: a page over MAX_PIXELS raises, not decoded
         with Image.open(path, formats=PAGE_FORMATS) as im:
+            if page > 0:  # a frame of a multi-frame image (a scanner's TIFF), from 1
+                im.seek(page - 1)
             # JPEG: decode at the smallest DCT scale still >= the width needed (a 5000x7000
             # scan shown 700 px wide decodes at 1/4 size, several times faster).
             upright_w = max(_upright_width(im, rotation), 1)
             im.draft("RGB", (max(1, width * im.width // upright_w),
                              max(1, width * im.height // upright_w)))
-            img = (ImageOps.exif_transpose(im) or im).convert("RGB")  # as extractor.ocr reads
+            # as extractor.ocr reads: 16-bit stretched, alpha on white, EXIF orientation
+            img = to_8bit(ImageOps.exif_transpose(im) or im).convert("RGB")
     img = rotate_upright(img, rotation)
     if img.width > width:
         img = img.resize((width, max(1, round(img.height * width / img.width))),
