@@ -26,7 +26,7 @@ import torch
 from eval.field_scores import score_results
 from extractor.document import RECEIPT_SCHEMA, Document, Schema
 from extractor.lexicon import build_lexicon
-from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.calibrate import Calibrator, DecisionProfile, profile_engine
 from extractor.model.card import ModelCard, TrainingRecord, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate
@@ -113,7 +113,7 @@ class SupervisedTrainer(Trainer):
     @property
     def default_engine(self) -> str:
         """The OCR engine of the calibration pages: the default decision profile's."""
-        return ocr_engine(self.calib_docs[0].ocr) if self.calib_docs else "provided"
+        return profile_engine(self.calib_docs[0].ocr) if self.calib_docs else "provided"
 
     # -- the loop's hooks ----------------------------------------------------------------------
     @property

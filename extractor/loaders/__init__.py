@@ -66,10 +66,11 @@ def detect_format(spec: str | Path) -> str:
                          f"tasks) nor a FUNSD annotation (an object with 'form')")
     if p.is_dir() and funsd_files(p):
         return "funsd"
-    from extractor.loaders.images import IMAGE_SUFFIXES, find_inputs
+    from extractor.loaders.images import IMAGE_SUFFIXES, UNREADABLE_SUFFIXES, find_inputs
     from extractor.ocr import PDF_SUFFIXES
 
-    if p.is_dir() and find_inputs(p) or p.suffix.lower() in IMAGE_SUFFIXES | PDF_SUFFIXES:
+    readable = IMAGE_SUFFIXES | UNREADABLE_SUFFIXES | PDF_SUFFIXES
+    if p.is_dir() and find_inputs(p) or p.suffix.lower() in readable:
         return "images"
     raise ValueError(f"{p}: not a dataset kvloop can read (expected {_EXPECTED})")
 
@@ -181,7 +182,8 @@ def _plan_images(spec: str | Path, split: str, ocr: str,
     from extractor.loaders.images import plan_folder
     from extractor.ocr import DEFAULT_VARIANTS
 
-    jobs, report = plan_folder(spec)
+    # ``tesseract`` asks for OCR: PDF pages are OCR'd even where they hold their own text.
+    jobs, report = plan_folder(spec, text_layer=ocr != "tesseract")
     by_id = {j.doc_id: j for j in jobs}
     todo = [by_id[i] for i in split_ids(by_id, split) if i not in exclude]
     # Variants cost one tesseract pass each; ask for them only when the user asked for

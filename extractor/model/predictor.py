@@ -12,7 +12,8 @@ the same way by several passes rise, values only one pass can read stay in the k
 Decisions depend on the OCR that read the page: the "absent" threshold, the confidence
 calibrator and the lexicon correction of low-confidence words (``extractor.lexicon``) come from
 ``ocr_profiles[engine]`` when the model has one for the page's engine (``tesseract`` for
-images), else from the default profile (fitted on the calibration split as loaded, SROIE: the
+images; a PDF page read from its text layer takes the provided words' profile), else from the
+default profile (fitted on the calibration split as loaded, SROIE: the
 provided words).
 
 Reranking: ``load_predictor(model_dir, rerank=REWARD_DIR)`` returns a
@@ -42,7 +43,7 @@ from extractor.document import (
     Word,
 )
 from extractor.lexicon import Lexicon
-from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.calibrate import Calibrator, DecisionProfile, profile_engine
 from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
@@ -110,8 +111,9 @@ class KVPredictor:
 
     # -- postprocess -------------------------------------------------------------------------
     def profile(self, doc: Document) -> DecisionProfile:
-        """The decision profile for ``doc``: its OCR engine's, else the default one."""
-        return self.ocr_profiles.get(ocr_engine(doc.ocr), self.default_profile)
+        """The decision profile for ``doc``: its OCR engine's (``profile_engine``: a PDF text
+        layer's is the provided words'), else the default one."""
+        return self.ocr_profiles.get(profile_engine(doc.ocr), self.default_profile)
 
     def uncalibrated(self) -> KVPredictor:
         """The same model and decisions with identity calibrators (raw confidences)."""
