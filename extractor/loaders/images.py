@@ -189,17 +189,18 @@ def load_image_folder(path: str | Path, configs: Sequence[OcrConfig] | None = No
                       workers: int | None = 2, cache_dir: str | Path | None = "default",
                       dpi: int = PDF_DPI, progress: bool = True,
                       options: ReadOptions | None = None,
-                      exclude: Collection[str] = ()) -> LoadReport:
+                      exclude: Collection[str] = (), text_layer: bool = True) -> LoadReport:
     """OCR every image / PDF page under ``path`` into Documents (first config = words).
 
     ``configs`` defaults to the first default variant only (one pass is ~1 s per receipt);
     pass ``DEFAULT_VARIANTS`` for the extra variant passes the extractor can merge. Pages
-    whose id is in ``exclude`` are not read.
+    whose id is in ``exclude`` are not read; ``text_layer=False`` OCRs PDF pages that hold
+    their own text too.
     """
     from tqdm import tqdm
 
     configs = list(configs or DEFAULT_VARIANTS[:1])
-    jobs, report = plan_folder(path, dpi)
+    jobs, report = plan_folder(path, dpi, text_layer)
     jobs = [j for j in jobs if j.doc_id not in exclude]
     with tqdm(total=len(jobs), desc="OCR", unit="page", disable=not progress) as bar:
         for item in iter_image_documents(jobs, configs, workers, cache_dir, options, bar.update):

@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=5, help="candidates per field (default: 5)")
     parser.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
     parser.add_argument("--ocr", choices=("provided", "tesseract"), default="provided",
-                        help="for datasets with their own OCR: use it, or re-read with tesseract")
+                        help="for datasets with their own OCR: use it, or re-read with "
+                             "tesseract; for PDFs: read pages' own text where usable, or OCR "
+                             "every page")
     parser.add_argument("--split", default="all", help="dataset split (train/dev/all/...)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 2; with --engine ray: 1 per model "
