@@ -98,6 +98,12 @@ def test_frames_of_a_tiff_are_pages_and_an_animation_is_its_first_frame(tmp_path
     pages[0].save(tmp_path / "a.gif", save_all=True, append_images=pages[1:], duration=100)
     assert image_frames(tmp_path / "a.gif") == ImageFrames(
         0, "animated GIF of 3 frames: only the first frame is read")
+    pages[0].convert("RGB").save(tmp_path / "a.webp", save_all=True,
+                                 append_images=[p.convert("RGB") for p in pages[1:]],
+                                 duration=100, lossless=True)
+    assert image_frames(tmp_path / "a.webp").note == (
+        "animated WebP of 3 frames: only the first frame is read")
+    assert _ink_and_paper(open_image(tmp_path / "a.webp")) == (0, 255)
     pages[0].save(tmp_path / "one.tif")
     assert image_frames(tmp_path / "one.tif") == ImageFrames(0)
     (tmp_path / "junk.tif").write_bytes(b"junk")
