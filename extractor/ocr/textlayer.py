@@ -14,10 +14,13 @@ image, which may be good or garbage. ``judge`` keeps a page's text layer when:
 Measured (``readable_share`` per page): the 100 SROIE dev receipts' provided words (exact text,
 what a born-digital receipt holds): 0.55-0.79, median 0.67 (Malay addresses and company names
 are not English words); tesseract psm6 on 20 of those scans: 0.53-0.74, median 0.60; on the
-same scans reduced 4x and blurred (a poor OCR layer): 0-0.71, median 0.50; a layer of random
-marks: 0.15. So a visible layer is refused only when it is clearly not text (under 0.25), and an
-invisible one is kept from 0.6, the median of tesseract's clean reads: a poorer OCR layer is
-replaced by our own OCR, whose passes the extractor merges.
+same scans reduced 4x and blurred (a poor OCR layer): 0-0.71, median 0.50; random marks:
+0.06-0.15 (``scripts/bench_pdf_text.py --rule 20``; BENCHMARKS.md, "PDF text layers"). So a
+visible layer is refused only when it is clearly not text (under 0.25), and an invisible one
+is kept from 0.6, the median of tesseract's clean reads: a poorer OCR layer is replaced by our
+own OCR, whose passes the extractor merges. The share cannot tell a mediocre OCR layer from a
+good one reliably (the poor reads' upper quartile overlaps the clean ones), so the bar for
+invisible layers errs towards OCR, which costs time, never the words of a born-digital page.
 """
 
 from __future__ import annotations
@@ -129,8 +132,8 @@ def read_text_layer(path: str | Path, page: int, dpi: int = 200) -> TextLayer:
         if not text:
             continue
         r = pymupdf.Rect(x0, y0, x1, y1) * to_pixels
-        box = (max(0, min(size[0], int(r.x0))), max(0, min(size[1], int(r.y0))),
-               max(0, min(size[0], int(r.x1 + 0.999))), max(0, min(size[1], int(r.y1 + 0.999))))
+        box = (max(0, min(size[0], round(r.x0))), max(0, min(size[1], round(r.y0))),
+               max(0, min(size[0], round(r.x1))), max(0, min(size[1], round(r.y1))))
         words.append(Word(text, box, 1.0, lines.setdefault((block, line), len(lines))))
     chars = sum(len(s["chars"]) for s in trace)
     hidden = sum(len(s["chars"]) for s in trace if s["type"] == 3 or s.get("opacity", 1) == 0)
