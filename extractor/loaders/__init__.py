@@ -7,7 +7,8 @@ What ``spec`` may be (checked in this order):
 * a ``.jsonl`` file of ``Document.export()`` lines (what ``kvloop data --out`` writes),
 * a Label Studio JSON export (OCR template),
 * a FUNSD annotation file, or a folder of them (``annotations/`` or ``*.json`` with ``form``),
-* an image / PDF file or a folder of them, read by tesseract (``extractor.loaders.images``).
+* an image / PDF file or a folder of them, read by tesseract or from a PDF's own text layer
+  (``extractor.loaders.images``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Every image file is one ``Document`` (``page`` 0), but for a multi-frame still i
 scanner's or fax server's TIFF), each of whose frames is one (``page`` counted from 1); every
 PDF page is one (``page`` counted from 1), read from its own text layer when it has a usable
 one (``extractor.ocr.textlayer``), else rendered with PyMuPDF and OCR'd. A document's id is the
-file's stem (``<stem>-p<page>`` for a PDF page or a frame); files whose stems collide (``scan.jpg`` and ``scan.png``, or ``a/scan.jpg`` and
-``b/scan.jpg``) take their whole name, then their path under the folder, so every file is read
+file's stem (``<stem>-p<page>`` for a PDF page or a frame); files whose stems collide
+(``scan.jpg`` and ``scan.png``, or ``a/scan.jpg`` and ``b/scan.jpg``) take their whole name, then their path under the folder, so every file is read
 and ids stay the same from one run to the next (``document_ids``). Files that cannot be read,
 PDFs that cannot be opened and pages on which OCR finds no word become failures in the
 ``LoadReport``; the batch goes on.

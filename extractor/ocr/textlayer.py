@@ -28,7 +28,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -84,7 +84,6 @@ class TextLayer:
     readable: float = 0.0
     usable: bool = False
     reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def settings(self) -> dict[str, Any]:
         """What the page's ``meta["ocr"]`` says about its text layer."""
