@@ -21,7 +21,7 @@ from format_corpus import KINDS, NOTES, TESSERACT, garbage_words, write_formats
 from PIL import Image
 from test_bad_input import check_records, read_ids, records
 
-from extractor.document import TEXT_LAYER_OCR, Document, Word, read_jsonl
+from extractor.document import TEXT_LAYER_OCR, Document, Word, read_jsonl, write_jsonl
 from extractor.ocr import (
     ImageFrames,
     TextLayer,
@@ -215,6 +215,29 @@ def test_eval_scores_each_input_kind_apart() -> None:
     assert set(both) == {"provided/pdf-text", "provided/tesseract", "tesseract"}
     plain = Dataset("provided", [Document("x", [], 1, 1)], {}, [])
     assert split_input_kinds({"provided": plain}) == {"provided": plain}
+
+
+def test_kvloop_eval_reports_text_layer_pages_as_their_own_input_kind(model_dir, tmp_path
+                                                                      ) -> None:
+    docs = [Document(f"d{i}", [Word(t, (10 * j, 5, 10 * j + 8, 15), 1.0, 0)
+                               for j, t in enumerate(["SHOP", "TOTAL", f"{i}.50"])], 200, 40,
+                     ocr=TEXT_LAYER_OCR if i % 2 else TESSERACT,
+                     gold={"company": "SHOP", "total": f"{i}.50"}) for i in range(4)]
+    data = tmp_path / "docs.jsonl"
+    write_jsonl(str(data), docs)
+    for how in (["--model", str(model_dir)], ["--results", "RESULTS"]):
+        out = tmp_path / how[0].strip("-")
+        if how[0] == "--results":  # the model run's predictions of both kinds, in one file
+            rows = [r for f in sorted((tmp_path / "model").glob("results-*.jsonl"))
+                    for r in read_jsonl(str(f))]
+            write_jsonl(str(tmp_path / "all.jsonl"), rows)
+            how = ["--results", str(tmp_path / "all.jsonl")]
+        assert main(["eval", *how, "--data", str(data), "--split", "all", "--out", str(out),
+                     "--n-boot", "20"]) == 0
+        report = json.loads((out / "report.json").read_text())
+        runs = {r["ocr"]: r["metrics"]["n_docs"] for r in report["runs"]}
+        assert runs == {"pdf-text": 2, "tesseract": 2}, how
+        assert not report["meta"]["load_failures"]
 
 
 # -- the corpus through the commands ------------------------------------------------------------
