@@ -26,6 +26,7 @@ from extractor.ocr import (  # one pixel cap and check for uploads and for OCR, 
     MAX_PIXELS,
     ROTATIONS,
     TooManyPixels,
+    image_frames,
     image_size,
     megapixels,
     rotate_upright,
@@ -35,7 +36,7 @@ from extractor.ocr import (  # one pixel cap and check for uploads and for OCR, 
 # One colour per field position in the schema; the field under edit gets a thick outline.
 PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
 ACTIVE = "#d62728"
-MAX_PDF_PAGES = 50  # each page is OCR'd while the operator waits
+MAX_PDF_PAGES = 50  # pages of a PDF or TIFF: each is read while the operator waits
 # What scans come as. PIL tells formats by content, not name: an EPS (Ghostscript) or any rarer
 # decoder behind a ".png" name is refused instead of decoded.
 PAGE_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM")
@@ -53,6 +54,9 @@ def _image_pixel_problem(data: bytes, max_pixels: int) -> str | None:
     if kind not in PAGE_FORMATS:
         return (f"the file holds {kind} data, not one of the image types accepted "
                 "(PNG, JPEG, TIFF, BMP, GIF, WebP, PNM)")
+    pages = image_frames(io.BytesIO(data)).pages
+    if pages > MAX_PDF_PAGES:
+        return f"the {kind} file has {pages} pages; at most {MAX_PDF_PAGES} per upload"
     return None
 
 

@@ -313,6 +313,20 @@ def test_extract_gives_every_page_a_line_or_a_record(corpus, model_dir, tmp_path
     assert lines["born-digital-p1"]["ocr"]["text_layer"]["used"]
 
 
+def test_an_upload_of_more_frames_than_pages_allowed_is_refused() -> None:
+    from feedback_ui.imaging import MAX_PDF_PAGES, pixel_problem
+
+    def tiff(n: int) -> bytes:
+        buf = io.BytesIO()
+        page = _page("uint8", 255, 0)
+        page.save(buf, "TIFF", save_all=True, append_images=[page] * (n - 1))
+        return buf.getvalue()
+
+    assert pixel_problem(tiff(MAX_PDF_PAGES), ".tif") is None
+    assert pixel_problem(tiff(MAX_PDF_PAGES + 1), ".tif") == (
+        f"the TIFF file has {MAX_PDF_PAGES + 1} pages; at most {MAX_PDF_PAGES} per upload")
+
+
 @pytest.mark.slow
 def test_uploads_read_every_page_or_name_the_reason(corpus, tmp_path) -> None:
     from extractor.model.predictor import load_predictor
