@@ -45,7 +45,8 @@ def compare_pair(a: RunEval, b: RunEval, fields: Sequence[str], n_boot: int = 10
 def compare_all(runs: Sequence[RunEval], fields: Sequence[str], n_boot: int = 1000,
                 seed: int = 0) -> list[dict]:
     """Every pair of models on the same OCR pass, and each model across OCR passes (the OCR
-    effect: same model, same documents, only the words differ)."""
+    effect: same model, same documents, only the words differ). Runs that share no document
+    (the text-layer pages and the scanned pages of one folder) are not compared."""
     return [compare_pair(a, b, fields, n_boot, seed)
             for a, b in combinations(runs, 2)
-            if (a.ocr == b.ocr) != (a.model == b.model)]
+            if (a.ocr == b.ocr) != (a.model == b.model) and set(a.doc_ids) & set(b.doc_ids)]

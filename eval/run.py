@@ -128,6 +128,30 @@ def load_dataset(spec: str, split: str, ocr: str, schema: Schema,
     return Dataset(ocr, docs, tags, problems)
 
 
+def split_input_kinds(datasets: dict[str, Dataset]) -> dict[str, Dataset]:
+    """Each dataset whose pages are of several input kinds (``ocr_engine`` of their ``ocr``:
+    ``provided``, ``tesseract``, ``pdf-text``), or that holds PDF text-layer pages, split into
+    one dataset per kind, so that each kind is scored and reported on its own. A kind's label
+    is its name, prefixed by the OCR choice when there are several (``provided/pdf-text``)."""
+    from extractor.document import TEXT_LAYER_OCR
+    from extractor.model.calibrate import ocr_engine
+
+    out: dict[str, Dataset] = {}
+    for choice, ds in datasets.items():
+        kinds: dict[str, list[Document]] = {}
+        for d in ds.docs:
+            kinds.setdefault(ocr_engine(d.ocr), []).append(d)
+        if len(kinds) < 2 and TEXT_LAYER_OCR not in kinds:
+            out[choice] = ds
+            continue
+        for i, (kind, docs) in enumerate(sorted(kinds.items())):
+            label = kind if len(datasets) == 1 else f"{choice}/{kind}"
+            out[label] = Dataset(label, docs, {d.id: ds.gold_tags[d.id] for d in docs
+                                               if d.id in ds.gold_tags},
+                                 ds.problems if i == 0 else [])
+    return out
+
+
 def predict_all(predictor: Any, docs: Sequence[Document], k: int, batch_size: int
                 ) -> tuple[list[ExtractionResult], dict[str, list[str]], list[str]]:
     """Results and predicted word tags; a failing batch is retried per document and the
@@ -241,7 +265,9 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
     timing["load_models"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    datasets = {o: load_dataset(cfg.data, cfg.split, o, schema, cfg.limit) for o in ocrs}
+    datasets = split_input_kinds({o: load_dataset(cfg.data, cfg.split, o, schema, cfg.limit)
+                                  for o in ocrs})
+    ocrs = list(datasets)
     timing["load_data_and_align"] = time.perf_counter() - t
     label = data_label(cfg.data, cfg.split)
     runs: list[RunEval] = []
@@ -258,7 +284,7 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
                 res, tags, probs = predict_all(p, ds.docs, cfg.k, cfg.batch_size)
                 timing["inference"] += time.perf_counter() - t
                 # Keep what the model said, so the report can be rebuilt with --results.
-                write_jsonl(os.path.join(cfg.out, f"results-{_safe(name)}-{o}.jsonl"), res)
+                write_jsonl(os.path.join(cfg.out, f"results-{_safe(name)}-{_safe(o)}.jsonl"), res)
                 t = time.perf_counter()
                 run = evaluate_results(ds.docs, res, schema, model=name, data=label, ocr=o,
                                        gold_tags=ds.gold_tags, pred_tags=tags, max_k=cfg.k,
@@ -268,13 +294,16 @@ def run_eval(cfg: EvalConfig, command: str | None = None) -> dict[str, Any]:
                 runs.append(run)
                 t_eval += time.perf_counter() - t
     else:
-        ds = datasets[ocrs[0]]
         for res, name in file_results:
-            t = time.perf_counter()
-            runs.append(evaluate_results(ds.docs, res, schema, model=_unique(name, taken),
-                                         data=label, ocr=ds.ocr, gold_tags=ds.gold_tags,
-                                         max_k=cfg.k))
-            t_eval += time.perf_counter() - t
+            name = _unique(name, taken)
+            for o in ocrs:  # one OCR choice, split by input kind when the pages mix kinds
+                ds = datasets[o]
+                ids = {d.id for d in ds.docs}
+                mine = res if len(ocrs) == 1 else [r for r in res if r.doc_id in ids]
+                t = time.perf_counter()
+                runs.append(evaluate_results(ds.docs, mine, schema, model=name, data=label,
+                                             ocr=ds.ocr, gold_tags=ds.gold_tags, max_k=cfg.k))
+                t_eval += time.perf_counter() - t
     t = time.perf_counter()
     comparisons = compare_all(runs, schema.field_names, cfg.n_boot, cfg.seed)
     timing["metrics"] = t_eval + time.perf_counter() - t

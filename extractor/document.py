@@ -17,6 +17,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+TEXT_LAYER_OCR = "pdf-text"
+"""``Document.ocr`` of a PDF page read from its own text layer: exact words, like a dataset's
+provided OCR (``"provided"``), unlike an OCR engine's (``"tesseract:<pass>"``)."""
+
 Box = tuple[int, int, int, int]
 """A pixel box ``(x0, y0, x1, y1)``: left, top, right, bottom, origin at the top-left."""
 

@@ -26,15 +26,17 @@ from extractor.ocr import (  # one pixel cap and check for uploads and for OCR, 
     MAX_PIXELS,
     ROTATIONS,
     TooManyPixels,
+    image_frames,
     image_size,
     megapixels,
     rotate_upright,
+    to_8bit,
 )
 
 # One colour per field position in the schema; the field under edit gets a thick outline.
 PALETTE = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"]
 ACTIVE = "#d62728"
-MAX_PDF_PAGES = 50  # each page is OCR'd while the operator waits
+MAX_PDF_PAGES = 50  # pages of a PDF or TIFF: each is read while the operator waits
 # What scans come as. PIL tells formats by content, not name: an EPS (Ghostscript) or any rarer
 # decoder behind a ".png" name is refused instead of decoded.
 PAGE_FORMATS = ("PNG", "JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "WEBP", "PPM")
@@ -52,6 +54,9 @@ def _image_pixel_problem(data: bytes, max_pixels: int) -> str | None:
     if kind not in PAGE_FORMATS:
         return (f"the file holds {kind} data, not one of the image types accepted "
                 "(PNG, JPEG, TIFF, BMP, GIF, WebP, PNM)")
+    pages = image_frames(io.BytesIO(data)).pages
+    if pages > MAX_PDF_PAGES:
+        return f"the {kind} file has {pages} pages; at most {MAX_PDF_PAGES} per upload"
     return None
 
 
@@ -120,12 +125,15 @@ def _load(source: str, page: int, width: int, rotation: int = 0) -> Image.Image:
     else:
         image_size(path)  # header only: a page over MAX_PIXELS raises, not decoded
         with Image.open(path, formats=PAGE_FORMATS) as im:
+            if page > 0:  # a frame of a multi-frame image (a scanner's TIFF), from 1
+                im.seek(page - 1)
             # JPEG: decode at the smallest DCT scale still >= the width needed (a 5000x7000
             # scan shown 700 px wide decodes at 1/4 size, several times faster).
             upright_w = max(_upright_width(im, rotation), 1)
             im.draft("RGB", (max(1, width * im.width // upright_w),
                              max(1, width * im.height // upright_w)))
-            img = (ImageOps.exif_transpose(im) or im).convert("RGB")  # as extractor.ocr reads
+            # as extractor.ocr reads: 16-bit stretched, alpha on white, EXIF orientation
+            img = to_8bit(ImageOps.exif_transpose(im) or im).convert("RGB")
     img = rotate_upright(img, rotation)
     if img.width > width:
         img = img.resize((width, max(1, round(img.height * width / img.width))),

@@ -109,9 +109,15 @@ def test_data_gives_each_bad_scan_one_record_and_reads_the_rest(corpus, tmp_path
     huge = docs["huge"]
     assert huge["meta"]["ocr"]["scale"] == 0.5 and huge["width"] == 8944 // 2
     assert "42.50" in " ".join(w["text"] for w in huge["words"])
-    for d in docs.values():  # every page says how tesseract read it
-        assert d["meta"]["ocr"]["engine"].startswith("tesseract ")
-        assert "psm6" in d["meta"]["ocr"]["passes"]
+    for d in docs.values():  # every page says how it was read: its PDF text, or tesseract
+        if d["id"] in ("scan-p1", "multipage-p1", "multipage-p2", "multipage-p3"):
+            assert d["ocr"] == d["meta"]["ocr"]["engine"] == "pdf-text"
+            assert d["meta"]["ocr"]["text_layer"]["used"]
+        else:
+            assert d["meta"]["ocr"]["engine"].startswith("tesseract ")
+            assert "psm6" in d["meta"]["ocr"]["passes"]
+    assert docs["animated"]["meta"]["ocr"]["note"] == (
+        "animated GIF of 2 frames: only the first frame is read")
 
 
 def test_data_on_sroie_jsonl_and_labelstudio(corpus, tmp_path, capsys):
@@ -184,7 +190,11 @@ def test_extract_gives_each_bad_scan_one_record_and_extracts_the_rest(corpus, mo
     for r in lines:  # the model and the OCR settings that produced each line
         assert r["model_version"] == version
         ocr = r["ocr"]
-        assert ocr["mode"] == "provided" and ocr["words"] == "tesseract:psm6"
+        assert ocr["mode"] == "provided"
+        if r["doc_id"].startswith(("scan-p", "multipage-p")):  # born-digital PDF pages
+            assert ocr["words"] == ocr["engine"] == "pdf-text" and not ocr["variants"]
+            continue
+        assert ocr["words"] == "tesseract:psm6"
         assert ocr["engine"].startswith("tesseract ") and ocr["passes"]["psm6"]["psm"] == 6
     assert {r["doc_id"]: r["ocr"].get("rotation") for r in lines}["rotated"] == 270
     # The bad files fail again; the good ones are done: --allow-partial accepts that.

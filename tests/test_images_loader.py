@@ -67,8 +67,12 @@ def test_images_and_pdf_pages_become_documents(report) -> None:
     # 300x200 pt rendered at 200 dpi (PyMuPDF rounds the page edge outwards)
     assert abs(docs["letter-p1"].width - 300 * 200 / 72) <= 1
     assert abs(docs["letter-p1"].height - 200 * 200 / 72) <= 1
+    # the letter's pages hold their text: read from it, no OCR
+    assert {i: d.ocr for i, d in docs.items()} == {
+        "letter-p1": "pdf-text", "letter-p3": "pdf-text", "receipt": "tesseract:psm6"}
+    assert docs["letter-p1"].text == "INVOICE 777"
     for d in docs.values():
-        assert d.source and d.ocr == "tesseract:psm6"
+        assert d.source
         assert all(0 <= w.box[0] < w.box[2] <= d.width for w in d.words)
 
 

@@ -28,7 +28,7 @@ import torch
 from eval.field_scores import score_results
 from extractor.document import Document
 from extractor.lexicon import Lexicon, build_lexicon
-from extractor.model.calibrate import DecisionProfile, fit_calibrator, ocr_engine
+from extractor.model.calibrate import DecisionProfile, fit_calibrator, profile_engine
 from extractor.model.card import ModelCard, model_version
 from extractor.model.ensemble import KVEnsemble, fuse
 from extractor.model.predictor import KVPredictor
@@ -130,7 +130,7 @@ def fit_ocr_profiles(model: KVEnsemble, docs: Sequence[Document], default_engine
     ``default_engine``, each fitted on that engine's pages."""
     by_engine: dict[str, list[Document]] = {}
     for d in docs:
-        by_engine.setdefault(ocr_engine(d.ocr), []).append(d)
+        by_engine.setdefault(profile_engine(d.ocr), []).append(d)
     return {engine: fit_calibration(model, pages, fusion_grid=None, lexicon=lexicon)
             for engine, pages in by_engine.items() if engine != default_engine}
 
@@ -186,7 +186,7 @@ def fit_decisions(model: KVEnsemble, calib_docs: Sequence[Document],
                   target: float = AUTO_ACCEPT_TARGET, level: float | None = None) -> Decisions:
     """The decision step of the module docstring on the calibration split (``calib_docs``
     as loaded, ``profile_docs`` the same pages read by another OCR engine)."""
-    engine = ocr_engine(calib_docs[0].ocr) if calib_docs else "provided"
+    engine = profile_engine(calib_docs[0].ocr) if calib_docs else "provided"
     default = fit_calibration(model, calib_docs, lexicon=lexicon)
     with torch.no_grad():  # profiles are fitted with the chosen fusion weights
         current = model.fusion_weights.tolist()
@@ -230,7 +230,7 @@ def recalibrate(model_dir: str | Path, docs: Sequence[Document]) -> tuple[str, C
     if not docs:
         raise ValueError(f"{model_dir}: no documents to calibrate on")
     model, card = KVEnsemble.from_pretrained(model_dir)
-    engine = ocr_engine(docs[0].ocr)
+    engine = profile_engine(docs[0].ocr)
     lexicon = Lexicon.load(model_dir)
     if engine == card.calibration_ocr:
         fit = fit_calibration(model, docs, lexicon=lexicon)

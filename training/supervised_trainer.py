@@ -28,7 +28,7 @@ from eval.field_scores import score_results
 from extractor.document import RECEIPT_SCHEMA, Document, Schema
 from extractor.lexicon import build_lexicon
 from extractor.loaders import REREAD_MODES
-from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.calibrate import Calibrator, DecisionProfile, profile_engine
 from extractor.model.card import ModelCard, TrainingRecord, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate
@@ -115,7 +115,7 @@ class SupervisedTrainer(Trainer):
     @property
     def default_engine(self) -> str:
         """The OCR engine of the calibration pages: the default decision profile's."""
-        return ocr_engine(self.calib_docs[0].ocr) if self.calib_docs else "provided"
+        return profile_engine(self.calib_docs[0].ocr) if self.calib_docs else "provided"
 
     # -- the loop's hooks ----------------------------------------------------------------------
     @property

@@ -7,7 +7,8 @@ What ``spec`` may be (checked in this order):
 * a ``.jsonl`` file of ``Document.export()`` lines (what ``kvloop data --out`` writes),
 * a Label Studio JSON export (OCR template),
 * a FUNSD annotation file, or a folder of them (``annotations/`` or ``*.json`` with ``form``),
-* an image / PDF file or a folder of them, read by the OCR engines (``extractor.loaders.images``).
+* an image / PDF file or a folder of them, read by the OCR engines or from a PDF's own text
+  layer (``extractor.loaders.images``).
 
 Pages are read from their images with the passes of ``extractor.ocr.passes_by_name``: the
 default engines (``--ocr-engines``) for image files and for ``ocr="images"``, the five tesseract
@@ -71,10 +72,11 @@ def detect_format(spec: str | Path) -> str:
                          f"tasks) nor a FUNSD annotation (an object with 'form')")
     if p.is_dir() and funsd_files(p):
         return "funsd"
-    from extractor.loaders.images import IMAGE_SUFFIXES, find_inputs
+    from extractor.loaders.images import IMAGE_SUFFIXES, UNREADABLE_SUFFIXES, find_inputs
     from extractor.ocr import PDF_SUFFIXES
 
-    if p.is_dir() and find_inputs(p) or p.suffix.lower() in IMAGE_SUFFIXES | PDF_SUFFIXES:
+    readable = IMAGE_SUFFIXES | UNREADABLE_SUFFIXES | PDF_SUFFIXES
+    if p.is_dir() and find_inputs(p) or p.suffix.lower() in readable:
         return "images"
     raise ValueError(f"{p}: not a dataset kvloop can read (expected {_EXPECTED})")
 
@@ -194,7 +196,8 @@ def _plan_images(spec: str | Path, split: str, ocr: str,
                  exclude: Collection[str]) -> ReadPlan:
     from extractor.loaders.images import plan_folder
 
-    jobs, report = plan_folder(spec)
+    # A re-read mode asks for OCR: PDF pages are OCR'd even where they hold their own text.
+    jobs, report = plan_folder(spec, text_layer=ocr not in REREAD_MODES)
     by_id = {j.doc_id: j for j in jobs}
     todo = [by_id[i] for i in split_ids(by_id, split) if i not in exclude]
     return ReadPlan(report.failures, jobs=todo, configs=image_passes(ocr))

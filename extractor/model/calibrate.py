@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from extractor.document import TEXT_LAYER_OCR
 from extractor.scoring import expected_calibration_error
 
 _EPS = 1e-6
@@ -117,6 +118,22 @@ def ocr_engine(ocr: str) -> str:
     ('tesseract', 'provided')
     """
     return ocr.split(":", 1)[0]
+
+
+# Words from a PDF's text layer are exact, as a dataset's provided words are, so such pages are
+# decided with the provided-OCR profile: the tesseract profile's lower absent threshold and
+# lexicon corrections answer OCR errors these pages do not have.
+_PROFILE_ENGINE = {TEXT_LAYER_OCR: "provided"}
+
+
+def profile_engine(ocr: str) -> str:
+    """The engine whose decision profile a page of ``ocr`` takes.
+
+    >>> profile_engine("tesseract:psm6"), profile_engine("pdf-text"), profile_engine("provided")
+    ('tesseract', 'provided', 'provided')
+    """
+    engine = ocr_engine(ocr)
+    return _PROFILE_ENGINE.get(engine, engine)
 
 
 def fit_temperature(confidences: Sequence[float], correct: Sequence[bool],

@@ -17,7 +17,8 @@ a merged candidate lists the engines on whose passes it was the field's best val
 Decisions depend on the OCR that read the page: the "absent" threshold, the confidence
 calibrator and the lexicon correction of low-confidence words (``extractor.lexicon``) come from
 ``ocr_profiles[engine]`` when the model has one for the page's engine (``tesseract`` for
-images), else from the default profile (fitted on the calibration split as loaded, SROIE: the
+images; a PDF page read from its text layer takes the provided words' profile), else from the
+default profile (fitted on the calibration split as loaded, SROIE: the
 provided words).
 
 Reranking: ``load_predictor(model_dir, rerank=REWARD_DIR)`` returns a
@@ -47,7 +48,7 @@ from extractor.document import (
     Word,
 )
 from extractor.lexicon import Lexicon
-from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine
+from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine, profile_engine
 from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
@@ -128,12 +129,13 @@ class KVPredictor:
 
     # -- postprocess -------------------------------------------------------------------------
     def profile(self, doc: Document) -> DecisionProfile:
-        """The decision profile for ``doc``: its OCR engine's, else that of another engine
-        that read the page, else any image engine's (a model fitted on PP-OCRv6 pages reading
-        tesseract ones: image input either way), else the default one."""
-        engines = self.pass_engines(doc)
-        if engines[0] == "provided":  # given words with OCR passes beside them (training)
+        """The decision profile for ``doc``: given words and a PDF's text layer take the
+        provided one (``profile_engine``); an image page its OCR engine's, else that of another
+        engine that read the page, else any image engine's (a model fitted on PP-OCRv6 pages
+        reading tesseract ones: image input either way), else the default one."""
+        if profile_engine(doc.ocr) == "provided":  # with OCR passes beside them in training
             return self.ocr_profiles.get("provided", self.default_profile)
+        engines = self.pass_engines(doc)
         for engine in [*dict.fromkeys(engines), *self.ocr_profiles]:
             if engine in self.ocr_profiles and engine != "provided":
                 return self.ocr_profiles[engine]

@@ -9,6 +9,7 @@
 - ``cache``: words on disk by image hash, config and engine version;
 - ``orientation``: sideways and upside-down pages turned upright;
 - ``pdf``: PDF pages rendered for OCR;
+- ``textlayer``: a PDF page's own words, and the rule for when they replace OCR;
 - ``page``: one job (an image file or a PDF page) read under every pass, failures as outcomes;
 - ``pool``: the batch runner over a process pool that survives a dead worker.
 
@@ -46,15 +47,20 @@ from extractor.ocr.engines import (
     passes_by_name,
 )
 from extractor.ocr.imageio import (
+    FIRST_FRAME_FORMATS,
     MAX_PIXELS,
     OCR_MAX_PIXELS,
     ImageFile,
+    ImageFrames,
     ImageInput,
     TooManyPixels,
+    image_frames,
     image_size,
     megapixels,
     open_image,
     reduction_factor,
+    sniff_format,
+    to_8bit,
 )
 from extractor.ocr.orientation import (
     ORIENT_CONFIG,
@@ -68,6 +74,7 @@ from extractor.ocr.orientation import (
     rotate_upright,
 )
 from extractor.ocr.page import (
+    TEXT_LAYER_PASS,
     OcrJob,
     OcrOutcome,
     document_from_words,
@@ -103,6 +110,7 @@ from extractor.ocr.tesseract import (
     single_thread_env,
     tesseract_version,
 )
+from extractor.ocr.textlayer import TextLayer, read_text_layer, readable_share
 
 __all__ = [
     "ALL_VARIANTS",
@@ -112,6 +120,7 @@ __all__ = [
     "ENGINES",
     "ENGINES_ENV",
     "EXTRA_VARIANTS",
+    "FIRST_FRAME_FORMATS",
     "MAX_PIXELS",
     "OCR_MAX_PIXELS",
     "ORIENT_CONFIG",
@@ -121,10 +130,12 @@ __all__ = [
     "PDF_SUFFIXES",
     "PREPROCESS_MAX_PIXELS",
     "ROTATIONS",
+    "TEXT_LAYER_PASS",
     "WORKER_DIED",
     "Binarize",
     "Deadline",
     "ImageFile",
+    "ImageFrames",
     "ImageInput",
     "OcrCache",
     "OcrConfig",
@@ -135,6 +146,7 @@ __all__ = [
     "Preprocessed",
     "RapidConfig",
     "ReadOptions",
+    "TextLayer",
     "TooManyPixels",
     "binarize",
     "cached_ocr",
@@ -147,6 +159,7 @@ __all__ = [
     "engine_label",
     "estimate_skew",
     "image_digest",
+    "image_frames",
     "image_size",
     "import_pymupdf",
     "iter_ocr",
@@ -164,12 +177,16 @@ __all__ = [
     "preprocess",
     "rapidocr_version",
     "read_page",
+    "read_text_layer",
+    "readable_share",
     "reduction_factor",
     "render_pdf_page",
     "rotate_upright",
     "run_job",
     "single_thread_env",
+    "sniff_format",
     "tesseract_version",
+    "to_8bit",
     "upscale_for",
     "variants_by_name",
 ]

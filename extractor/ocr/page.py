@@ -1,4 +1,7 @@
-"""Reading one page: a job (an image file or a PDF page) into its words under every pass.
+"""Reading one page: a job (an image file, a frame of one, or a PDF page) into its words.
+
+A PDF page whose text layer is usable (``extractor.ocr.textlayer``) is read from it, with no
+OCR; any other page is read by tesseract under every pass.
 
 Hostile pages cost one failure each, never the batch: ``run_job`` turns any failure (a bomb,
 a truncated file, a page over its time limit) into the outcome's error. A pass whose engine
@@ -17,7 +20,7 @@ from typing import Any
 import pytesseract
 from PIL import Image
 
-from extractor.document import Document, Word
+from extractor.document import TEXT_LAYER_OCR, Document, Word
 from extractor.ocr.cache import OcrCache, cached_ocr, image_digest
 from extractor.ocr.config import Deadline, PageTimeout, ReadOptions
 from extractor.ocr.engines import OcrPass, engine_label, engine_names
@@ -29,16 +32,30 @@ from extractor.ocr.orientation import (
     rotate_upright,
 )
 from extractor.ocr.pdf import PDF_SUFFIXES, render_pdf_page
+from extractor.ocr.textlayer import TextLayer, read_text_layer
+
+TEXT_LAYER_PASS = "text-layer"  # the name of a text-layer page's words in ``OcrOutcome.words``
 
 
 @dataclass(frozen=True)
 class OcrJob:
-    """One page to read: an image file, or page ``page`` (1-based) of a PDF rendered at ``dpi``."""
+    """One page to read: an image file (``page`` 0), frame ``page`` (1-based) of a multi-frame
+    image, or page ``page`` of a PDF rendered at ``dpi``.
+
+    ``text_layer``: a PDF page with a usable text layer is read from it instead of by OCR.
+    ``note``: what the reader must say about the page (an animation read at its first frame).
+    """
 
     doc_id: str
     path: str
     page: int = 0
     dpi: int = 200
+    text_layer: bool = True
+    note: str | None = None
+
+    @property
+    def is_pdf(self) -> bool:
+        return Path(self.path).suffix.lower() in PDF_SUFFIXES
 
 
 @dataclass
@@ -48,7 +65,9 @@ class OcrOutcome:
     ``rotation`` is how far the page was turned (degrees counter-clockwise) to be read
     upright; ``scale`` the document's pixels per pixel of the file (< 1 for a reduced page);
     ``dpi`` the resolution a PDF page was rendered at; ``failed`` the passes whose engine
-    failed on the page (pass name -> reason), the page read by the others.
+    failed on the page (pass name -> reason), the page read by the others. ``text_layer`` is
+    what the PDF page's text layer held and whether it was used (then ``words`` holds it
+    alone, under ``TEXT_LAYER_PASS``).
     """
 
     job: OcrJob
@@ -59,10 +78,15 @@ class OcrOutcome:
     scale: float = 1.0
     dpi: int | None = None
     failed: dict[str, str] = field(default_factory=dict)
+    text_layer: TextLayer | None = None
+
+    @property
+    def from_text_layer(self) -> bool:
+        return self.text_layer is not None and self.text_layer.usable
 
     def settings(self, configs: Sequence[OcrPass]) -> dict[str, Any]:
         """How the page was read, for ``Document.meta["ocr"]`` and every result line."""
-        out: dict[str, Any] = {
+        out: dict[str, Any] = {"engine": TEXT_LAYER_OCR} if self.from_text_layer else {
             "engine": " + ".join(engine_label(e) for e in engine_names(configs)),
             "engines": {c.name: c.engine for c in configs},
             "passes": {c.name: json.loads(c.key()) for c in configs}}
@@ -70,20 +94,29 @@ class OcrOutcome:
             out["failed"] = dict(self.failed)
         if self.dpi is not None:
             out["dpi"] = self.dpi
+        if self.text_layer is not None:
+            out["text_layer"] = self.text_layer.settings()
         if self.rotation:
             out["rotation"] = self.rotation
         if self.scale != 1.0:
             out["scale"] = round(self.scale, 6)
+        if self.job.note:
+            out["note"] = self.job.note
         return out
 
 
 def load_job_image(job: OcrJob) -> tuple[Image.Image, float, int | None]:
     """The page image, its scale relative to the file (reduced pages) and the PDF dpi."""
-    if Path(job.path).suffix.lower() in PDF_SUFFIXES:
+    if job.is_pdf:
         img, dpi = render_pdf_page(job.path, job.page, job.dpi)
         return img, 1.0, dpi
+    frame = max(job.page - 1, 0)
     full = image_size(job.path)
-    img = open_image(job.path)
+    img = open_image(job.path, frame=frame)
+    if frame:
+        with Image.open(job.path) as im:
+            im.seek(frame)
+            full = im.size
     # exif_transpose may swap the sides: compare the longer ones.
     return img, max(img.size) / max(full), None
 
@@ -107,10 +140,15 @@ def _read_pass(img: Image.Image, config: OcrPass, cache: OcrCache | None, digest
 
 def read_page(job: OcrJob, configs: Sequence[OcrPass], cache: OcrCache | None,
               options: ReadOptions) -> OcrOutcome:
-    """Read one page with every pass, turned upright first when the first pass that reads it
-    reads poorly (``options.orient``). A failing pass is recorded and skipped; the page raises
-    (``run_job`` catches) on its guards, its time limit, or when every pass fails."""
+    """Read one page: from its text layer when it is a PDF page with a usable one, else with
+    every pass, turned upright first when the first pass that reads it reads poorly
+    (``options.orient``). A failing pass is recorded and skipped; the page raises (``run_job``
+    catches) on its guards, its time limit, or when every pass fails."""
     deadline = Deadline(options.page_timeout)
+    layer = read_text_layer(job.path, job.page, job.dpi) if job.is_pdf and job.text_layer else None
+    if layer is not None and layer.usable:
+        return OcrOutcome(job, {TEXT_LAYER_PASS: layer.words}, layer.size, dpi=layer.dpi,
+                          text_layer=layer)
     img, scale, dpi = load_job_image(job)
     digest = image_digest(img) if cache is not None else None
     failed: dict[str, str] = {}
@@ -136,8 +174,10 @@ def read_page(job: OcrJob, configs: Sequence[OcrPass], cache: OcrCache | None,
         read = _read_pass(img, c, cache, digest, deadline, failed)
         if read is not None:
             words[c.name] = read
+    if layer is not None:
+        layer.words = []  # measured and refused: only its figures travel with the page
     return OcrOutcome(job, words, img.size, rotation=rotation, scale=scale, dpi=dpi,
-                      failed=failed)
+                      failed=failed, text_layer=layer)
 
 
 def run_job(job: OcrJob, configs: Sequence[OcrPass], cache_dir: str | None,

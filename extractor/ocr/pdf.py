@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +38,27 @@ def import_pymupdf() -> Any:
     return pymupdf
 
 
-def render_pdf_page(path: str | Path, page: int, dpi: int = 200) -> tuple[Image.Image, int]:
-    """Page ``page`` (1-based) of a PDF as a grayscale PIL image, and the dpi it was rendered
-    at (``dpi``, or less for a page too big for ``OCR_MAX_PIXELS``)."""
+@contextmanager
+def pdf_page(path: str | Path, page: int, doing: str) -> Iterator[Any]:
+    """Page ``page`` (1-based) of a PDF, open while the block runs; any failure in it is a
+    ``ValueError`` naming the file and what was being done (``doing``: "render")."""
     pymupdf = import_pymupdf()
     try:
         with pymupdf.open(str(path)) as pdf:
             if pdf.needs_pass:
                 raise ValueError(f"{path}: PDF is encrypted (password-protected); decrypt it "
                                  "first")
-            p = pdf[page - 1]
-            dpi = pdf_render_dpi(p.rect.width, p.rect.height, dpi)
-            pix = p.get_pixmap(dpi=dpi, colorspace=pymupdf.csGRAY, alpha=False)
-            return Image.open(io.BytesIO(pix.tobytes("png"))).convert("L"), dpi
+            yield pdf[page - 1]
     except ValueError:
         raise
     except Exception as e:  # pymupdf raises its own and generic errors for broken files
-        raise ValueError(f"{path}: cannot render PDF page {page} ({e})") from e
+        raise ValueError(f"{path}: cannot {doing} PDF page {page} ({e})") from e
+
+
+def render_pdf_page(path: str | Path, page: int, dpi: int = 200) -> tuple[Image.Image, int]:
+    """Page ``page`` (1-based) of a PDF as a grayscale PIL image, and the dpi it was rendered
+    at (``dpi``, or less for a page too big for ``OCR_MAX_PIXELS``)."""
+    with pdf_page(path, page, "render") as p:
+        dpi = pdf_render_dpi(p.rect.width, p.rect.height, dpi)
+        pix = p.get_pixmap(dpi=dpi, colorspace=import_pymupdf().csGRAY, alpha=False)
+        return Image.open(io.BytesIO(pix.tobytes("png"))).convert("L"), dpi

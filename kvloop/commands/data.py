@@ -26,9 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", choices=SPLITS, default="all",
                         help="deterministic split (dev = every fifth id; see extractor/splits.py)")
     parser.add_argument("--ocr", choices=OCR_MODES, default="provided",
-                        help="'provided': the dataset's own words; 'images': re-read the page "
-                             "images with the OCR engines (--ocr-engines); 'tesseract': with "
-                             "the five tesseract passes (cached)")
+                        help="'provided': the dataset's own words (a PDF page's text layer "
+                             "where usable); 'images': re-read the page images with the OCR "
+                             "engines (--ocr-engines); 'tesseract': with the five tesseract "
+                             "passes (cached)")
     parser.add_argument("--workers", type=int, default=2, help="parallel OCR processes")
     parser.add_argument("--out", help="output JSONL of Documents (omit to only summarise)")
     parser.add_argument("--allow-partial", action="store_true", help=ALLOW_PARTIAL_HELP)

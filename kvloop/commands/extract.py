@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ocr", choices=OCR_MODES, default="provided",
                         help="for datasets with their own OCR: use it, or re-read the page "
                              "images with the OCR engines ('images', --ocr-engines) or the "
-                             "five tesseract passes; images and PDFs are always read with the "
-                             "engines")
+                             "five tesseract passes; images are always read with the engines, "
+                             "PDF pages from their own text where usable ('provided') or OCR'd "
+                             "(the other modes)")
     parser.add_argument("--split", default="all", help="dataset split (train/dev/all/...)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: 2; with --engine ray: 1 per model "

@@ -1,4 +1,6 @@
-"""``kvloop ocr``: the OCR engines over images, PDFs or folders of them, as kvloop JSONL."""
+"""``kvloop ocr``: the OCR engines over images, PDFs or folders of them, as kvloop JSONL.
+
+PDF pages with a usable text layer are read from it (``--no-text-layer``: OCR them too)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", default="default",
                         help="OCR cache folder (default: $KVLOOP_CACHE/ocr or ~/.cache/kvloop/ocr)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache")
+    parser.add_argument("--no-text-layer", action="store_true",
+                        help="OCR PDF pages that hold their own text too (default: read it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.inputs:
         report.extend(load_image_folder(path, configs, workers=args.workers,
                                         cache_dir=None if args.no_cache else args.cache_dir,
-                                        dpi=args.dpi))
+                                        dpi=args.dpi, text_layer=not args.no_text_layer))
     n = write_jsonl(args.out, report.documents)
     print(report.summary(), file=sys.stderr)
     print(f"wrote {n} document(s) to {args.out}")
