@@ -27,7 +27,7 @@ from bad_inputs import (
     write_sroie,
 )
 
-from extractor.document import read_jsonl
+from extractor.document import TEXT_LAYER_OCR, read_jsonl
 from extractor.ocr import OcrConfig, OcrJob, ReadOptions, image_size, iter_ocr, open_image, run_job
 from kvloop.cli import main
 
@@ -220,6 +220,9 @@ def test_ppocrv6_gives_the_same_records_and_documents(corpus, model_dir, tmp_pat
     docs = {d["id"]: d for d in read_jsonl(str(out))}
     assert set(docs) == read_ids(expects)
     for d in docs.values():
+        if d["ocr"] == TEXT_LAYER_OCR:  # a PDF page read from its own text: no OCR engine
+            assert d["meta"]["ocr"]["engine"] == TEXT_LAYER_OCR
+            continue
         assert d["meta"]["ocr"]["engine"].startswith("rapidocr ")
         assert d["ocr"] == ("tesseract:psm6" if d["id"] == "huge" else "rapidocr:ppocrv6")
     upright = docs["rotated"]
