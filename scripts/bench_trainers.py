@@ -596,7 +596,7 @@ def scoring_time(reward: Any, docs: Sequence[Document], results: Sequence[Any],
 def best_of_k(reward: Any, predictor: Any, docs: Sequence[Document], k: int) -> dict[str, Any]:
     """Dev lenient F1 of the start model's k-best reranked by the reward model, and its own."""
     from eval.field_scores import score_results
-    from extractor.model.reward import extractor_confidence
+    from extractor.model.predictor import extractor_confidence
 
     results = predictor.predict(list(docs), k=k)
     reranked = reward.rerank(results, list(docs), k, extractor_confidence(predictor))

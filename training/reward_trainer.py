@@ -52,12 +52,11 @@ from extractor.document import Document, ExtractionResult, Schema
 from extractor.model.card import FeedbackRef, TrainingRecord, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.policy import FieldOutcomes
-from extractor.model.predictor import KVPredictor, load_predictor
+from extractor.model.predictor import KVPredictor, extractor_confidence, load_predictor
 from extractor.model.reward import (
     RewardCard,
     RewardModel,
     build_reward_model,
-    extractor_confidence,
     is_span,
     reward_version,
 )

@@ -155,7 +155,7 @@ def score_model(payload: dict[str, Any], model_dir: Path, *, reward_dir: str | N
         if todo:
             results = predictor.predict(todo, k=k)
             if reward is not None:
-                from extractor.model.reward import extractor_confidence
+                from extractor.model.predictor import extractor_confidence
 
                 results = reward.rerank(results, todo, k, extractor_confidence(predictor))
             if memory is not None:
