@@ -136,7 +136,7 @@ ROWS: tuple[Row, ...] = (
     Row("reward", "reward"),
     Row("rl", "rl", {"reward": "{models}/reward", "algorithm": "rloo"}, ("reward",), "rl_pass"),
     # PPO's cost is ppo_epochs updates per batch of samples: 4 (the common choice) and 2 (the
-    # default since session 9), each given, so that a row means what it meant when measured
+    # default), each given, so that a row keeps its meaning if the default changes
     Row("rl-ppo", "rl", {"reward": "{models}/reward", "algorithm": "ppo", "ppo_epochs": 4},
         ("reward",), "rl_pass"),
     Row("rl-ppo2", "rl", {"reward": "{models}/reward", "algorithm": "ppo", "ppo_epochs": 2},
@@ -144,8 +144,8 @@ ROWS: tuple[Row, ...] = (
     Row("dpo", "dpo"),
     Row("dpo-dpop", "dpo", {"loss_type": "dpop"}),
     Row("dpo-diff", "dpo", {"loss_type": "diff_words"}),
-    # SFT then RLOO as one command: both stages --epochs each; the issue sets no target of its
-    # own (its parts have theirs), so the row reports its times against sft's and rl's
+    # SFT then RLOO as one command: both stages --epochs each; it has no target of its own
+    # (its parts have theirs), so the row reports its times against sft's and rl's
     Row("sft-rl", "sft-rl", {"reward": "{models}/reward", "algorithm": "rloo",
                              "sft_epochs": "{epochs}"}, ("reward",), "chain"),
 )

@@ -114,8 +114,7 @@ class CompareConfig:
     """One start model per seed (its training varies too), or one shared by every seed (the
     seeds then vary selection, operator noise and the arms' training)."""
     start_seed: int | None = None
-    """Seed of the shared start model (``None``: the last of ``seeds``, what every run so far
-    used). Set it to run a subset of the seeds (``--seeds 0``) against a finished run's start
+    """Seed of the shared start model (``None``: the last of ``seeds``). Set it to run a subset of the seeds (``--seeds 0``) against a finished run's start
     model: the shared model must not depend on which seeds are asked for."""
     pool_docs: int | None = None
     """The next ``fit`` documents, gold hidden from every learner (``None``: all the rest)."""
