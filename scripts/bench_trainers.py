@@ -262,7 +262,7 @@ def base_child(argv: Sequence[str]) -> int:
                                profile_docs=profile).train()
     shutil.rmtree(Path(spec["out"]) / "checkpoint-last", ignore_errors=True)
     print(f"saved {result.out} (best epoch {result.best_epoch}, calibration lenient F1 "
-          f"{result.best_dev_f1:.4f})")
+          f"{result.best_score:.4f})")
     return 0
 
 
@@ -377,16 +377,15 @@ def store_url(out: Path) -> str:
 def trainer_config(trainer: str) -> type | None:
     """The config dataclass of ``kvloop train TRAINER``; ``None`` when this checkout lacks it
     (its config does not import, or its trainer module is missing)."""
-    from kvloop.commands.train import TRAINERS
+    from training.registry import TRAINERS
 
     if trainer not in TRAINERS:
         return None
-    cfg_path, trainer_path = TRAINERS[trainer][:2]
+    spec = TRAINERS[trainer]
     try:
-        if importlib.util.find_spec(trainer_path.split(":")[0]) is None:
+        if importlib.util.find_spec(spec.trainer.split(":")[0]) is None:
             return None
-        module, name = cfg_path.split(":")
-        return getattr(importlib.import_module(module), name)
+        return spec.config_class()
     except Exception:  # noqa: BLE001  a missing or half-written module: the row is skipped
         return None
 

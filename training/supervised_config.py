@@ -32,14 +32,18 @@ The defaults are the recipe measured on SROIE (BENCHMARKS.md, "Extractor"): 10 e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from extractor.model.layoutlm import LAYOUT_INITS
+from extractor.model.zoo import ARCHS
 from extractor.splits import SPLITS
 from training.config import TrainConfig
 
 
 @dataclass
 class SupervisedConfig(TrainConfig):
+    required: ClassVar[tuple[str, ...]] = ("data", "out")
+
     data: str = field(default="", metadata={"help": "dataset spec (SROIE folder, JSONL, demo)"})
     ocr: str = field(default="provided", metadata={"help": "'provided' or 'tesseract'"})
     ocr_mix: float = field(default=0.5, metadata={
@@ -72,6 +76,8 @@ class SupervisedConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
         for name in ("train_split", "dev_split", "calib_split"):
             if getattr(self, name) not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")

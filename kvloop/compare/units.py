@@ -194,7 +194,7 @@ def train_start(payload: dict[str, Any]) -> dict[str, Any]:
                                    dev_docs=select, calib_docs=select,
                                    profile_docs=[]).train()
     return {"version": model_version(out), "seconds": round(time.perf_counter() - t0, 2),
-            "best_epoch": result.best_epoch, "select_f1": result.best_dev_f1}
+            "best_epoch": result.best_epoch, "select_f1": result.best_score}
 
 
 def common_values(payload: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -244,7 +244,7 @@ def _with_gold(feedback: Any, pool_file: str) -> Any:
 
 def train_arm(payload: dict[str, Any], out: Path) -> dict[str, Any]:
     """Run the arm's trainer; its extras (what it measured while learning)."""
-    from kvloop.commands.train import TRAINERS, load
+    from training.registry import get_trainer
 
     arm = payload["arm"]
     trainer = arm["trainer"]
@@ -273,7 +273,8 @@ def train_arm(payload: dict[str, Any], out: Path) -> dict[str, Any]:
                               calib_docs=select if payload["refit_decisions"] else [],
                               profile_docs=[]).train()
     else:
-        cfg_cls, trainer_cls = load(TRAINERS[trainer][0]), load(TRAINERS[trainer][1])
+        spec = get_trainer(trainer)
+        cfg_cls, trainer_cls = spec.config_class(), spec.trainer_class()
         cfg = _config(cfg_cls, values)
         if values.get("reward") == "oracle":
             from extractor.model.card import ModelCard
