@@ -85,6 +85,14 @@ def test_arms_own_what_they_need_and_when_they_run() -> None:
     assert (floor_arm(), ceiling_arm(), references()) == ("none", "gold", ("gold", "rl-oracle"))
 
 
+def test_sft_ul_long_is_one_arms_entry() -> None:
+    """The arm the benchmarks had not measured: sft-ul as long as sft-long."""
+    arm = ARMS["sft-ul-long"]
+    assert arm.trainer == "sft" and arm.options == {"unlikelihood_weight": 1.0,
+                                                   "epochs": SFT_STAGE_EPOCHS}
+    assert CompareConfig(arms=["none", "sft", "sft-ul-long"]).arms_to_run[-1] == arm
+
+
 def test_sft_long_runs_sft_as_long_as_sft_rls_sft_stage() -> None:
     import dataclasses
 

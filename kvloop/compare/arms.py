@@ -236,6 +236,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     # RL stage adds and sft-long minus sft what the longer SFT adds (equal in `full`: epochs 3).
     FeedbackArm("sft-long", "control for sft-rl: SFT for as many epochs as sft-rl's SFT stage "
                             f"({SFT_STAGE_EPOCHS})", "sft", {"epochs": SFT_STAGE_EPOCHS}),
+    FeedbackArm("sft-ul-long", "sft-ul for as many epochs as sft-long "
+                               f"({SFT_STAGE_EPOCHS}): does unlikelihood add to longer SFT?",
+                "sft", {"unlikelihood_weight": 1.0, "epochs": SFT_STAGE_EPOCHS}),
     RewardFeedbackArm("sft-rl", "SFT on the corrections, then RLOO from the SFT model",
                       "sft-rl", {"algorithm": "rloo"}),
     VendorMemoryArm("vendor-memory", "values operators saved for the same vendor offered as "
