@@ -79,9 +79,9 @@ def straight_through_table(run: RunEval, fields: Sequence[str]) -> str:
                      _fmt(cert.get("threshold"), 4), _fmt(cert["coverage"], 3),
                      _fmt(cert["precision"], 4)])
     targets = list(st["overall"]["targets"])
-    return _table(["field", *[f"oracle cov @{float(t):.1%}" for t in targets],
-                   "certified threshold", "certified coverage", "realised precision"],
-                  rows, "detail")
+    return html_table(["field", *[f"oracle cov @{float(t):.1%}" for t in targets],
+                       "certified threshold", "certified coverage", "realised precision"],
+                      rows, "detail")
 
 
 LOWER_IS_BETTER = {"ECE"}
@@ -95,7 +95,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return html.escape(str(v))
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") -> str:
+    """A ``<table>`` of ``header`` and ``rows`` (cells are HTML: escape text before)."""
     th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
@@ -117,7 +118,7 @@ def headline_table(runs: Sequence[RunEval]) -> str:
             s = _fmt(h[c])
             cells.append(f"<b>{s}</b>" if c in best and h[c] == best[c] else s)
         rows.append(cells)
-    return _table(["model", "OCR", "docs", *cols], rows, "headline")
+    return html_table(["model", "OCR", "docs", *cols], rows, "headline")
 
 
 def takeaways(inp: ReportInput) -> list[str]:
@@ -145,7 +146,8 @@ def takeaways(inp: ReportInput) -> list[str]:
     return out
 
 
-def _figure(uri: str, caption: str, cls: str = "") -> str:
+def html_figure(uri: str, caption: str, cls: str = "") -> str:
+    """A ``<figure>`` of the image at ``uri`` (a data URI) with its caption."""
     return (f'<figure class="{cls}"><img src="{uri}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -176,7 +178,7 @@ def field_table(run: RunEval, fields: Sequence[str]) -> str:
               f"{cfg['coverage']:.2f} @ {cfg['precision']:.3f}") + f" (≥ {cfg['threshold']:.2f})"
              if cfg else "–"),
         ])
-    return _table(["field", "P", "R", "F1", "lenient F1", "NES", "ANLS", "BIO F1",
+    return html_table(["field", "P", "R", "F1", "lenient F1", "NES", "ANLS", "BIO F1",
                    "recall@1..5", "ECE", "thr→cov @99%", "thr→cov @99.5%",
                    "schema threshold: cov @ prec"], rows, "detail")
 
@@ -214,7 +216,7 @@ def comparison_table(comparisons: Sequence[dict]) -> str:
             rows.append([f"{html.escape(c['b'])} − {html.escape(c['a'])}",
                          html.escape(_ocr_pair(c)), html.escape(name), f"{ci['diff']:+.3f}",
                          f"[{ci['low']:+.3f}, {ci['high']:+.3f}]", sig, str(c["n_docs"])])
-    return _table(["B − A", "OCR", "metric", "difference", "95% CI (paired bootstrap)",
+    return html_table(["B − A", "OCR", "metric", "difference", "95% CI (paired bootstrap)",
                    "CI excludes 0", "docs"], rows, "detail")
 
 
@@ -234,7 +236,7 @@ def ocr_effect_table(runs: Sequence[RunEval]) -> str:
                                                  "ANLS", "recall@5")]])
     if not rows:
         return ""
-    return _table(["model", "OCR", "strict F1", "lenient F1", "all fields correct", "ANLS",
+    return html_table(["model", "OCR", "strict F1", "lenient F1", "all fields correct", "ANLS",
                    "recall@5"], rows, "detail")
 
 
@@ -292,12 +294,12 @@ def render_html(inp: ReportInput) -> str:
     runs, fields, meta = inp.runs, inp.fields, inp.meta
     prov = plots.provenance(runs)
     top_figs = [
-        _figure(plots.to_data_uri(plots.field_f1(runs, fields)),
+        html_figure(plots.to_data_uri(plots.field_f1(runs, fields)),
                 f"Task-3 F1 per field. {prov}"),
-        _figure(plots.to_data_uri(plots.coverage_precision(runs)),
+        html_figure(plots.to_data_uri(plots.coverage_precision(runs)),
                 f"Coverage vs precision of auto-accepting answers above a confidence "
                 f"threshold; dots mark the 99% operating point. {prov}"),
-        _figure(plots.to_data_uri(plots.reliability(runs)),
+        html_figure(plots.to_data_uri(plots.reliability(runs)),
                 f"Reliability diagram of field confidence. {prov}"),
     ]
     parts = [
@@ -320,13 +322,13 @@ def render_html(inp: ReportInput) -> str:
     parts += ["<h2>Per field</h2>", FIELD_TABLE_NOTE]
     for r in runs:
         parts += [f"<h3>{html.escape(run_key(r))}</h3>", field_table(r, fields)]
-    more = [_figure(plots.to_data_uri(plots.recall_at_k(runs)),
+    more = [html_figure(plots.to_data_uri(plots.recall_at_k(runs)),
                     f"Oracle recall@k of the candidate lists. {prov}")]
-    more.append(_figure(plots.to_data_uri(plots.coverage_precision_fields(runs, fields)),
+    more.append(html_figure(plots.to_data_uri(plots.coverage_precision_fields(runs, fields)),
                         f"Auto-accept curves per field (coverage vs precision of accepted "
                         f"answers). {prov}", "wide"))
     if any(r.metrics.get("straight_through") for r in runs):
-        more.append(_figure(plots.to_data_uri(plots.coverage_precision_fields(
+        more.append(html_figure(plots.to_data_uri(plots.coverage_precision_fields(
             runs, fields, section="straight_through")),
             f"Straight-through: coverage vs precision per field, answers ranked by the "
             f"correctness model's P(correct). {prov}", "wide"))

@@ -117,12 +117,11 @@ def normalize_date(s: str) -> str:
 def normalize_text(s: str) -> str:
     """Text is kept as printed; only whitespace is tidied.
 
-    The provided SROIE OCR prints ``27,JALAN`` where one gold says ``27, JALAN``, so session 1
-    put a space after every comma before a letter. Measured on the gold of the fit split it did
-    more harm than good: the OCR keeps the space where the receipt has one, and where it has
-    none the gold mostly has none either (``7/4,KAWASAN``, ``BAHRU,JOHOR``). Exact strict
-    address matches reachable from the aligned spans: 193 of 300 with the rule, 229 without
-    (calibration split: 58 vs 74 of 99).
+    No space is put after a comma before a letter (``27,JALAN``), although one SROIE gold says
+    ``27, JALAN``: the OCR keeps the space where the receipt prints one, and where it prints
+    none the gold mostly has none either (``7/4,KAWASAN``, ``BAHRU,JOHOR``). On the fit split's
+    gold, exact strict address matches reachable from the aligned spans are 229 of 300 as
+    printed, 193 with the space added (calibration split: 74 vs 58 of 99).
     """
     return collapse_ws(s)
 

@@ -136,7 +136,7 @@ ROWS: tuple[Row, ...] = (
     Row("reward", "reward"),
     Row("rl", "rl", {"reward": "{models}/reward", "algorithm": "rloo"}, ("reward",), "rl_pass"),
     # PPO's cost is ppo_epochs updates per batch of samples: 4 (the common choice) and 2 (the
-    # default since session 9), each given, so that a row means what it meant when measured
+    # default), each given, so that a row keeps its meaning if the default changes
     Row("rl-ppo", "rl", {"reward": "{models}/reward", "algorithm": "ppo", "ppo_epochs": 4},
         ("reward",), "rl_pass"),
     Row("rl-ppo2", "rl", {"reward": "{models}/reward", "algorithm": "ppo", "ppo_epochs": 2},
@@ -144,8 +144,8 @@ ROWS: tuple[Row, ...] = (
     Row("dpo", "dpo"),
     Row("dpo-dpop", "dpo", {"loss_type": "dpop"}),
     Row("dpo-diff", "dpo", {"loss_type": "diff_words"}),
-    # SFT then RLOO as one command: both stages --epochs each; the issue sets no target of its
-    # own (its parts have theirs), so the row reports its times against sft's and rl's
+    # SFT then RLOO as one command: both stages --epochs each; it has no target of its own
+    # (its parts have theirs), so the row reports its times against sft's and rl's
     Row("sft-rl", "sft-rl", {"reward": "{models}/reward", "algorithm": "rloo",
                              "sft_epochs": "{epochs}"}, ("reward",), "chain"),
 )
@@ -262,7 +262,7 @@ def base_child(argv: Sequence[str]) -> int:
                                profile_docs=profile).train()
     shutil.rmtree(Path(spec["out"]) / "checkpoint-last", ignore_errors=True)
     print(f"saved {result.out} (best epoch {result.best_epoch}, calibration lenient F1 "
-          f"{result.best_dev_f1:.4f})")
+          f"{result.best_score:.4f})")
     return 0
 
 
@@ -377,16 +377,15 @@ def store_url(out: Path) -> str:
 def trainer_config(trainer: str) -> type | None:
     """The config dataclass of ``kvloop train TRAINER``; ``None`` when this checkout lacks it
     (its config does not import, or its trainer module is missing)."""
-    from kvloop.commands.train import TRAINERS
+    from training.registry import TRAINERS
 
     if trainer not in TRAINERS:
         return None
-    cfg_path, trainer_path = TRAINERS[trainer][:2]
+    spec = TRAINERS[trainer]
     try:
-        if importlib.util.find_spec(trainer_path.split(":")[0]) is None:
+        if importlib.util.find_spec(spec.trainer.split(":")[0]) is None:
             return None
-        module, name = cfg_path.split(":")
-        return getattr(importlib.import_module(module), name)
+        return spec.config_class()
     except Exception:  # noqa: BLE001  a missing or half-written module: the row is skipped
         return None
 
@@ -596,7 +595,7 @@ def scoring_time(reward: Any, docs: Sequence[Document], results: Sequence[Any],
 def best_of_k(reward: Any, predictor: Any, docs: Sequence[Document], k: int) -> dict[str, Any]:
     """Dev lenient F1 of the start model's k-best reranked by the reward model, and its own."""
     from eval.field_scores import score_results
-    from extractor.model.reward import extractor_confidence
+    from extractor.model.predictor import extractor_confidence
 
     results = predictor.predict(list(docs), k=k)
     reranked = reward.rerank(results, list(docs), k, extractor_confidence(predictor))

@@ -17,7 +17,8 @@ import yaml
 from test_rl_trainer import _mock_receipts
 
 from extractor.document import write_jsonl
-from kvloop.compare.config import ARMS, load_config
+from kvloop.compare.arms import ARMS
+from kvloop.compare.config import load_config
 from kvloop.compare.records import read_results
 from kvloop.compare.runner import Comparison
 

@@ -9,7 +9,8 @@ import pytest
 from test_rl_trainer import _mock_receipts
 
 from extractor.document import write_jsonl
-from kvloop.compare.config import ARMS, PRESETS, CompareConfig, load_config
+from kvloop.compare.arms import ARMS, SFT_STAGE_EPOCHS
+from kvloop.compare.config import PRESETS, CompareConfig, load_config
 from kvloop.compare.data import prepare, read_docs, unseen_vendor
 from kvloop.compare.records import ArmResult, append_result, read_results
 from kvloop.compare.steps import SettingsMismatch, StepCache
@@ -43,24 +44,67 @@ def test_config_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
 
 def test_arm_options_override_an_arms_defaults() -> None:
     cfg = CompareConfig(arms=["sft", "rl"], arm_options={"rl": {"kl_coef": 0.5}})
-    rl = {a.name: a for a in cfg.arm_specs}["rl"]
+    rl = {a.name: a for a in cfg.arms_to_run}["rl"]
     assert rl.options == {"algorithm": "rloo", "kl_coef": 0.5}
     assert ARMS["rl"].options == {"algorithm": "rloo"}  # the registry is not changed
     assert cfg.needs_reward
 
 
+@pytest.mark.parametrize(("key", "values", "match"), [
+    ("arm_options", {"rl": {"kl_coeff": 0.5}},
+     r"unknown option\(s\) \['kl_coeff'\] for arm 'rl'; valid: \[.*'kl_coef'"),
+    ("arm_options", {"rerank": {"lr": 0.1}}, r"unknown option\(s\) \['lr'\].*valid: \[\]"),
+    ("trainer_options", {"learning_rate": 0.1}, r"trainer_options: unknown field.*'lr'"),
+    ("start_options", {"epoch": 3}, r"start_options: unknown field.*'epochs'"),
+    ("reward_options", {"pair_wieght": 1}, r"reward_options: unknown field.*'pair_weight'"),
+])
+def test_unknown_option_keys_are_errors_listing_the_valid_ones(
+        tmp_path: Path, key: str, values: dict, match: str) -> None:
+    """A misspelt option is refused by name (scikit-learn's habit), never dropped."""
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"arms": ["none", "sft", "rerank", "rl"], key: values}),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=match):
+        load_config(str(path))
+
+
+def test_arms_own_what_they_need_and_when_they_run() -> None:
+    """The runner asks the arm; these are the answers the comparison's design rests on."""
+    floor, gold, rerank, rl = ARMS["none"], ARMS["gold"], ARMS["rerank"], ARMS["rl"]
+    assert floor.from_start_model() and not floor.runs_at(1, 2)
+    assert [gold.runs_at(r, 2) for r in (1, 2)] == [False, True]
+    assert gold.budget({"reviewed": 20, "seconds": 5.0}, 40)["reviewed"] == 40
+    assert rerank.needs_reward() and rl.needs_reward() and not ARMS["sft"].needs_reward()
+    assert rl.row_extras({"reward_pair_acc": 0.9}) == {"reward_pair_acc": 0.9}
+    assert ARMS["dpo"].row_extras({"reward_pair_acc": 0.9}) == {}
+    assert not rerank.trainer and ARMS["vendor-memory"].config_class() is None
+    from kvloop.compare.arms import ceiling_arm, floor_arm, references
+
+    assert (floor_arm(), ceiling_arm(), references()) == ("none", "gold", ("gold", "rl-oracle"))
+
+
+def test_sft_ul_long_is_one_arms_entry() -> None:
+    """The arm the benchmarks had not measured: sft-ul as long as sft-long."""
+    arm = ARMS["sft-ul-long"]
+    assert arm.trainer == "sft" and arm.options == {"unlikelihood_weight": 1.0,
+                                                   "epochs": SFT_STAGE_EPOCHS}
+    assert CompareConfig(arms=["none", "sft", "sft-ul-long"]).arms_to_run[-1] == arm
+
+
 def test_sft_long_runs_sft_as_long_as_sft_rls_sft_stage() -> None:
     import dataclasses
 
-    from kvloop.compare.config import SFT_STAGE_EPOCHS
     from training.sft_rl_config import SFTThenRLConfig
 
     stage = next(f.default for f in dataclasses.fields(SFTThenRLConfig) if f.name == "sft_epochs")
     assert SFT_STAGE_EPOCHS == stage  # the control must stay as long as the stage it controls
     # the arm's epochs win over the config's (the RL stage's), as for every arm option
     cfg = CompareConfig(arms=["sft", "sft-long", "sft-rl"], epochs=2)
-    long = {a.name: a for a in cfg.arm_specs}["sft-long"]
-    assert long.trainer == "sft" and long.options == {"epochs": stage} and not long.needs_reward
+    long = {a.name: a for a in cfg.arms_to_run}["sft-long"]
+    assert long.trainer == "sft" and long.options == {"epochs": stage}
+    assert not long.needs_reward()
 
 
 def test_step_cache_records_settings_and_refuses_other_ones(tmp_path: Path) -> None:
@@ -128,8 +172,8 @@ def test_a_shared_start_model_does_not_depend_on_the_seeds_asked_for(tmp_path: P
     docs = _mock_receipts(range(40))
     data = tmp_path / "docs.jsonl"
     write_jsonl(str(data), docs)
-    base = dict(data=str(data), start_docs=4, pool_docs=10, rounds=1, docs_per_round=5,
-                arms=["none", "sft"], out=str(tmp_path / "out"))
+    base = {"data": str(data), "start_docs": 4, "pool_docs": 10, "rounds": 1,
+            "docs_per_round": 5, "arms": ["none", "sft"], "out": str(tmp_path / "out")}
     full = Comparison(CompareConfig(**base, seeds=[0, 1, 2]))
     full.data = full.prepare_data()
     settings = {"arch": "minilm", "epochs": 10, "docs": full.data.start,

@@ -107,7 +107,7 @@ def test_dpo_widens_the_margin(world: World) -> None:
     assert tr.describe()["reject_only"] == 1
     start = tr.evaluate(0)
     assert abs(start["pairs_margin"]) < 1e-6 and abs(start["pairs_loss"] - math.log(2)) < 1e-6
-    out = tr.train()
+    out = tr.train().out
     steps, epochs = _curves(out)
     margins = [e["pairs_margin"] for e in epochs]
     assert margins[0] > 0 and margins[-1] > margins[0]
@@ -131,7 +131,7 @@ def test_dev_pages_pick_the_kept_epoch(world: World, caplog: pytest.LogCaptureFi
         tr = DPOTrainer(_cfg(world, "dev", epochs=3, patience=10), dev_docs=dev)
     assert "1 dev pages are also training pages" in caplog.text  # kept, but said
     assert len(tr.dev_docs) == 5
-    out = tr.train()
+    out = tr.train().out
     _, epochs = _curves(out)
     assert all({"dev_f1", "dev_strict_f1", "dev_recall_at_5", "pairs_margin"} <= set(e)
                for e in epochs)
@@ -162,7 +162,7 @@ def test_dpop_keeps_the_chosen_log_prob_where_dpo_lowers_it(world: World) -> Non
     runs = {}
     for loss_type in ("dpo", "dpop"):
         tr = DPOTrainer(_cfg(world, f"repeat-{loss_type}", loss_type=loss_type, **kw), fb)
-        runs[loss_type] = _curves(tr.train())[1]
+        runs[loss_type] = _curves(tr.train().out)[1]
     dpo = [e["pairs_chosen_vs_ref"] for e in runs["dpo"]]
     dpop = [e["pairs_chosen_vs_ref"] for e in runs["dpop"]]
     assert min(dpo) < -1.0, dpo  # DPO lowered the chosen value (and reports it)
@@ -174,7 +174,7 @@ def test_dpop_keeps_the_chosen_log_prob_where_dpo_lowers_it(world: World) -> Non
 
 def test_differing_words_widen_their_margin(world: World) -> None:
     tr = DPOTrainer(_cfg(world, "diff", loss_type="diff_words"))
-    out = tr.train()
+    out = tr.train().out
     _, epochs = _curves(out)
     assert epochs[-1]["pairs_margin"] > epochs[0]["pairs_margin"] > 0
 
@@ -185,15 +185,15 @@ def test_online_dpo_ranks_its_own_samples(world: World) -> None:
     assert tr.steps_per_epoch() == 2  # 8 reviewed documents, 4 per step
     pairs = tr.online_pairs([0, 1])
     assert pairs and all(p.doc in (tr.doc_fields[0][0], tr.doc_fields[1][0]) for p in pairs)
-    steps, epochs = _curves(tr.train())
+    steps, epochs = _curves(tr.train().out)
     assert len(steps) == 4 and all(s["pairs"] > 0 for s in steps)
     assert "pairs_margin" in epochs[0]  # the store's pairs measure the epochs
 
 
 def test_new_version_parent_untouched_and_seeded(world: World) -> None:
     before = _tree_hash(world.parent)
-    a = DPOTrainer(_cfg(world, "seed-a", loss_type="dpop", max_steps=2)).train()
-    b = DPOTrainer(_cfg(world, "seed-b", loss_type="dpop", max_steps=2)).train()
+    a = DPOTrainer(_cfg(world, "seed-a", loss_type="dpop", max_steps=2)).train().out
+    b = DPOTrainer(_cfg(world, "seed-b", loss_type="dpop", max_steps=2)).train().out
     assert _tree_hash(world.parent) == before
     wa, wb = _tree_hash(a), _tree_hash(b)
     for part in ("bert/model.safetensors", "layoutlm/model.safetensors"):

@@ -71,3 +71,40 @@ def f():
     assert sorted(m for _, m in imported_modules(src)) == [  # ast.walk is breadth-first
         "eval", "eval.metrics", "feedback_ui.service", "importlib", "kvloop", "os",
         "training.losses"]
+
+
+PACKAGES = ("extractor", "eval", "feedback_ui", "training", "kvloop", "scripts")
+
+
+def _sources() -> Iterator[tuple[Path, str]]:
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            yield path, path.read_text(encoding="utf-8")
+
+
+def test_only_the_cli_imports_its_commands() -> None:
+    """The experiment harness and the benchmarks read the registries the commands read
+    (``training.registry``, ``kvloop.compare.arms``), never the command layer."""
+    allowed = (REPO / "kvloop" / "cli.py", REPO / "kvloop" / "commands")
+    bad = [f"{path.relative_to(REPO)}:{line}" for path, src in _sources()
+           for line, mod in imported_modules(src, str(path))
+           if mod.startswith("kvloop.commands")
+           and not any(path == a or a in path.parents for a in allowed)]
+    assert not bad, "kvloop.commands imported outside the CLI:\n" + "\n".join(bad)
+
+
+def test_no_private_name_is_imported_across_packages() -> None:
+    """What another package needs is public (``eval.report.html_table``, not ``_table``)."""
+    bad = [f"{path.relative_to(REPO)}:{node.lineno} {node.module}.{alias.name}"
+           for path, src in _sources() for node in ast.walk(ast.parse(src, str(path)))
+           if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+           and node.module.split(".")[0] != path.relative_to(REPO).parts[0]
+           for alias in node.names
+           if alias.name.startswith("_") and not alias.name.startswith("__")]
+    assert not bad, "private names imported:\n" + "\n".join(bad)
+
+
+def test_predictor_and_reward_model_do_not_import_each_other() -> None:
+    """The reranking predictor needs the reward model; the reward model needs no predictor."""
+    src = (REPO / "extractor" / "model" / "reward.py").read_text(encoding="utf-8")
+    assert "extractor.model.predictor" not in {m for _, m in imported_modules(src)}

@@ -23,12 +23,16 @@ from extractor.document import (
 from extractor.model.card import ModelCard
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.policy import FieldOutcomes
-from extractor.model.predictor import RerankingPredictor, check_reranker, load_predictor
+from extractor.model.predictor import (
+    RerankingPredictor,
+    check_reranker,
+    extractor_confidence,
+    load_predictor,
+)
 from extractor.model.reward import (
     REWARD_CARD_FILE,
     RewardModel,
     build_reward_model,
-    extractor_confidence,
     is_span,
     reward_version,
 )

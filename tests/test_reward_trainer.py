@@ -228,7 +228,7 @@ def test_training_separates_right_from_wrong(store_url: str, extractor_dir: Path
                             lr=1e-4, head_lr=2e-3))
     before = tr.pair_metrics(tr.train_docs)
     assert before["pairs"] >= 10 and before["pair_acc"] < 0.9  # a fresh head: chance
-    out = tr.train()
+    out = tr.train().out
     card = RewardCard.load(out)
     rec = card.training
     assert rec is not None and rec.feedback is not None
@@ -251,8 +251,8 @@ def test_training_separates_right_from_wrong(store_url: str, extractor_dir: Path
 
 
 def test_same_seed_same_weights(store_url: str, extractor_dir: Path, tmp_path: Path) -> None:
-    a = RewardTrainer(_cfg(tmp_path / "a", extractor_dir, store=store_url)).train()
-    b = RewardTrainer(_cfg(tmp_path / "b", extractor_dir, store=store_url)).train()
+    a = RewardTrainer(_cfg(tmp_path / "a", extractor_dir, store=store_url)).train().out
+    b = RewardTrainer(_cfg(tmp_path / "b", extractor_dir, store=store_url)).train().out
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     start = RewardModel.from_extractor(extractor_dir, seed=0).state_dict()
@@ -275,7 +275,7 @@ def test_training_from_gold_reports_dev_rerank_f1(receipts: list, extractor_dir:
     tr = RewardTrainer(_cfg(tmp_path / "rm", extractor_dir, epochs=1, k=3),
                        gold_docs=docs[:6], dev_docs=docs[6:])
     assert tr.ref.source == "gold docs" and tr.ref.n_documents == 6
-    out = tr.train()
+    out = tr.train().out
     rec = RewardCard.load(out).training
     assert rec is not None
     row = rec.history[0]

@@ -230,7 +230,7 @@ def test_rloo_raises_the_reward_and_keeps_kl_under_its_bound(world: World) -> No
     cfg = _cfg(world, "rloo", epochs=3, kl_stop=2.0)
     tr = RLTrainer(cfg)
     before = expected_oracle_reward(tr.model, world.docs)
-    out = tr.train()
+    out = tr.train().out
     after = expected_oracle_reward(tr.model, world.docs)
     steps, epochs = _curves(out)
     assert after > before + 0.05, (before, after)
@@ -245,7 +245,7 @@ def test_rloo_raises_the_reward_and_keeps_kl_under_its_bound(world: World) -> No
 
 def test_a_tiny_kl_stop_stops_and_keeps_the_last_weights_within_it(world: World) -> None:
     tr = RLTrainer(_cfg(world, "stopped", epochs=2, kl_stop=1e-9))
-    out = tr.train()
+    out = tr.train().out
     steps, epochs = _curves(out)
     assert len(steps) == 2 and steps[0]["kl_stopped"] == 0.0 and steps[1]["kl_stopped"] == 1.0
     assert steps[1]["kl"] > 1e-9 and len(epochs) == 1 and epochs[0]["kl_stopped"] is True
@@ -265,7 +265,7 @@ def test_every_algorithm_runs_and_changes_the_weights(world: World, algorithm: s
     tr = RLTrainer(cfg)
     assert tr.steps_per_epoch() == 2 * (2 if algorithm == "ppo" else 1)
     start = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    out = tr.train()
+    out = tr.train().out
     steps, _ = _curves(out)
     assert len(steps) == 4
     assert any(not torch.equal(start[k], v) for k, v in tr.model.state_dict().items())
@@ -304,7 +304,7 @@ def test_pool_documents_are_sampled_at_their_share(world: World) -> None:
         assert sum(i >= tr.n_reviewed for i in b.docs) == 2 and len(set(b.docs)) == 4
     assert {i for b in batches for i in b.docs if i < 8} == set(range(8))
     assert tr.fields_of[-1] == list(tr.model.schema.field_names)
-    steps, _ = _curves(tr.train())
+    steps, _ = _curves(tr.train().out)
     assert [s["pool_share"] for s in steps] == [0.5, 0.5]
     # with a learnt reward, no training page keeps its gold
     never = RLTrainer(_cfg(world, "pool-blind", pool_share=0.25), pool_docs=pool,
@@ -330,7 +330,7 @@ def test_a_saved_reward_model_is_the_reward(world: World, transform: str) -> Non
     got = tr.reward.score(docs, q)
     expect = [x.sigmoid() for x in logits] if transform == "sigmoid" else logits
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(got, expect))
-    steps, _ = _curves(tr.train())
+    steps, _ = _curves(tr.train().out)
     assert len(steps) == 2
     if transform == "sigmoid":
         assert all(0 < s["reward"] < 1 for s in steps)
@@ -348,19 +348,19 @@ def test_reward_hacking_is_flagged(world: World, caplog: pytest.LogCaptureFixtur
     cfg = _cfg(world, "hacked", epochs=2, lr=5e-3, head_lr=5e-3, kl_coef=0.0)
     tr = RLTrainer(cfg, reward=_AbsentReward(), dev_docs=dev)
     with caplog.at_level(logging.WARNING, logger="training.rl_trainer"):
-        out = tr.train()
+        out = tr.train().out
     _, epochs = _curves(out)
     assert epochs[0]["reward"] > tr._start_reward  # type: ignore[operator]
     assert any(e["reward_hacking"] for e in epochs)
     assert "reward hacking" in caplog.text
-    honest = RLTrainer(_cfg(world, "honest", epochs=1), dev_docs=dev).train()
+    honest = RLTrainer(_cfg(world, "honest", epochs=1), dev_docs=dev).train().out
     assert not _curves(honest)[1][0]["reward_hacking"]
 
 
 def test_new_version_parent_untouched_and_seeded(world: World) -> None:
     before = _tree_hash(world.parent)
-    a = RLTrainer(_cfg(world, "seed-a", max_steps=2)).train()
-    b = RLTrainer(_cfg(world, "seed-b", max_steps=2)).train()
+    a = RLTrainer(_cfg(world, "seed-a", max_steps=2)).train().out
+    b = RLTrainer(_cfg(world, "seed-b", max_steps=2)).train().out
     assert _tree_hash(world.parent) == before
     wa, wb = _tree_hash(a), _tree_hash(b)
     for part in ("bert/model.safetensors", "layoutlm/model.safetensors"):

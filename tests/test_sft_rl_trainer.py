@@ -138,7 +138,7 @@ def test_rl_starts_from_the_sft_model_which_stays_byte_identical(world: tuple[Pa
     ref = rl.reference.state_dict()  # the KL reference is the SFT model, not init
     assert all(torch.equal(ref[k], sft_w[k]) for k in sft_w)
     assert rl.parent_version == model_version(sft_dir)
-    out = rl.train()
+    out = rl.train().out
     assert _tree_hash(sft_dir) == mid
     out_w = _weights(out)
     assert any(not torch.equal(out_w[k], sft_w[k]) for k in sft_w)
@@ -157,7 +157,7 @@ def test_an_interrupted_run_resumes_from_its_sft_stage(world: tuple[Path, str], 
         raise AssertionError("the SFT stage ran again")
 
     monkeypatch.setattr(SFTThenRLTrainer, "sft_trainer", no_sft)
-    assert again.train() == out
+    assert again.train().out == out
     assert _tree_hash(sft_dir) == mid
     assert ModelCard.load(out).training.parent_version == model_version(sft_dir)  # type: ignore[union-attr]
 

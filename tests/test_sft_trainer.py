@@ -334,7 +334,7 @@ def test_train_writes_a_new_version_with_lineage(parent: Path, store_url: str,
     tr = SFTTrainer(cfg, replay_docs=[_mock_receipt(30 + i, "g") for i in range(3)],
                     dev_docs=dev)
     parent_state = {k: v.clone() for k, v in tr.model.state_dict().items()}
-    assert tr.train() == out
+    assert tr.train().out == out
     assert _tree_hash(parent) == before  # the parent is byte-identical
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
     card = ModelCard.load(out)
@@ -362,19 +362,18 @@ def test_only_the_main_process_refits_and_saves(parent: Path, store_url: str, tm
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     """Under ``accelerate launch`` every process trains; a rank other than 0 neither refits the
     decisions (minutes of calibration scoring) nor writes the version (rank 0 does both)."""
-    import training.feedback_trainer as feedback_trainer
-    import training.versions as versions
+    from training import feedback_trainer, loop, versions
 
     out = tmp_path / "sft-rank1"
     tr = SFTTrainer(_cfg(parent, out, store_url, epochs=1, max_steps=2))
     monkeypatch.setattr(versions, "process_rank", lambda: 1)
-    monkeypatch.setattr(feedback_trainer, "process_rank", lambda: 1)
+    monkeypatch.setattr(loop, "process_rank", lambda: 1)
 
     def refit(*_a: Any, **_k: Any) -> None:
         raise AssertionError("rank 1 refitted the decisions")
 
     monkeypatch.setattr(feedback_trainer.FeedbackTrainer, "new_card", refit)
-    assert tr.train() == out
+    assert tr.train().out == out
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 

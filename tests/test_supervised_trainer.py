@@ -13,7 +13,6 @@ import torch
 from extractor.lexicon import Lexicon, build_lexicon
 from extractor.loaders import load_documents
 from extractor.model.predictor import load_predictor
-from training.supervised_config import SupervisedConfig
 from training.data import epoch_batches, mixed_windows, pass_windows
 from training.decisions import (
     ABSENT_THRESHOLDS,
@@ -23,6 +22,7 @@ from training.decisions import (
     recalibrate,
 )
 from training.optim import param_groups
+from training.supervised_config import SupervisedConfig
 from training.supervised_trainer import SupervisedTrainer
 
 

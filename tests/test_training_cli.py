@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from kvloop.commands.train import available, load
+from training.base import BaseTrainer
 from training.cli import ConfigError, parse_config
 from training.config import TrainConfig
+from training.registry import TRAINERS, available, get_trainer
 from training.supervised_config import SupervisedConfig
 
-CONFIGS = sorted({load(entry[0]) for entry in available().values()}, key=lambda c: c.__name__)
+CONFIGS = sorted({spec.config_class() for spec in available().values()},
+                 key=lambda c: c.__name__)
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
@@ -64,4 +66,20 @@ def test_kvloop_train_reports_config_errors(tmp_path: Path, capsys: pytest.Captu
     assert "--out is required" in capsys.readouterr().err
     (tmp_path / "c.yaml").write_text("data: demo\nout: x\narch: bert-xxl\n")
     assert main(["train", "base", "--config", str(tmp_path / "c.yaml")]) == 2
-    assert "unknown --arch 'bert-xxl'" in capsys.readouterr().err
+    assert "unknown arch 'bert-xxl'" in capsys.readouterr().err
+
+
+def test_one_registry_names_every_trainer_and_its_contract() -> None:
+    """Each entry's trainer keeps the one contract (``BaseTrainer``: ``train()`` returns a
+    ``TrainResult``) and its config says which fields a run needs."""
+    assert set(available()) == set(TRAINERS)
+    for name, spec in TRAINERS.items():
+        cls = spec.trainer_class()
+        assert issubclass(cls, BaseTrainer) and cls.name == name
+        assert "out" in spec.config_class().required
+        needs = "data" if spec.reads == "dataset" else "init"
+        assert needs in spec.config_class().required
+    with pytest.raises(ValueError, match=r"unknown trainer 'ppo'; choose one of \['base'"):
+        get_trainer("ppo")
+    with pytest.raises(ValueError, match="--init is required"):
+        get_trainer("sft").config_class()(out="x").check_required()

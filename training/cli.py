@@ -14,17 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar
 
 from transformers import HfArgumentParser
 
+from training.config import ConfigError, check_fields
+
+__all__ = ["ConfigError", "make_parser", "parse_config", "read_config_file"]
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config that could not be read or did not validate (the message says where)."""
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -66,11 +65,7 @@ def parse_config(cls: type[T], argv: Sequence[str], prog: str | None = None,
     known, _ = pre.parse_known_args(list(argv))
     if known.config:
         values = read_config_file(known.config)
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ConfigError(f"{known.config}: unknown field(s) {unknown}; "
-                              f"{cls.__name__} has {sorted(names)}")
+        check_fields(cls, values, known.config)
         parser.set_defaults(**values)
     try:
         outputs = parser.parse_args_into_dataclasses(args=list(argv), look_for_args_file=False)

@@ -9,14 +9,45 @@ them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T")
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
+class ConfigError(ValueError):
+    """A config that could not be read or did not validate (the message says where)."""
+
+
+def check_fields(cls: type[Any], values: Iterable[str], where: str | Path) -> None:
+    """``ConfigError`` naming ``where``, the keys of ``values`` that are not fields of ``cls``
+    and the fields it has: an unknown key is a misspelt option, never dropped (scikit-learn's
+    ``set_params`` refuses one the same way)."""
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; {cls.__name__} has "
+                          f"{sorted(names)}")
+
+
+def make_config(cls: type[T], values: dict[str, Any], where: str | Path) -> T:
+    """``cls(**values)`` after :func:`check_fields`; the dataclass's own checks raise
+    ``ValueError`` as usual."""
+    check_fields(cls, values, where)
+    return cls(**values)
+
+
 @dataclass
 class TrainConfig:
+    # Fields a run cannot start without. Checked by :meth:`check_required`, not in
+    # ``__post_init__``: a partial config is a legitimate value (a stage of a two-stage
+    # trainer, a test of one field's check), a run without ``out`` is not.
+    required: ClassVar[tuple[str, ...]] = ("out",)
+
     out: str = field(default="", metadata={"help": "output model directory (must not exist "
                                                    "for trainers that start from a model)"})
     epochs: int = field(default=1, metadata={"help": "maximum epochs (passes over the data)"})
@@ -52,6 +83,12 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be one of {MIXED_PRECISION}, "
                              f"got {self.mixed_precision!r}")
+
+    def check_required(self) -> None:
+        """``ValueError`` naming the first required field left empty."""
+        for name in self.required:
+            if not getattr(self, name):
+                raise ValueError(f"--{name} is required")
 
     def export(self) -> dict[str, Any]:
         return asdict(self)

@@ -125,3 +125,10 @@ def _public_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def read_store_feedback(url: str, flt: FeedbackFilter | None = None,
+                        fields: Iterable[str] | None = None) -> FeedbackSet:
+    """:func:`read_feedback` of the store at ``url``, opened for the read and closed after."""
+    with FeedbackStore(url) as store:
+        return read_feedback(store, flt, fields)

@@ -26,22 +26,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from extractor.document import Document
 from extractor.lexicon import Lexicon
 from extractor.loaders import OCR_MODES, REREAD_MODES
-from extractor.model.card import ModelCard, TrainingRecord, model_version
+from extractor.model.card import FeedbackRef, ModelCard, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.splits import SPLITS
-from feedback_ui.store import FeedbackFilter, FeedbackStore
+from feedback_ui.store import FeedbackFilter
 from training.config import TrainConfig
 from training.data import load_split
 from training.decisions import fit_decisions
-from training.feedback_data import FeedbackSet, read_feedback
+from training.feedback_data import FeedbackSet, read_store_feedback
 from training.loop import LoopResult, Trainer, seed_everything
 from training.supervised_trainer import evaluate
-from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +94,8 @@ class FeedbackConfig(TrainConfig):
         "help": "precision each field's auto-accept threshold must reach on held-out pages"})
     epochs: int = field(default=3, metadata={"help": "passes over the feedback"})
 
+    required: ClassVar[tuple[str, ...]] = ("out", "init")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for t in ("since", "until"):
@@ -123,13 +124,9 @@ class FeedbackConfig(TrainConfig):
                               until=when(self.until), limit=self.max_feedback_docs)
 
 
-def read_store_feedback(cfg: FeedbackConfig, field_names: Sequence[str]) -> FeedbackSet:
-    """The feedback of ``cfg.store`` that ``cfg``'s filters select (the store is closed after)."""
-    store = FeedbackStore(cfg.store)
-    try:
-        return read_feedback(store, cfg.feedback_filter(), field_names)
-    finally:
-        store.close()
+def feedback_of(cfg: FeedbackConfig, field_names: Sequence[str]) -> FeedbackSet:
+    """The feedback of ``cfg.store`` that ``cfg``'s filters select."""
+    return read_store_feedback(cfg.store, cfg.feedback_filter(), field_names)
 
 
 def load_dev_docs(cfg: FeedbackConfig, given: Sequence[Document] | None = None,
@@ -182,12 +179,13 @@ class FeedbackTrainer(Trainer):
                  dev_docs: Sequence[Document] | None = None) -> None:
         check_run(cfg, has_feedback=feedback is not None or bool(cfg.store))
         self.cfg, self.out = cfg, Path(cfg.out)
+        self.final_out = str(self.out)
         seed_everything(cfg.seed, cfg.threads)
         self.model, self.parent_card = KVEnsemble.from_pretrained(cfg.init)
         self.parent_version = model_version(cfg.init)
         self.lexicon = Lexicon.load(cfg.init)
         if feedback is None:
-            feedback = read_store_feedback(cfg, self.model.schema.field_names)
+            feedback = feedback_of(cfg, self.model.schema.field_names)
         self.feedback = feedback
         log.info("%s: %d reviewed documents, %d fields (%d with a right value, %d with "
                  "placed wrong values)", self.name, len(feedback.documents),
@@ -225,12 +223,8 @@ class FeedbackTrainer(Trainer):
         card.training, card.epoch, card.version = self.record(), epoch, None
         return card
 
-    def record(self, result: LoopResult | None = None) -> TrainingRecord:
-        config = {**self.cfg.export(), "out": str(self.out)}  # not the temporary folder
-        return TrainingRecord(self.name, config, self.parent_version,
-                              self.feedback.ref,
-                              best_epoch=result.best_epoch if result else None,
-                              history=list(result.history) if result else [])
+    def feedback_ref(self) -> FeedbackRef:
+        return self.feedback.ref
 
     # -- after the loop ------------------------------------------------------------------------
     def new_card(self, result: LoopResult) -> ModelCard:
@@ -251,25 +245,15 @@ class FeedbackTrainer(Trainer):
         card.training, card.epoch, card.version = self.record(result), None, None
         return card
 
-    def train(self) -> Path:
-        """Run the loop and write the new version; returns its directory."""
-        with new_version_dir(self.out) as work:
-            self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
-            try:
-                result = self.fit()
-                if process_rank() != 0:  # the others' weights are the same; one refits, saves
-                    return self.out
-                card = self.new_card(result)
-                self.model.save_pretrained(work, card)
-                if self.lexicon is not None:
-                    self.lexicon.save(work)
-                card.version = model_version(work)
-                card.save(work)
-            finally:
-                self.cfg.out = str(self.out)
-        log.info("%s: wrote %s (%s, parent %s)", self.name, self.out, card.version,
-                 self.parent_version)
-        return self.out
+    def save_version(self, work: Path, result: LoopResult) -> ModelCard:
+        """The new version: weights, lexicon and the card of :meth:`new_card`."""
+        card = self.new_card(result)
+        self.model.save_pretrained(work, card)
+        if self.lexicon is not None:
+            self.lexicon.save(work)
+        card.version = model_version(work)
+        card.save(work)
+        return card
 
     def describe(self) -> dict[str, Any]:
         return {"trainer": self.name, "parent": self.parent_version,

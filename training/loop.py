@@ -53,10 +53,19 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from extractor.devices import resolve_device
-from extractor.model.card import CURVES_FILE, check_safetensors, read_card_json, write_json
+from extractor.model.card import (
+    CURVES_FILE,
+    FeedbackRef,
+    TrainingRecord,
+    check_safetensors,
+    read_card_json,
+    write_json,
+)
 from extractor.model.ensemble import KVEnsemble
+from training.base import BaseTrainer, TrainResult
 from training.config import TrainConfig
 from training.optim import param_groups, warmup_linear
+from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +128,15 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Trainer:
-    """Base of every trainer; subclasses set ``cfg`` and ``model`` and implement the hooks."""
+class Trainer(BaseTrainer):
+    """Base of every trainer that runs the loop; subclasses set ``cfg`` and ``model``,
+    implement the hooks and write their version in :meth:`save_version`."""
 
     name = "trainer"
     cfg: TrainConfig
     model: KVEnsemble
+    parent_version: str | None = None
+    final_out: str = ""  # ``cfg.out`` as given: while training, ``cfg.out`` is the new folder
     # Attributes (JSON values) that change while training and that a resumed run needs back,
     # besides the weights, the optimiser and the generators, which the loop saves itself.
     resume_attrs: tuple[str, ...] = ()
@@ -153,6 +165,43 @@ class Trainer:
         card = self.model.card()
         card.epoch = epoch
         return card
+
+    def feedback_ref(self) -> FeedbackRef | None:
+        """What feedback the run read, for its card (none by default)."""
+        return None
+
+    def record(self, result: LoopResult | None = None) -> TrainingRecord:
+        """The lineage a card carries: trainer, config, parent, feedback, curves."""
+        config = {**self.cfg.export(), "out": self.final_out}  # not the temporary folder
+        return TrainingRecord(self.name, config, self.parent_version, self.feedback_ref(),
+                              best_epoch=result.best_epoch if result else None,
+                              history=list(result.history) if result else [])
+
+    def save_version(self, work: Path, result: LoopResult) -> Any:
+        """Write the trained model into ``work`` (the new version's folder, renamed into place
+        after) and return its card, ``version`` set."""
+        raise NotImplementedError
+
+    def train(self) -> TrainResult:
+        """Run the loop into a new version folder for ``cfg.out`` (``training.versions``:
+        atomic, never over an existing folder; the same command run again resumes) and write
+        it with :meth:`save_version`."""
+        t0 = time.perf_counter()
+        given = self.cfg.out
+        out = Path(given)
+        with new_version_dir(out) as work:
+            self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
+            try:
+                result = self.fit()
+                # the other processes' weights are the same; one saves
+                card = self.save_version(work, result) if process_rank() == 0 else None
+            finally:
+                self.cfg.out = given
+        version = card.version if card is not None else ""
+        log.info("%s: wrote %s (%s, parent %s)", self.name, out, version,
+                 getattr(self, "parent_version", None))
+        return TrainResult(out, version, card, tuple(result.history), result.best_epoch,
+                           result.best_score, time.perf_counter() - t0)
 
     def forward(self, **feats: Any) -> Any:
         """The model's forward (no wrapper: the loop averages gradients across processes)."""

@@ -49,26 +49,24 @@ import torch
 from eval.field_scores import score_results
 from extractor.align import align_document
 from extractor.document import Document, ExtractionResult, Schema
-from extractor.model.card import FeedbackRef, TrainingRecord, model_version
+from extractor.model.card import FeedbackRef, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.policy import FieldOutcomes
-from extractor.model.predictor import KVPredictor, load_predictor
+from extractor.model.predictor import KVPredictor, extractor_confidence, load_predictor
 from extractor.model.reward import (
     RewardCard,
     RewardModel,
     build_reward_model,
-    extractor_confidence,
     is_span,
     reward_version,
 )
 from extractor.normalize import lenient_key
 from training.data import load_split
 from training.feedback_data import FeedbackSet
-from training.feedback_trainer import check_run, load_dev_docs, read_store_feedback
+from training.feedback_trainer import check_run, feedback_of, load_dev_docs
 from training.loop import LoopResult, Trainer, seed_everything
 from training.losses import bradley_terry_loss, pointwise_reward_loss
 from training.reward_config import RewardConfig
-from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +200,7 @@ class RewardTrainer(Trainer):
                   or bool(cfg.gold_data),
                   "store or gold_data: the reward model needs feedback or gold pages")
         self.cfg, self.out = cfg, Path(cfg.out)
+        self.final_out = str(self.out)
         seed_everything(cfg.seed, cfg.threads)
         ensemble, _ = KVEnsemble.from_pretrained(cfg.init)
         self.parent_version = model_version(cfg.init)
@@ -241,7 +240,7 @@ class RewardTrainer(Trainer):
                  len(self.heldout_docs))
 
     def _read_store(self) -> FeedbackSet:
-        return read_store_feedback(self.cfg, self.schema.field_names)
+        return feedback_of(self.cfg, self.schema.field_names)
 
     def _split(self, docs: list[int]) -> tuple[list[int], list[int]]:
         """(training, held-out) document indices: a seeded share, at least one to train on."""
@@ -343,35 +342,21 @@ class RewardTrainer(Trainer):
         return -row["train_loss"]
 
     # -- lineage and saving ----------------------------------------------------------------------
-    def record(self, result: LoopResult | None = None) -> TrainingRecord:
-        config = {**self.cfg.export(), "out": str(self.out)}  # not the temporary folder
-        return TrainingRecord(self.name, config, self.parent_version, self.ref,
-                              best_epoch=result.best_epoch if result else None,
-                              history=list(result.history) if result else [])
+    def feedback_ref(self) -> FeedbackRef:
+        return self.ref
 
     def checkpoint_card(self, epoch: int) -> RewardCard:
         card = self.model.card()
         card.training, card.epoch = self.record(), epoch
         return card
 
-    def train(self) -> Path:
-        """Run the loop and write the new reward model; returns its directory."""
-        with new_version_dir(self.out) as work:
-            self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
-            try:
-                result = self.fit()
-                if process_rank() != 0:  # the others' weights are the same; one saves
-                    return self.out
-                card = self.model.card()
-                card.training = self.record(result)
-                self.model.save_pretrained(work, card)
-                card.version = reward_version(work)
-                card.save(work)
-            finally:
-                self.cfg.out = str(self.out)
-        log.info("%s: wrote %s (%s, parent %s)", self.name, self.out, card.version,
-                 self.parent_version)
-        return self.out
+    def save_version(self, work: Path, result: LoopResult) -> RewardCard:
+        card = self.model.card()
+        card.training = self.record(result)
+        self.model.save_pretrained(work, card)
+        card.version = reward_version(work)
+        card.save(work)
+        return card
 
     def describe(self) -> dict[str, Any]:
         return {"trainer": self.name, "parent": self.parent_version,

@@ -50,7 +50,7 @@ class RLConfig(FeedbackConfig):
         "help": "outcomes sampled per document and field (the group of RLOO/GRPO)"})
     # 2, not the common 4: each step is a full encoder pass, and on 2 CPU cores 4 steps a
     # batch take a pass over 300 documents past 10 minutes (866 s; 2 steps: 403 s, dev F1
-    # 0.618 against 0.647 with 4, one seed; BENCHMARKS.md, issue 13, session 9)
+    # 0.618 against 0.647 with 4, one seed; BENCHMARKS.md)
     ppo_epochs: int = field(default=2, metadata={
         "help": "ppo: optimiser steps on each batch of samples (4: a little better, twice "
                 "the time)"})

@@ -39,15 +39,18 @@ each stage read.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from extractor.devices import resolve_device
 from extractor.document import Document
 from extractor.model.card import ModelCard, model_version
+from training.base import BaseTrainer, TrainResult
 from training.feedback_data import FeedbackSet
-from training.feedback_trainer import check_run, load_dev_docs, read_store_feedback
+from training.feedback_trainer import check_run, feedback_of, load_dev_docs
 from training.rewards import Reward, load_reward
 from training.rl_trainer import RLTrainer
 from training.sft_config import SFTConfig
@@ -78,7 +81,7 @@ def not_reusable(sft_dir: Path, cfg: SFTConfig) -> str | None:
     return None
 
 
-class SFTThenRLTrainer:
+class SFTThenRLTrainer(BaseTrainer):
     """Stage 1 SFT on ``init`` -> ``<out>.sft``; stage 2 RL from it -> ``out`` (module docstring)."""
 
     name = "sft-rl"
@@ -98,7 +101,7 @@ class SFTThenRLTrainer:
                                   "it, or choose another --out")
         schema = ModelCard.load(cfg.init).schema
         self.feedback = (feedback if feedback is not None
-                         else read_store_feedback(cfg, schema.field_names))
+                         else feedback_of(cfg, schema.field_names))
         self.reward = reward if reward is not None else load_reward(
             cfg.reward, schema, cfg.reward_transform, resolve_device(cfg.device))
         self.dev_docs = load_dev_docs(cfg, dev_docs)  # each stage checks the overlap
@@ -117,7 +120,7 @@ class SFTThenRLTrainer:
             log.info("%s: reusing %s (%s), this run's SFT stage", self.name, self.sft_out,
                      card.version)
             return self.sft_out
-        return self.sft_trainer().train()
+        return self.sft_trainer().train().out
 
     def sft_trainer(self) -> SFTTrainer:
         """Stage 1: SFT on ``init`` with the run's feedback, writing ``<out>.sft``."""
@@ -129,13 +132,14 @@ class SFTThenRLTrainer:
         return RLTrainer(self.cfg.rl_config(), self.feedback, reward=self.reward,
                          pool_docs=self.pool_docs, dev_docs=self.dev_docs)
 
-    def train(self) -> Path:
-        """Run both stages; returns ``out``'s directory."""
+    def train(self) -> TrainResult:
+        """Run both stages; the result is the RL stage's (``out``), timed over both."""
+        t0 = time.perf_counter()
         sft = self.sft_stage()
-        out = self.rl_trainer().train()
-        log.info("%s: wrote %s <- %s <- %s (child <- parent)", self.name, out, sft,
+        result = self.rl_trainer().train()
+        log.info("%s: wrote %s <- %s <- %s (child <- parent)", self.name, result.out, sft,
                  self.cfg.init)
-        return out
+        return replace(result, seconds=time.perf_counter() - t0)
 
     def describe(self) -> dict[str, Any]:
         return {"trainer": self.name, "init": self.cfg.init, "sft": str(self.sft_out),

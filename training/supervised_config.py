@@ -34,15 +34,19 @@ The defaults are the recipe measured on SROIE (BENCHMARKS.md, "Extractor"): 10 e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from extractor.loaders import OCR_MODES
 from extractor.model.layoutlm import LAYOUT_INITS
+from extractor.model.zoo import ARCHS
 from extractor.splits import SPLITS
 from training.config import TrainConfig
 
 
 @dataclass
 class SupervisedConfig(TrainConfig):
+    required: ClassVar[tuple[str, ...]] = ("data", "out")
+
     data: str = field(default="", metadata={"help": "dataset spec (SROIE folder, JSONL, demo)"})
     ocr: str = field(default="provided", metadata={
         "help": "'provided', 'images' (the OCR engines) or 'tesseract'"})
@@ -76,6 +80,8 @@ class SupervisedConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
         for name in ("train_split", "dev_split", "calib_split"):
             if getattr(self, name) not in SPLITS:
                 raise ValueError(f"{name} must be one of {SPLITS}, got {getattr(self, name)!r}")

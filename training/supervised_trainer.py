@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from extractor.document import RECEIPT_SCHEMA, Document, Schema
 from extractor.lexicon import build_lexicon
 from extractor.loaders import REREAD_MODES
 from extractor.model.calibrate import Calibrator, DecisionProfile, profile_engine
-from extractor.model.card import ModelCard, TrainingRecord, model_version
+from extractor.model.card import ModelCard, model_version
 from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate
 from extractor.model.predictor import KVPredictor
@@ -42,10 +41,9 @@ from training.data import (
     with_image_variants,
 )
 from training.decisions import Decisions, fit_decisions
-from training.loop import Trainer, seed_everything
+from training.loop import LoopResult, Trainer, seed_everything
 from training.losses import joint_tagging_loss
 from training.supervised_config import SupervisedConfig
-from training.versions import new_version_dir, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +55,6 @@ def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
     pred = KVPredictor(model, DecisionProfile(calibrator or Calibrator()))
     results = pred.predict(list(docs), k=k)
     return score_results([d.gold or {} for d in docs], results, k_max=k).summary()
-
-
-@dataclass
-class TrainResult:
-    out: Path
-    best_epoch: int
-    best_dev_f1: float
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SupervisedTrainer(Trainer):
@@ -79,7 +69,7 @@ class SupervisedTrainer(Trainer):
                  calib_docs: Sequence[Document] | None = None,
                  profile_docs: Sequence[Document] | None = None) -> None:
         self.cfg, self.schema = cfg, schema
-        self.final_out = cfg.out  # ``cfg.out`` points into the partial folder while training
+        self.final_out = cfg.out
         seed_everything(cfg.seed, cfg.threads)
         load = (lambda s: load_split(cfg.data, s, cfg.ocr, cfg.max_docs))
         self.train_docs = list(train_docs) if train_docs is not None else load(cfg.train_split)
@@ -155,15 +145,9 @@ class SupervisedTrainer(Trainer):
     def selection_score(self, row: dict[str, Any]) -> float:
         return row["dev_f1"] if "dev_f1" in row else -row["train_loss"]
 
-    def training_record(self, best_epoch: int | None = None,
-                        history: list[dict[str, Any]] | None = None) -> TrainingRecord:
-        config = {**self.cfg.export(), "out": self.final_out}  # not the partial folder
-        return TrainingRecord(self.name, config, self.parent_version,
-                              best_epoch=best_epoch, history=list(history or []))
-
     def checkpoint_card(self, epoch: int) -> ModelCard:
         card = self.model.card()
-        card.training, card.epoch = self.training_record(), epoch
+        card.training, card.epoch = self.record(), epoch
         return card
 
     # -- after the loop ------------------------------------------------------------------------
@@ -172,26 +156,12 @@ class SupervisedTrainer(Trainer):
         return fit_decisions(self.model, self.calib_docs, self.profile_docs, self.lexicon,
                              self.cfg.auto_accept_target, self.cfg.auto_accept_level)
 
-    def train(self) -> TrainResult:
-        """Train (resuming an interrupted run of the same command), fit the decisions and
-        write the new version ``cfg.out`` (``training.versions.new_version_dir``: atomic,
-        never over an existing folder)."""
-        out = Path(self.cfg.out)
-        with new_version_dir(out) as work:
-            self.cfg.out = str(work)  # the loop's curves and checkpoint go to the new folder
-            try:
-                result = self.fit()
-                if process_rank() == 0:  # the others' weights are the same; one saves
-                    self.save(work, self.decisions(), result.history, result.best_epoch)
-            finally:
-                self.cfg.out = str(out)
-        return TrainResult(out, result.best_epoch, result.best_score, result.history)
-
-    def save(self, out: Path, decisions: Decisions, history: list[dict[str, Any]],
-             best_epoch: int) -> None:
-        card = decisions.apply(self.model, ModelCard(self.schema))
-        card.training = self.training_record(best_epoch, history)
-        self.model.save_pretrained(out, card)
-        self.lexicon.save(out)
-        card.version = model_version(out)
-        card.save(out)
+    def save_version(self, work: Path, result: LoopResult) -> ModelCard:
+        """Fit the decisions, then write weights, lexicon and card."""
+        card = self.decisions().apply(self.model, ModelCard(self.schema))
+        card.training = self.record(result)
+        self.model.save_pretrained(work, card)
+        self.lexicon.save(work)
+        card.version = model_version(work)
+        card.save(work)
+        return card

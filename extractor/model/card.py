@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from extractor.document import Schema
 from extractor.lexicon import LEXICON_FILE
@@ -93,8 +93,50 @@ class TrainingRecord:
                    d.get("best_epoch"), list(d.get("history", [])))
 
 
+class CardFile:
+    """The serialisation every card shares (``ModelCard``, ``RewardCard``): the lineage
+    fields (``training``, ``epoch``, ``version``) after the card's own keys, and the JSON file
+    it lives in (``FILE``), written atomically."""
+
+    FILE: ClassVar[str]
+    WHAT: ClassVar[str]  # "model card": how errors name the file
+    training: TrainingRecord | None
+    epoch: int | None
+    version: str | None
+
+    def export(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def export_lineage(self) -> dict[str, Any]:
+        """The set lineage fields, as the end of ``export()``."""
+        out: dict[str, Any] = {}
+        if self.training is not None:
+            out["training"] = self.training.export()
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
+        if self.version is not None:
+            out["version"] = self.version
+        return out
+
+    @staticmethod
+    def lineage_from_dict(d: dict[str, Any], legacy: bool = False) -> dict[str, Any]:
+        """The lineage fields of a card's JSON (``legacy``: a card whose training config was
+        saved at its top level)."""
+        training = d.get("training")
+        record = (TrainingRecord.from_dict(training, d if legacy else None) if training
+                  else None)
+        return {"training": record, "epoch": d.get("epoch"), "version": d.get("version")}
+
+    @classmethod
+    def read_json(cls, path: Path) -> dict[str, Any]:
+        return read_card_json(path, cls.WHAT)
+
+    def save(self, model_dir: str | Path) -> Path:
+        return write_json(Path(model_dir) / self.FILE, self.export())
+
+
 @dataclass
-class ModelCard:
+class ModelCard(CardFile):
     """``kvloop.json``: architecture, decisions (per OCR engine), routing, lineage, version.
 
     ``decisions`` is the default profile (fitted on the calibration split as loaded; its keys
@@ -125,6 +167,9 @@ class ModelCard:
     version: str | None = None
     format: str = FORMAT
 
+    FILE: ClassVar[str] = CARD_FILE
+    WHAT: ClassVar[str] = "model card"
+
     def export(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "format": self.format, "arch": self.arch, "schema": self.schema.export(),
@@ -142,13 +187,7 @@ class ModelCard:
             out["auto_accept_fit"] = self.auto_accept_fit
         if self.straight_through is not None:
             out["straight_through"] = self.straight_through.export()
-        if self.training is not None:
-            out["training"] = self.training.export()
-        if self.epoch is not None:
-            out["epoch"] = self.epoch
-        if self.version is not None:
-            out["version"] = self.version
-        return out
+        return {**out, **self.export_lineage()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = CARD_FILE) -> ModelCard:
@@ -163,7 +202,6 @@ class ModelCard:
                         for k, v in d.get("ocr_profiles", {}).items()}
             fits = {k: {f: v[f] for f in ("lenient_f1", "n_fields") if f in v}
                     for k, v in d.get("ocr_profiles", {}).items()}
-            training = d.get("training")
             auto_accept = d.get("auto_accept", {})
             if not isinstance(auto_accept, dict):
                 raise ValueError('"auto_accept" must map field names to thresholds, not '  # noqa: TRY004
@@ -185,8 +223,7 @@ class ModelCard:
                 auto_accept_fit=dict(d.get("auto_accept_fit", {})),
                 straight_through=(StraightThrough.from_dict(d["straight_through"])
                                   if d.get("straight_through") else None),
-                training=TrainingRecord.from_dict(training, d) if training else None,
-                epoch=d.get("epoch"), version=d.get("version"))
+                **cls.lineage_from_dict(d, legacy=True))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a valid model card ({type(e).__name__}: {e})") from e
 
@@ -200,10 +237,7 @@ class ModelCard:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: not a kvloop model folder ({CARD_FILE} missing"
                                     f"{_other_kind(d)})")
-        return cls.from_dict(read_card_json(path, "model card"), str(path))
-
-    def save(self, model_dir: str | Path) -> Path:
-        return write_json(Path(model_dir) / CARD_FILE, self.export())
+        return cls.from_dict(cls.read_json(path), str(path))
 
     def decision_key(self) -> list[Any]:
         """What of the card enters the version hash besides the weights: every decision that

@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -52,11 +51,15 @@ from extractor.model.calibrate import Calibrator, DecisionProfile, ocr_engine, p
 from extractor.model.card import VERSION_PREFIX, model_version
 from extractor.model.decode import FieldDecoding, ValueFn, decode_field
 from extractor.model.ensemble import KVEnsemble
+from extractor.model.reward import (
+    WEIGHTS_FILE,
+    Calibrate,
+    RewardCard,
+    RewardModel,
+    load_reward_model,
+)
 from extractor.normalize import lenient_key
 from extractor.straight_through import AcceptDecision, StraightThrough
-
-if TYPE_CHECKING:  # reward.py imports this module
-    from extractor.model.reward import RewardModel
 
 
 @dataclass
@@ -262,8 +265,6 @@ def check_reranker(reward_dir: str | Path, schema: Schema) -> None:
     """Whether ``reward_dir`` can rerank an extractor of ``schema`` without loading it: a
     reward-model card for the same fields, and its weights file. ``OSError``/``ValueError``
     naming the folder otherwise (for commands that load the model later, e.g. the UI)."""
-    from extractor.model.reward import WEIGHTS_FILE, RewardCard
-
     card = RewardCard.load(reward_dir)  # says so when the folder holds an extractor
     weights = Path(reward_dir) / WEIGHTS_FILE
     if not weights.is_file():
@@ -285,8 +286,6 @@ class RerankingPredictor(KVPredictor):
 
     def __init__(self, base: KVPredictor, reward: RewardModel,
                  where: str | Path | None = None) -> None:
-        from extractor.model.reward import extractor_confidence
-
         _same_fields(reward.schema, base.schema, where or reward.version)
         super().__init__(base.model, base.default_profile, f"{base.version}+{reward.version}",
                          base.ocr_profiles, base.lexicon)
@@ -319,6 +318,13 @@ def load_predictor(model_dir: str | Path, device: str | None = None,
                        Lexicon.load(model_dir), card.straight_through)
     if rerank is None:
         return pred
-    from extractor.model.reward import load_reward_model
-
     return RerankingPredictor(pred, load_reward_model(rerank, device), where=rerank)
+
+
+def extractor_confidence(predictor: KVPredictor) -> Calibrate:
+    """``calibrate`` for :meth:`RewardModel.rerank`: the predictor's calibrated probability of
+    a candidate's score, under the decision profile of the page's OCR engine."""
+    def calibrate(doc: Document, score: float) -> float:
+        return predictor.profile(doc).calibrator(score)
+
+    return calibrate

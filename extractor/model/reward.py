@@ -25,8 +25,8 @@ API, mirroring ``extractor.model.policy.BatchedPolicy`` (an outcome is a word-in
   Candidates without a placed span (values only a variant OCR pass read) cannot be scored and
   go after the scored ones, in their old order. Confidence stays the extractor's: the
   calibrated probability of the new top candidate's own score (``calibrate(doc, score)``,
-  e.g. :func:`extractor_confidence`; without it the raw score). The reward logit is not used
-  as a confidence because routing's auto-accept thresholds were fitted on the extractor's
+  e.g. :func:`extractor.model.predictor.extractor_confidence`; without it the raw score).
+  The reward logit is not used as a confidence because routing's auto-accept thresholds were fitted on the extractor's
   calibrated confidence, and the Bradley-Terry term leaves the reward's scale free. The
   results' ``model_version`` becomes ``"<extractor version>+<reward version>"``, so feedback
   on reranked results is told apart from feedback on the extractor's own ranking.
@@ -46,13 +46,14 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import LayoutLMConfig, LayoutLMModel
 
+from extractor.devices import resolve_device
 from extractor.document import (
     RECEIPT_SCHEMA,
     Document,
@@ -62,16 +63,15 @@ from extractor.document import (
 )
 from extractor.model.card import (
     CARD_FILE,
+    CardFile,
     TrainingRecord,
     check_safetensors,
-    read_card_json,
-    write_json,
 )
 from extractor.model.ensemble import KVEnsemble, expected_shapes, load_tokenizer
 from extractor.model.features import Window, collate, encode_words, length_buckets, windows_for
 from extractor.model.policy import FieldOutcomes, dropout_off
-from extractor.model.predictor import KVPredictor
 from extractor.model.windows import merge_per_word
+from extractor.model.zoo import build_model
 
 REWARD_FORMAT = "kvloop.reward/1"
 REWARD_VERSION_PREFIX = "kv.reward.v1"
@@ -86,7 +86,7 @@ Calibrate = Callable[[Document, float], float]
 # -- the card ----------------------------------------------------------------------------------
 
 @dataclass
-class RewardCard:
+class RewardCard(CardFile):
     """``reward.json``: what a saved reward-model directory says about itself."""
 
     schema: Schema
@@ -101,18 +101,13 @@ class RewardCard:
     version: str | None = None
     format: str = REWARD_FORMAT
 
+    FILE: ClassVar[str] = REWARD_CARD_FILE
+    WHAT: ClassVar[str] = "reward-model card"
+
     def export(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "format": self.format, "arch": self.arch, "schema": self.schema.export(),
-            "encoder": self.encoder, "field_dim": self.field_dim, "hidden": self.hidden,
-            "max_length": self.max_length, "stride": self.stride}
-        if self.training is not None:
-            out["training"] = self.training.export()
-        if self.epoch is not None:
-            out["epoch"] = self.epoch
-        if self.version is not None:
-            out["version"] = self.version
-        return out
+        return {"format": self.format, "arch": self.arch, "schema": self.schema.export(),
+                "encoder": self.encoder, "field_dim": self.field_dim, "hidden": self.hidden,
+                "max_length": self.max_length, "stride": self.stride, **self.export_lineage()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = REWARD_CARD_FILE) -> RewardCard:
@@ -121,13 +116,10 @@ class RewardCard:
             raise ValueError(f"{where}: unsupported format {d.get('format')!r} "
                              f"(expected {REWARD_FORMAT!r})")
         try:
-            training = d.get("training")
             return cls(schema=Schema.from_dict(d["schema"]), arch=str(d.get("arch", "custom")),
                        encoder=dict(d["encoder"]), field_dim=int(d["field_dim"]),
                        hidden=int(d["hidden"]), max_length=int(d["max_length"]),
-                       stride=int(d["stride"]),
-                       training=TrainingRecord.from_dict(training) if training else None,
-                       epoch=d.get("epoch"), version=d.get("version"))
+                       stride=int(d["stride"]), **cls.lineage_from_dict(d))
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{where}: not a valid reward-model card "
                              f"({type(e).__name__}: {e})") from e
@@ -143,10 +135,7 @@ class RewardCard:
                     f"with `kvloop train reward --init {d}`" if (d / CARD_FILE).is_file() else "")
             raise FileNotFoundError(f"{path}: not a kvloop reward-model directory "
                                     f"({REWARD_CARD_FILE} missing{hint})")
-        return cls.from_dict(read_card_json(path, "reward-model card"), str(path))
-
-    def save(self, model_dir: str | Path) -> Path:
-        return write_json(Path(model_dir) / REWARD_CARD_FILE, self.export())
+        return cls.from_dict(cls.read_json(path), str(path))
 
     def version_key(self) -> list[Any]:
         """What of the card enters the version hash besides the weights (how they are read)."""
@@ -475,8 +464,6 @@ class RewardModel(nn.Module):
 
 def load_reward_model(model_dir: str | Path, device: str | None = None) -> RewardModel:
     """A saved reward model on ``device`` (``extractor.devices.resolve_device``), eval mode."""
-    from extractor.devices import resolve_device
-
     return RewardModel.from_pretrained(model_dir, resolve_device(device))[0]
 
 
@@ -488,21 +475,9 @@ def build_reward_model(name_or_model: str | RewardModel, schema: Schema = RECEIP
 
     ``overrides`` go to ``extractor.model.zoo.build_model``; unknown names raise ``ValueError``.
     """
-    from extractor.model.zoo import build_model
-
     if isinstance(name_or_model, RewardModel):
         if name_or_model.schema.labels != schema.labels:
             raise ValueError("the given reward model was built for another schema")
         return name_or_model
     ensemble = build_model(name_or_model, schema, seed=seed, **overrides)
     return RewardModel.from_ensemble(ensemble, seed, field_dim, hidden)
-
-
-def extractor_confidence(predictor: KVPredictor) -> Calibrate:
-    """``calibrate`` for :meth:`RewardModel.rerank`: the predictor's calibrated probability of
-    a candidate's score, under the decision profile of the page's OCR engine."""
-    def calibrate(doc: Document, score: float) -> float:
-        return predictor.profile(doc).calibrator(score)
-
-    return calibrate
-

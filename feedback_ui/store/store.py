@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import CursorResult, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from typing_extensions import Self
 
 from extractor.document import Document, ExtractionResult
 from extractor.normalize import strict_key
@@ -83,6 +84,12 @@ class FeedbackStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _read(self) -> Session:
         return self._session()

@@ -59,7 +59,8 @@ def regime_overrides(args: argparse.Namespace, operator: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvloop.compare.config import ARMS, load_config
+    from kvloop.compare.arms import ARMS
+    from kvloop.compare.config import load_config
     from training.cli import ConfigError
 
     if args.list_arms:

@@ -52,11 +52,12 @@ import numpy as np
 
 from eval.bootstrap import f1_of_counts, paired_bootstrap
 from eval.significance import bootstrap_ci, holm, mcnemar
-from kvloop.compare.config import ARMS
+from kvloop.compare.arms import ARMS, ceiling_arm
+from kvloop.compare.arms import references as arm_references
 from kvloop.compare.records import ArmResult
 
-DEFAULT_REFERENCES: tuple[str, ...] = ("gold", "rl-oracle")
-CEILING = "gold"
+DEFAULT_REFERENCES: tuple[str, ...] = arm_references()
+CEILING = ceiling_arm()
 KL_KEYS = ("kl", "mean_kl")  # the runner logs RL's mean KL as ``mean_kl``
 EVAL_SET_WORDS = {"dev": "dev", "unseen-vendor": "unseen vendors"}
 
@@ -75,7 +76,7 @@ def group_cells(results: Iterable[ArmResult]) -> Cells:
 
 
 def arm_order(arms: Iterable[str]) -> list[str]:
-    """Arms in the order ``kvloop.compare.config.ARMS`` lists them, unknown ones after."""
+    """Arms in the order ``kvloop.compare.arms.ARMS`` lists them, unknown ones after."""
     known = list(ARMS)
     return sorted(set(arms), key=lambda a: (known.index(a) if a in known else len(known), a))
 
@@ -297,7 +298,7 @@ MIN_GAP = 0.02
 
 def verdict(regime: str, es: str, rnd: int, summaries: dict[CellKey, dict],
             comps: list[dict], baseline: str, floor: str,
-            references: Sequence[str]) -> dict[str, Any]:
+            references: Sequence[str], ceiling: str = CEILING) -> dict[str, Any]:
     """Which arm is best in one (regime, eval_set, round), and how it stands to the baseline."""
     here = {a: s for (g, e, r, a), s in summaries.items() if (g, e, r) == (regime, es, rnd)}
     mine = [c for c in comps if (c["regime"], c["eval_set"], c["round"]) == (regime, es, rnd)]
@@ -328,22 +329,22 @@ def verdict(regime: str, es: str, rnd: int, summaries: dict[CellKey, dict],
         "beats_floor": [a for a in learners if vs_floor[a]["direction"] == "better"],
         "not_beating_floor": [a for a in learners if vs_floor[a]["direction"] != "better"],
         "floor_f1": floor_cell["f1"] if floor_cell else None,
-        "ceiling_f1": here[CEILING]["f1"] if CEILING in here else None,
+        "ceiling_f1": here[ceiling]["f1"] if ceiling in here else None,
         "gap_closed": {},
         "reviewed_docs": (here.get(baseline) or next(iter(here.values())))["reviewed_docs"],
         "operator_minutes": (here.get(baseline) or next(iter(here.values())))["operator_minutes"],
     }
     lo = (floor_cell or {}).get("f1", {}).get("value")
-    hi = (here.get(CEILING) or {}).get("f1", {}).get("value")
+    hi = (here.get(ceiling) or {}).get("f1", {}).get("value")
     # A share of a gap of a point or two of F1 is noise, not a finding (1800% "closed").
     if lo is not None and hi is not None and hi - lo >= MIN_GAP:
         v["gap_closed"] = {a: (here[a]["f1"]["value"] - lo) / (hi - lo) for a in candidates}
-    v["text"] = verdict_text(v, vs_base, vs_floor, floor)
+    v["text"] = verdict_text(v, vs_base, vs_floor, floor, ceiling)
     return v
 
 
 def verdict_text(v: dict[str, Any], vs_base: dict[str, dict], vs_floor: dict[str, dict],
-                 floor: str) -> str:
+                 floor: str, ceiling: str = CEILING) -> str:
     """One paragraph in plain words for one (regime, eval_set, round) verdict."""
     es, base = _words(v["eval_set"]), v["baseline"]
     when = (f"On {es} after {_fmt_n(v['reviewed_docs'])} reviewed documents "
@@ -395,7 +396,7 @@ def verdict_text(v: dict[str, Any], vs_base: dict[str, dict], vs_floor: dict[str
     if v["gap_closed"] and v["ceiling_f1"] is not None:
         names = [a for a in (base, v["best_arm"]) if a in v["gap_closed"]]
         closed = ", ".join(f"{a} {v['gap_closed'][a]:.0%}" for a in dict.fromkeys(names))
-        out.append(f"Training on gold labels ({CEILING}) reaches {v['ceiling_f1']['value']:.3f}; "
+        out.append(f"Training on gold labels ({ceiling}) reaches {v['ceiling_f1']['value']:.3f}; "
                    f"share of the start-to-gold gap closed: {closed}.")
     return " ".join(out)
 
@@ -504,7 +505,8 @@ def last_rounds(cells: Cells, baseline: str) -> dict[tuple[str, str], int]:
 
 def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "none",
             n_boot: int = 1000, seed: int = 0, *, alpha: float = 0.05,
-            references: Sequence[str] = DEFAULT_REFERENCES) -> dict[str, Any]:
+            references: Sequence[str] = DEFAULT_REFERENCES,
+            ceiling: str = CEILING) -> dict[str, Any]:
     """Every number of the report, JSON-ready (see the module docstring for the method).
 
     Keys: ``method`` (baseline, floor, references, ceiling, n_boot, seed, alpha, ci);
@@ -524,12 +526,12 @@ def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "n
     comps = comparisons(cells, summaries, baseline, floor, n_boot, seed, alpha)
     regimes = sorted({k[0] for k in cells})
     last = last_rounds(cells, baseline)
-    verdicts = [verdict(regime, es, rnd, summaries, comps, baseline, floor, references)
+    verdicts = [verdict(regime, es, rnd, summaries, comps, baseline, floor, references, ceiling)
                 for regime, es, rnd in sorted({k[:3] for k in cells})]
     notes = overoptimisation(cells, summaries, extras, n_boot, seed, alpha)
     return {
         "method": {"baseline": baseline, "floor": floor, "references": list(references),
-                   "ceiling": CEILING, "n_boot": n_boot, "seed": seed, "alpha": alpha,
+                   "ceiling": ceiling, "n_boot": n_boot, "seed": seed, "alpha": alpha,
                    "ci": 1 - alpha},
         "regimes": regimes,
         "eval_sets": eval_set_order(k[1] for k in cells),

@@ -5,8 +5,9 @@ packaged presets by name (``demo``, ``quick``, ``full``; ``kvloop/compare/config
 are the fields of ``CompareConfig``; ``operator`` and ``effort`` are mappings given to
 ``kvloop.compare.operator.OperatorConfig`` and ``EffortModel.from_dict``; ``arm_options``
 maps an arm name to trainer config fields that override the arm's defaults (for example
-``{rl: {kl_coef: 0.1}}``). Flags of ``kvloop compare`` override the file (``--seeds``,
-``--out``, ``--arms``, ...).
+``{rl: {kl_coef: 0.1}}``; the arms are ``kvloop.compare.arms.ARMS``). An option key no
+config of the run has is an error naming the valid ones, never dropped. Flags of ``kvloop
+compare`` override the file (``--seeds``, ``--out``, ``--arms``, ...).
 
 Splits (``extractor.splits``): the start model and the pool come from ``fit``; trainers pick
 their epoch on ``select_split`` (default ``calibration``) and refit their decisions on it;
@@ -23,77 +24,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kvloop.compare.arms import ARMS, Arm
+
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
 PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "full")
 
 
 @dataclass(frozen=True)
-class ArmSpec:
-    """How an arm learns from a round's feedback.
-
-    ``trainer``: the ``kvloop train`` trainer it runs (``""`` = no weights change);
-    ``options``: that trainer's config fields; ``needs_reward``: it reads the round's reward
-    model (the ``reward`` trainer on the same feedback); ``rerank``: at evaluation the k best
-    are reranked by that reward model; ``vendor_memory``: at evaluation, values operators
-    saved for the same vendor are offered as candidates; ``gold``: trained from the gold of
-    every pool document (the ceiling; no operator involved); ``pool``: the trainer also
-    samples on unreviewed pool documents.
-    """
-
-    name: str
-    trainer: str = ""
-    options: dict[str, Any] = field(default_factory=dict)
-    needs_reward: bool = False
-    rerank: bool = False
-    vendor_memory: bool = False
-    gold: bool = False
-    pool: bool = False
-    help: str = ""
-
-
-SFT_STAGE_EPOCHS = 3
-"""``training.sft_rl_config.SFTThenRLConfig.sft_epochs``'s default (a test holds them equal;
-importing the trainers here would put torch behind ``kvloop compare --list-arms``)."""
-
-ARMS: dict[str, ArmSpec] = {a.name: a for a in (
-    ArmSpec("none", help="the start model, no feedback (the floor)"),
-    ArmSpec("sft", "sft", help="SFT on the corrected values (cross-entropy on their spans)"),
-    ArmSpec("sft-ul", "sft", {"unlikelihood_weight": 1.0},
-            help="SFT plus unlikelihood -log(1 - p) on the values operators rejected"),
-    ArmSpec("rerank", needs_reward=True, rerank=True,
-            help="the start model's k best reranked by the reward model (no policy update)"),
-    ArmSpec("rl", "rl", {"algorithm": "rloo"}, needs_reward=True,
-            help="RLOO against the reward model on the reviewed documents"),
-    ArmSpec("rl-pool", "rl", {"algorithm": "rloo", "pool_share": 0.5}, needs_reward=True,
-            pool=True, help="RLOO on reviewed plus unreviewed pool documents (half of each "
-                            "batch)"),
-    ArmSpec("ppo", "rl", {"algorithm": "ppo"}, needs_reward=True,
-            help="PPO (clipped ratio) against the reward model, exact KL penalty"),
-    ArmSpec("dpo", "dpo", {"loss_type": "dpo"}, help="DPO on chosen-vs-rejected values"),
-    ArmSpec("dpop", "dpo", {"loss_type": "dpop"},
-            help="DPO-Positive: the chosen log-prob kept from falling below the reference's"),
-    ArmSpec("dpo-diff", "dpo", {"loss_type": "diff_words"},
-            help="DPO on only the words where chosen and rejected values differ"),
-    # sft-rl's SFT stage runs SFT's own default epochs (3), whatever the config's `epochs` (the
-    # RL stage's): this control runs SFT alone that long, so sft-rl minus sft-long is what the
-    # RL stage adds and sft-long minus sft what the longer SFT adds (equal in `full`: epochs 3).
-    ArmSpec("sft-long", "sft", {"epochs": SFT_STAGE_EPOCHS},
-            help="control for sft-rl: SFT for as many epochs as sft-rl's SFT stage "
-                 f"({SFT_STAGE_EPOCHS})"),
-    ArmSpec("sft-rl", "sft-rl", {"algorithm": "rloo"}, needs_reward=True,
-            help="SFT on the corrections, then RLOO from the SFT model"),
-    ArmSpec("vendor-memory", vendor_memory=True,
-            help="values operators saved for the same vendor offered as candidates; no "
-                 "weights change"),
-    ArmSpec("rl-oracle", "rl", {"algorithm": "rloo", "reward": "oracle"},
-            help="ablation: RLOO with the exact-match reward (is the reward model the "
-                 "bottleneck?)"),
-    ArmSpec("gold", "base", gold=True,
-            help="ceiling: supervised training on the gold of every pool document"),
-)}
-
-
-@dataclass
 class CompareConfig:
     """One comparison (see the module docstring)."""
 
@@ -114,8 +51,7 @@ class CompareConfig:
     """One start model per seed (its training varies too), or one shared by every seed (the
     seeds then vary selection, operator noise and the arms' training)."""
     start_seed: int | None = None
-    """Seed of the shared start model (``None``: the last of ``seeds``, what every run so far
-    used). Set it to run a subset of the seeds (``--seeds 0``) against a finished run's start
+    """Seed of the shared start model (``None``: the last of ``seeds``). Set it to run a subset of the seeds (``--seeds 0``) against a finished run's start
     model: the shared model must not depend on which seeds are asked for."""
     pool_docs: int | None = None
     """The next ``fit`` documents, gold hidden from every learner (``None``: all the rest)."""
@@ -164,7 +100,7 @@ class CompareConfig:
             raise ValueError(f"arms: listed twice: {self.arms}")
         bad_opts = [a for a in self.arm_options if a not in ARMS]
         if bad_opts:
-            raise ValueError(f"arm_options: unknown arms {bad_opts}")
+            raise ValueError(f"arm_options: unknown arms {bad_opts}; choose from {list(ARMS)}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if not self.seeds:
@@ -177,7 +113,7 @@ class CompareConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 (or null), got {v}")
-        from kvloop.compare.operator import REGIMES
+        from kvloop.compare.operator import REGIMES  # the UI service: not for --list-arms
 
         bad_regimes = [r for r in self.regimes if r not in REGIMES]
         if bad_regimes or len(set(self.regimes)) != len(self.regimes):
@@ -185,12 +121,27 @@ class CompareConfig:
         if self.baseline not in self.arms:
             raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
 
+    def check_options(self) -> None:
+        """``ValueError`` naming every option key no config of the run has, with the valid
+        ones: ``arm_options`` per arm, ``start_options`` (the start model's
+        ``SupervisedConfig``), ``reward_options`` (``RewardConfig``) and ``trainer_options``
+        (given to every trainer of the run, so a field of each of their configs)."""
+        from training.config import check_fields
+        from training.registry import get_trainer
+
+        check_fields(get_trainer("base").config_class(), self.start_options, "start_options")
+        check_fields(get_trainer("reward").config_class(), self.reward_options,
+                     "reward_options")
+        classes = [a.config_class() for a in self.arms_to_run]  # checks arm_options too
+        if self.needs_reward:
+            classes.append(get_trainer("reward").config_class())
+        for cls in dict.fromkeys(c for c in classes if c is not None):
+            check_fields(cls, self.trainer_options, "trainer_options")
+
     @property
-    def arm_specs(self) -> list[ArmSpec]:
+    def arms_to_run(self) -> list[Arm]:
         """The arms to run, with ``arm_options`` merged into their trainer options."""
-        return [dataclasses.replace(ARMS[a], options={**ARMS[a].options,
-                                                      **self.arm_options.get(a, {})})
-                for a in self.arms]
+        return [ARMS[a].with_options(self.arm_options.get(a, {})) for a in self.arms]
 
     @property
     def operators(self) -> list[dict[str, Any]]:
@@ -212,7 +163,7 @@ class CompareConfig:
 
     @property
     def needs_reward(self) -> bool:
-        return any(a.needs_reward for a in self.arm_specs)
+        return any(a.needs_reward() for a in self.arms_to_run)
 
     def export(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -239,6 +190,8 @@ def load_config(spec: str, overrides: dict[str, Any] | None = None) -> CompareCo
                           f"{sorted(names)}")
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return CompareConfig(**values)
+        cfg = CompareConfig(**values)
+        cfg.check_options()
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{path}: {e}") from e
+    return cfg

@@ -21,10 +21,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from extractor.document import Document, write_jsonl
 from extractor.normalize import lenient_key
-from kvloop.compare.config import CompareConfig
+
+if TYPE_CHECKING:  # the config lists the arms, whose training steps read documents from here
+    from kvloop.compare.config import CompareConfig
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,11 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from kvloop.compare.specs import Unit
+
 log = logging.getLogger(__name__)
 
-Unit = Callable[[dict[str, Any]], dict[str, Any]]
+UnitFn = Callable[[Any], dict[str, Any]]  # a function of ``kvloop.compare.units``
 
 
 class LocalExecutor:
@@ -29,7 +31,7 @@ class LocalExecutor:
 
     name = "local"
 
-    def run(self, fn: Unit, payloads: Sequence[dict[str, Any]]
+    def run(self, fn: UnitFn, payloads: Sequence[Unit]
             ) -> Iterator[tuple[int, dict[str, Any]]]:
         for i, p in enumerate(payloads):
             yield i, fn(p)
@@ -59,10 +61,10 @@ class RayExecutor:
         self.cpus, self.gpus = cpus_per_task, gpus_per_task
         log.info("ray: %s", ray.cluster_resources())
 
-    def run(self, fn: Unit, payloads: Sequence[dict[str, Any]]
+    def run(self, fn: UnitFn, payloads: Sequence[Unit]
             ) -> Iterator[tuple[int, dict[str, Any]]]:
         remote = self.ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(fn)
-        pending = {remote.remote({**p, "threads": self.cpus}): i
+        pending = {remote.remote(p.with_threads(self.cpus)): i
                    for i, p in enumerate(payloads)}
         while pending:
             done, _ = self.ray.wait(list(pending), num_returns=1)

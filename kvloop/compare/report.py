@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from eval import plots
-from eval.report import CSS, _figure, _table
+from eval.report import CSS, html_figure, html_table
 from kvloop.compare.analysis import CEILING, kl_of
 from kvloop.compare.records import ArmResult
 
@@ -364,11 +364,11 @@ def render_html(analysis: dict, config: dict,
                 continue
             head, rows = f1_grid(analysis, regime, es)
             parts += [f"<h3>F1 on {html.escape(es)}</h3>",
-                      _table(head, [[html.escape(v) for v in r] for r in rows], "headline")]
+                      html_table(head, [[html.escape(v) for v in r] for r in rows], "headline")]
         parts.append(f'<p class="prov">{html.escape(_legend(analysis))}</p>')
         figs = (regime_figures or {}).get(regime) or figures(analysis, config, regime)
         parts.append('<div class="plots">' + "".join(
-            _figure(uri, cap, "" if n in SINGLE_PANEL else "wide")
+            html_figure(uri, cap, "" if n in SINGLE_PANEL else "wide")
             for n, uri, cap in figs if uri) + "</div>")
         parts += [f'<p class="skipped">Figure {html.escape(n)} skipped: {html.escape(why)}.</p>'
                   for n, uri, why in figs if not uri]
@@ -377,12 +377,12 @@ def render_html(analysis: dict, config: dict,
                 continue
             rnd = _last(analysis, regime, es)
             parts += [f"<h3>{html.escape(es)}, round {rnd}: paired comparisons</h3>",
-                      _table(["arm", "vs", "F1 diff", "95% CI (paired bootstrap)",
+                      html_table(["arm", "vs", "F1 diff", "95% CI (paired bootstrap)",
                               "McNemar b / c", "p", "p (Holm)", "significant", "docs",
                               "seed-doc pairs"], comparison_rows(analysis, regime, es, rnd),
                              "detail"),
                       f"<h3>{html.escape(es)}, round {rnd}: seeds and budget</h3>",
-                      _table(["arm", "F1 mean ± sd over seeds", "per seed", "all fields right",
+                      html_table(["arm", "F1 mean ± sd over seeds", "per seed", "all fields right",
                               "reviewed docs", "operator-min", "train-min"],
                              seed_rows(analysis, regime, es, rnd), "detail")]
     parts.append("<p class='prov'>b: fields the reference got right and the arm wrong; c: the "

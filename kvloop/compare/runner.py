@@ -33,22 +33,25 @@ unit finishes.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from kvloop.compare import units
-from kvloop.compare.config import ArmSpec, CompareConfig
+from kvloop.compare.arms import ARMS, Arm, ceiling_arm, floor_arm, references
+from kvloop.compare.config import CompareConfig
 from kvloop.compare.data import CompareData, prepare, read_docs
 from kvloop.compare.executors import LocalExecutor, RayExecutor
 from kvloop.compare.operator import regime_label
 from kvloop.compare.records import ArmResult, append_result, read_results
+from kvloop.compare.specs import PoolUnit, RewardUnit, StartUnit, UnitContext
 from kvloop.compare.steps import StepCache
+from kvloop.compare.units import ArmUnit
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,9 @@ class Comparison:
     """One comparison run (see the module docstring)."""
 
     def __init__(self, cfg: CompareConfig, command: str = "kvloop compare") -> None:
+        cfg.check_options()
         self.cfg, self.command = cfg, command
+        self.arms = cfg.arms_to_run
         self.out = Path(cfg.out).resolve()
         self.steps = StepCache(self.out / "steps")
         self.results_file = self.out / "results.jsonl"
@@ -94,16 +99,17 @@ class Comparison:
     def unit_dir(self, seed: int, rnd: int, name: str) -> Path:
         return self.out / self.regime / f"seed-{seed}" / f"round-{rnd}" / name
 
-    def base_payload(self, seed: int) -> dict[str, Any]:
+    def context(self, seed: int) -> UnitContext:
+        """What every unit of ``seed`` shares (no store: before any review)."""
         d, cfg = self.data, self.cfg
-        return {"seed": seed, "threads": self.threads, "device": cfg.device, "k": cfg.k,
-                "epochs": cfg.epochs, "refit_decisions": cfg.refit_decisions,
-                "keep_models": cfg.keep_models, "start": str(self.start_dir(seed)),
-                "start_file": str(d.path("start")), "pool_file": str(d.path("pool")),
-                "pool_nogold_file": str(d.path("pool-nogold")),
-                "select_file": str(d.path("select")),
-                "eval_files": {n: str(d.path(f"eval-{n}")) for n in d.eval_sets},
-                "trainer_options": dict(cfg.trainer_options)}
+        return UnitContext(
+            seed=seed, threads=self.threads, device=cfg.device, k=cfg.k, epochs=cfg.epochs,
+            refit_decisions=cfg.refit_decisions, keep_models=cfg.keep_models,
+            start=str(self.start_dir(seed)), start_file=str(d.path("start")),
+            pool_file=str(d.path("pool")), pool_nogold_file=str(d.path("pool-nogold")),
+            select_file=str(d.path("select")),
+            eval_files={n: str(d.path(f"eval-{n}")) for n in d.eval_sets},
+            trainer_options=dict(cfg.trainer_options))
 
     # -- steps --------------------------------------------------------------------------------
     def prepare_data(self) -> CompareData:
@@ -132,9 +138,9 @@ class Comparison:
                 todo.append((key, seed))
             else:
                 done[key] = got
-        payloads = [{**self.base_payload(seed), "out": str(self.out / "start" / key),
-                     "arch": cfg.arch, "epochs": cfg.start_epochs,
-                     "options": dict(cfg.start_options)} for key, seed in todo]
+        payloads = [StartUnit(self.context(seed), str(self.out / "start" / key), cfg.arch,
+                              cfg.start_epochs, dict(cfg.start_options))
+                    for key, seed in todo]
         for i, got in self.executor.run(units.train_start, payloads):
             key, seed = todo[i]
             self.steps.put(f"start/{key}", {**settings, "seed": seed}, got)
@@ -150,8 +156,8 @@ class Comparison:
         settings = {"start": self.starts[key]["version"], "pool": self.data.pool,
                     "k": self.cfg.k}
         if self.steps.get(f"pool/{key}", settings) is None:
-            payload = {**self.base_payload(seed), "out": str(out)}
-            got = next(self.executor.run(units.extract_pool, [payload]))[1]
+            unit = PoolUnit(self.context(seed), str(out))
+            got = next(self.executor.run(units.extract_pool, [unit]))[1]
             self.steps.put(f"pool/{key}", settings, got)
         return out
 
@@ -243,13 +249,14 @@ class Comparison:
             # to the run later that reads them gets the model trained again (same seed, same
             # model) instead of a missing file.
             if got is not None and (units.has_weights(Path(got["dir"]))
-                                    or not any(a.needs_reward
+                                    or not any(a.needs_reward()
                                                for a in self.pending_arms(seed, rnd))):
                 out[seed] = got
                 continue
             todo.append(seed)
-            payloads.append({**self.round_payload(seed, rnd), "options": dict(cfg.reward_options),
-                             "out": str(self.unit_dir(seed, rnd, "reward"))})
+            payloads.append(RewardUnit(self.round_context(seed, rnd),
+                                       str(self.unit_dir(seed, rnd, "reward")),
+                                       dict(cfg.reward_options)))
         for i, got in self.executor.run(units.train_reward, payloads):
             seed = todo[i]
             self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/reward",
@@ -260,29 +267,28 @@ class Comparison:
                   f"pair accuracy {'—' if acc is None else f'{acc:.3f}'})", flush=True)
         return out
 
-    def pending_arms(self, seed: int, rnd: int) -> list[ArmSpec]:
-        """The arms that train or score at round ``rnd`` of ``seed`` and have not finished
-        (``none`` is the start model's rows; the ceiling does not depend on the round and is
-        trained once, at the last)."""
-        return [a for a in self.cfg.arm_specs
-                if a.name != "none" and not (a.gold and rnd != self.cfg.rounds)
+    def pending_arms(self, seed: int, rnd: int) -> list[Arm]:
+        """The arms that train or score at round ``rnd`` of ``seed`` (``Arm.runs_at``) and
+        have not finished."""
+        return [a for a in self.arms
+                if a.runs_at(rnd, self.cfg.rounds)
                 and self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{a.name}",
                                    self.unit_settings(seed, rnd, a.name)) is None]
 
-    def round_payload(self, seed: int, rnd: int) -> dict[str, Any]:
-        return {**self.base_payload(seed),
-                "store": f"sqlite:///{self.store_file(seed, rnd)}", "round": rnd}
+    def round_context(self, seed: int, rnd: int) -> UnitContext:
+        return replace(self.context(seed), store=f"sqlite:///{self.store_file(seed, rnd)}",
+                       round=rnd)
 
     def unit_settings(self, seed: int, rnd: int, name: str) -> dict[str, Any]:
         cfg = self.cfg
-        arm = next((a for a in cfg.arm_specs if a.name == name), None)
+        arm = next((a for a in self.arms if a.name == name), None)
         return {"start": self.starts[self.start_key(seed)]["version"],
                 "review": self.reviews[seed][rnd]["picked"],
                 "epochs": cfg.epochs, "k": cfg.k, "refit": cfg.refit_decisions,
-                "options": (dataclasses.asdict(arm) if arm else dict(cfg.reward_options)),
+                "options": (arm.settings() if arm else dict(cfg.reward_options)),
                 "trainer_options": cfg.trainer_options, "eval": self.data.eval_sets}
 
-    def arm_rows(self, arm: ArmSpec, seed: int, rnd: int, got: dict[str, Any],
+    def arm_rows(self, arm: Arm, seed: int, rnd: int, got: dict[str, Any],
                  review: dict[str, Any], extras: dict[str, Any]) -> list[ArmResult]:
         rows = []
         for set_name, s in got["scores"].items():
@@ -305,8 +311,7 @@ class Comparison:
             seed = next(s for s in cfg.seeds if self.start_key(s) == key)
             if self.steps.get(f"start/{key}-scores", self.start_settings(key)) is None:
                 todo.append(key)
-                payloads.append({**self.base_payload(seed), "out": "",
-                                 "arm": dataclasses.asdict(ArmSpec("none"))})
+                payloads.append(ArmUnit(self.context(seed), "", ARMS[floor_arm()]))
         for i, got in self.executor.run(units.run_arm, payloads):
             self.steps.put(f"start/{todo[i]}-scores", self.start_settings(todo[i]), got)
         # Round 0 of each arm is written once per start model, and for an arm added to the
@@ -317,7 +322,7 @@ class Comparison:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
             assert got is not None
-            for arm in cfg.arm_specs:
+            for arm in self.arms:
                 for row in self.arm_rows(arm, seed, 0, got, {"reviewed": 0, "seconds": 0.0},
                                          {}):
                     if (row.key, row.model_version) not in written:
@@ -328,14 +333,16 @@ class Comparison:
                 "eval": self.data.eval_sets}
 
     def floor_rows(self, rnd: int) -> None:
-        """The ``none`` arm at round ``rnd``: the start model's scores, at this budget."""
-        if "none" not in self.cfg.arms:
-            return
-        arm = next(a for a in self.cfg.arm_specs if a.name == "none")
+        """The arms whose rows are the start model's scores (the floor) at round ``rnd``, at
+        this budget."""
+        for arm in (a for a in self.arms if a.from_start_model()):
+            self.start_model_rows(arm, rnd)
+
+    def start_model_rows(self, arm: Arm, rnd: int) -> None:
         for seed in self.cfg.seeds:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
-            name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-none"
+            name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}"
             settings = {"version": got["model_version"], "review": self.reviews[seed][rnd]["picked"]}
             if self.steps.get(name, settings) is not None:
                 continue
@@ -346,21 +353,18 @@ class Comparison:
     def arms_round(self, rnd: int, rewards: dict[int, dict[str, Any]]) -> None:
         cfg = self.cfg
         self.floor_rows(rnd)
-        todo: list[tuple[ArmSpec, int]] = []
+        todo: list[tuple[Arm, int]] = []
         payloads = []
         for seed in cfg.seeds:
             for arm in self.pending_arms(seed, rnd):
-                payload = {**self.round_payload(seed, rnd), "arm": dataclasses.asdict(arm),
-                           "out": str(self.unit_dir(seed, rnd, arm.name)),
-                           "reward_dir": rewards.get(seed, {}).get("dir")}
                 todo.append((arm, seed))
-                payloads.append(payload)
+                payloads.append(ArmUnit(self.round_context(seed, rnd),
+                                        str(self.unit_dir(seed, rnd, arm.name)), arm,
+                                        rewards.get(seed, {}).get("dir")))
         for i, got in self.executor.run(units.run_arm, payloads):
             arm, seed = todo[i]
-            review = self.reviews[seed][rnd]
-            if arm.gold:
-                review = {"reviewed": len(self.data.pool), "seconds": float("nan")}
-            extras = dict(rewards.get(seed, {}).get("extras", {})) if arm.needs_reward else {}
+            review = arm.budget(self.reviews[seed][rnd], len(self.data.pool))
+            extras = arm.row_extras(rewards.get(seed, {}).get("extras", {}))
             for row in self.arm_rows(arm, seed, rnd, got, review, extras):
                 append_result(self.results_file, row)
             self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
@@ -423,8 +427,9 @@ class Comparison:
         if not results:
             raise FileNotFoundError(f"{self.results_file}: no results yet; run the comparison "
                                     "(without --report-only) first")
-        analysis = analyse(results, baseline=self.cfg.baseline, floor="none",
-                           n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0])
+        analysis = analyse(results, baseline=self.cfg.baseline, floor=floor_arm(),
+                           n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0],
+                           references=references(), ceiling=ceiling_arm())
         analysis["command"] = self.command
         return write_report(analysis, results, self.cfg.export(), self.out)
 
