@@ -209,7 +209,7 @@ def sign_in_page() -> None:
 
 def init_state() -> None:
     defaults: dict[str, Any] = {"operator": "", "task": None, "drafts": {}, "active": None,
-                                "boxes_drawn": False,
+                                "box_epoch": 0,
                                 "flash": None, "queue_done": False, "last_click": None,
                                 "click_field": None, "click_words": {}, "focus": None,
                                 "skipped": set(), "page": "Review", "zoom": "Page",
@@ -220,9 +220,14 @@ def init_state() -> None:
 
 
 def edit_key(name: str) -> str:
-    # One key per field for every document: the browser updates the five text boxes in place
-    # instead of replacing them on each "save and next" (the document is ``ss.task``).
-    return f"edit::{name}"
+    """The widget key of a field's text box.
+
+    One key per field for every document: the browser updates the five text boxes in place
+    instead of replacing them on each "save and next" (the document is ``ss.task``). A run
+    that does not draw the boxes starts a new ``box_epoch``: Streamlit drops (or, when the run
+    is interrupted, may keep) a widget's state when it is not drawn, and the browser may forget
+    it either way, so boxes drawn again are new widgets, filled from the draft."""
+    return f"edit::{name}::{ss.box_epoch}"
 
 
 def flash(kind: str, text: str) -> None:
@@ -638,8 +643,7 @@ def button_kind(on: bool) -> Literal["primary", "secondary"]:
     return "primary" if on else "secondary"
 
 
-def render_field(task: ReviewTask, fv: FieldView, restore: bool) -> None:
-    """One field's card; ``restore``: the last finished run did not draw the text boxes."""
+def render_field(task: ReviewTask, fv: FieldView) -> None:
     active = fv.name == ss.active
     choice = form_choice(fv)
     last = pressed(fv.name)
@@ -661,7 +665,7 @@ def render_field(task: ReviewTask, fv: FieldView, restore: bool) -> None:
         if fv.rejected:
             st.caption(f":red[**rejected:** ~~{md_text(fv.rejected_value)}~~] · type or pick "
                        "the right value, press Not present, or Wrong value again")
-        if restore:  # its state was dropped (or is a stale copy): the draft is the value
+        if edit_key(fv.name) not in ss:  # a new box (epoch): the draft is its value
             ss[edit_key(fv.name)] = form_text(fv)
         st.text_input(field_label(fv.name), key=edit_key(fv.name), on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
@@ -775,11 +779,8 @@ def review_page(svc: ReviewService) -> bool:
         st.markdown(f"#### {md_text(task.doc_id)} · model "
                     f"{md_text(task.result.model_version)}{audit}")
         st.caption(f"locked for you until {task.lease.expires_at:%H:%M} UTC")
-        # Streamlit drops the state of widgets that a finished run did not draw: after such a
-        # run the boxes are filled from the draft; an interrupted run drops nothing.
         for fv in task.fields:
-            render_field(task, fv, restore=not ss.boxes_drawn)
-        ss.boxes_drawn = True
+            render_field(task, fv)
         st.caption("Keys for the field being edited (in a text box too): Alt+1-5 pick an "
                    "alternative · Alt+A accept · Alt+N not present · Alt+X wrong value · "
                    "Enter in a box moves to the next field that needs attention · "
@@ -902,8 +903,10 @@ def main() -> None:
         flash_slot = st.empty()
         sign_in_page()
         show_flash(flash_slot)
-        ss.boxes_drawn = False
+        ss.box_epoch += 1
         return
+    if ss.page != "Review":  # before anything is drawn: an interrupted run counts too
+        ss.box_epoch += 1
     svc = service()
     sidebar(svc)
     flash_slot = st.empty()
@@ -919,8 +922,8 @@ def main() -> None:
         history_page(svc)
     else:
         stats_page(svc)
-    if not drew_boxes:  # this run finishes without them: Streamlit drops their state
-        ss.boxes_drawn = False
+    if page == "Review" and not drew_boxes:
+        ss.box_epoch += 1
     show_flash(flash_slot)  # after the page: its callbacks and queue moves may set one
 
 

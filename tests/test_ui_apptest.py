@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -41,6 +42,11 @@ def shown(label: str) -> str:
     return html.unescape(re.sub(r"\\(.)", r"\1", label))
 
 
+def box(at: AppTest, name: str) -> Any:
+    """A field's text box, by its label (its widget key changes when the page is drawn anew)."""
+    return next(t for t in at.text_input if t.label == f"{name} value")
+
+
 def status(at: AppTest) -> str:
     """The one-line status under the sidebar: the last confirmation, or blank."""
     return at.main.caption[0].value
@@ -61,7 +67,7 @@ def test_asks_for_operator_then_opens_most_uncertain_document(store: FeedbackSto
     assert "Enter your operator name" in at.info[0].value
     at.sidebar.text_input(key="operator").input("ann").run()
     assert heading(at).startswith("#### rcpt2")
-    assert at.text_input(key="edit::total").value == "50.00"
+    assert box(at, "total").value == "50.00"
     assert "Reviewed 0 of 3" in at.sidebar.get("progress")[0].proto.text
     assert store.lease_of("rcpt2").operator == "ann"
 
@@ -69,14 +75,14 @@ def test_asks_for_operator_then_opens_most_uncertain_document(store: FeedbackSto
 def test_pick_alternative_type_value_save_and_next(store: FeedbackStore) -> None:
     at = start()
     at.button(key="pick::total::1").click().run()
-    assert at.text_input(key="edit::total").value == "2.50"
-    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")
+    assert box(at, "total").value == "2.50"
+    box(at, "company").input("KEDAI MAJU SDN BHD")
     click(at, "Save and next")
     assert shown(status(at)) == "✓ Saved rcpt2."
     assert heading(at).startswith("#### rcpt4")
     # the text boxes (one key per field for every document) now hold rcpt4's values
-    assert at.text_input(key="edit::company").value == "KEDAI MAJU"
-    assert at.text_input(key="edit::date").value == "32/13/2018"
+    assert box(at, "company").value == "KEDAI MAJU"
+    assert box(at, "date").value == "32/13/2018"
     assert store.current_values("rcpt2") == {"company": "KEDAI MAJU SDN BHD",
                                              "date": "01/02/2018", "address": None,
                                              "total": "2.50"}
@@ -98,7 +104,7 @@ def test_not_present_and_accept_all(store: FeedbackStore) -> None:
 
 def test_unparsable_value_is_reported_and_nothing_saved(store: FeedbackStore) -> None:
     at = start()
-    at.text_input(key="edit::total").input("twelve").run()
+    box(at, "total").input("twelve").run()
     assert "'twelve' is not an amount" in " ".join(m.value for m in at.caption)  # live
     click(at, "Save and next")
     assert "total: 'twelve' is not an amount" in shown(at.error[0].value)
@@ -123,7 +129,7 @@ def test_undo_last_save_reopens_document(store: FeedbackStore) -> None:
     assert store.current_values("rcpt2")["total"] == "2.50"
     click(at, "Undo last save")
     assert heading(at).startswith("#### rcpt2")
-    assert at.text_input(key="edit::total").value == "50.00"
+    assert box(at, "total").value == "50.00"
     assert store.current_values("rcpt2") == {}
     assert all(h.undone for h in store.history("rcpt2"))
     assert store.lease_of("rcpt4") is None  # the document that was open is given back
@@ -263,7 +269,7 @@ def test_alternatives_show_their_whole_values_and_scores(store: FeedbackStore) -
         assert shown(button.label) == f"{i + 1}: {value} ({score:.2f})"
         assert button.proto.wrap  # wrapped over lines, never cut with an ellipsis
     at.button(key="pick::address::2").click().run()
-    assert at.text_input(key="edit::address").value == LONG_ADDRESSES[2]  # the raw value
+    assert box(at, "address").value == LONG_ADDRESSES[2]  # the raw value
 
 
 def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) -> None:
@@ -272,7 +278,7 @@ def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) ->
     assert at.button(key="reject::total").proto.shortcut == "alt+x"  # total is under edit
     at.button(key="reject::total").click().run()
     assert "**rejected:** 50.00" in shown(" ".join(m.value for m in at.caption))
-    assert at.text_input(key="edit::total").value == "50.00"  # shows what is rejected
+    assert box(at, "total").value == "50.00"  # shows what is rejected
     click(at, "Save and next")
     assert heading(at).startswith("#### rcpt4")
     actions = {h.field: h.action for h in store.history("rcpt2")}
@@ -289,7 +295,7 @@ def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) ->
     total_head = next(m.value for m in at.markdown if m.value.startswith("**total**"))
     assert "needs review" in total_head and "rejected by ann" in total_head
     # It opens empty, the rejected value struck out of the alternatives and named.
-    assert at.text_input(key="edit::total").value == ""
+    assert box(at, "total").value == ""
     assert at.button(key="pick::total::0").disabled
     assert shown(at.button(key="pick::total::0").label) == "~~1: 50.00 (0.30)~~"
     assert "**rejected:** ~~50.00~~" in shown(" ".join(m.value for m in at.caption))
@@ -301,7 +307,7 @@ def test_reject_pressed_again_or_overtyped_is_taken_back(store: FeedbackStore) -
     at.button(key="reject::total").click().run()
     assert "rejected" not in " ".join(m.value for m in at.caption)
     at.button(key="reject::total").click().run()
-    at.text_input(key="edit::total").input("2.50").run()  # typing the right value replaces it
+    box(at, "total").input("2.50").run()  # typing the right value replaces it
     assert "will save: **your value**" in " ".join(m.value for m in at.caption)
     click(at, "Save and next")
     assert {h.field: h.action for h in store.history("rcpt2")}["total"] == "edit"
@@ -342,8 +348,8 @@ def test_a_box_edited_as_the_last_document_closes_does_not_crash(store: Feedback
     at = start()
     at.sidebar.selectbox(key="f_field").set_value("date").run()  # one document queued: rcpt4
     assert heading(at).startswith("#### rcpt4")
-    at.text_input(key="edit::total").input("4.50")  # sent with the click below
-    at.text_input(key="edit::date").input("01/02/2018")
+    box(at, "total").input("4.50")  # sent with the click below
+    box(at, "date").input("01/02/2018")
     click(at, "Save and next")
     assert "Nothing left to review" in at.success[-1].value
     assert store.current_values("rcpt4")["total"] == "4.50"
@@ -358,11 +364,11 @@ def test_another_page_and_back_keeps_every_value_and_saves_accepts(
         store: FeedbackStore, other_page: str) -> None:
     at = start()
     assert heading(at).startswith("#### rcpt2")
-    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD")  # typed, not yet sent
+    box(at, "company").input("KEDAI MAJU SDN BHD")  # typed, not yet sent
     at.sidebar.radio(key="page").set_value(other_page).run()
     at.sidebar.radio(key="page").set_value("Review").run()
     assert heading(at).startswith("#### rcpt2")
-    assert {k: at.text_input(key=f"edit::{k}").value for k in ("company", "date", "total")} == {
+    assert {k: box(at, k).value for k in ("company", "date", "total")} == {
         "company": "KEDAI MAJU SDN BHD", "date": "01/02/2018", "total": "50.00"}
     assert "will save: **edit**" not in " ".join(c.value for c in at.caption)
     click(at, "Save and next")
@@ -376,7 +382,7 @@ def test_a_pick_survives_a_page_switch(store: FeedbackStore) -> None:
     at.button(key="pick::total::1").click().run()
     at.sidebar.radio(key="page").set_value("History").run()
     at.sidebar.radio(key="page").set_value("Review").run()
-    assert at.text_input(key="edit::total").value == "2.50"
+    assert box(at, "total").value == "2.50"
     assert at.button(key="pick::total::1").proto.type == "primary"  # shown as pressed
     click(at, "Save and next")
     assert {h.field: h.action for h in store.history("rcpt2")}["total"] == "pick"
@@ -395,7 +401,7 @@ def test_a_rejected_value_is_never_accepted_by_the_next_plain_save(
         assert "total: '50.00' was marked wrong by ann" in shown(at.error[0].value)
     assert [h.action for h in store.history("rcpt2") if h.field == "total"] == ["reject"]
     assert at.button(key="accept::total").disabled
-    at.text_input(key="edit::total").input("2.50").run()
+    box(at, "total").input("2.50").run()
     click(at, "Save and next")
     assert store.current_values("rcpt2")["total"] == "2.50"
 
@@ -413,7 +419,7 @@ def test_pick_keys_hold_alt_so_typing_in_a_box_never_presses_them(
 def test_a_value_too_long_for_its_field_is_refused_with_a_message(
         store: FeedbackStore) -> None:
     at = start()
-    at.text_input(key="edit::company").input("K" * 5000).run()
+    box(at, "company").input("K" * 5000).run()
     assert "5000 characters long; field 'company' holds at most 300" in shown(
         " ".join(c.value for c in at.caption))
     click(at, "Save and next")
@@ -424,7 +430,7 @@ def test_a_value_too_long_for_its_field_is_refused_with_a_message(
 
 def test_an_emptied_box_asks_for_not_present_instead_of_clearing(store: FeedbackStore) -> None:
     at = start()
-    at.text_input(key="edit::company").input("").run()
+    box(at, "company").input("").run()
     assert "the box is empty" in " ".join(c.value for c in at.caption)
     click(at, "Save and next")
     assert store.history("rcpt2") == [] and "its box is empty" in shown(at.error[0].value)
@@ -436,7 +442,7 @@ def test_an_emptied_box_asks_for_not_present_instead_of_clearing(store: Feedback
 
 def test_accept_all_does_not_throw_away_typed_answers(store: FeedbackStore) -> None:
     at = start()
-    at.text_input(key="edit::company").input("KEDAI MAJU SDN BHD").run()
+    box(at, "company").input("KEDAI MAJU SDN BHD").run()
     click(at, "Accept all and next")
     assert heading(at).startswith("#### rcpt2") and store.history("rcpt2") == []
     assert "you changed company" in shown(at.error[0].value)

@@ -20,7 +20,7 @@ import pytest
 from bad_inputs import png_header
 from streamlit.testing.v1 import AppTest
 from test_service import receipt, receipt_png
-from test_ui_apptest import click, heading, shown, start, status, tiny_model_dir  # noqa: F401
+from test_ui_apptest import box, click, heading, shown, start, status, tiny_model_dir  # noqa: F401
 
 from extractor.document import Candidate, Document, ExtractionResult, FieldResult, Word
 from feedback_ui.browser_scripts import KEY_GUARD_JS, focus_script
@@ -173,10 +173,10 @@ def test_hostile_values_are_escaped_wherever_they_are_shown(store_url: str) -> N
     problem = escaped_in(found, "caption", "is not an amount")
     assert problem and "&lt;img" in problem[0]  # the validation message quotes the value
     # What the boxes hold is the raw value (a text box shows it as text).
-    assert at.text_input(key="edit::company").value == SCRIPT
+    assert box(at, "company").value == SCRIPT
 
     at.button(key="pick::company::1").click().run()
-    at.text_input(key="edit::total").input("9.00").run()
+    box(at, "total").input("9.00").run()
     click(at, "Save and next")
     assert shown(status(at)) == f"✓ Saved {doc.id}."
     assert "&lt;img" in status(at)
