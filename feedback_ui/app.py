@@ -222,11 +222,11 @@ def init_state() -> None:
 def edit_key(name: str) -> str:
     """The widget key of a field's text box.
 
-    One key per field for every document: the browser updates the five text boxes in place
-    instead of replacing them on each "save and next" (the document is ``ss.task``). A run
-    that does not draw the boxes starts a new ``box_epoch``: Streamlit drops (or, when the run
-    is interrupted, may keep) a widget's state when it is not drawn, and the browser may forget
-    it either way, so boxes drawn again are new widgets, filled from the draft."""
+    Each document opened, and each run that does not draw the boxes, starts a new
+    ``box_epoch``: Streamlit drops (or, when the run is interrupted, may keep) a widget's state
+    when it is not drawn, and the browser may forget it, or keep showing the last document's
+    text in a box under the same key, so boxes drawn again are new widgets, filled from the
+    draft."""
     return f"edit::{name}::{ss.box_epoch}"
 
 
@@ -255,6 +255,9 @@ def show_task(task: ReviewTask | None) -> None:
     draft = ss.drafts.get(key)
     if draft is None or not draft.fits(task):
         draft = ss.drafts[key] = Draft.of(task)
+    # New text boxes for each document: the browser may still show (or hold unsent) the last
+    # document's text in boxes under the same key, whatever the server sets.
+    ss.box_epoch += 1
     for fv in task.fields:
         ss[edit_key(fv.name)] = draft.fields[fv.name].text
     ss.active = first_attention(task)

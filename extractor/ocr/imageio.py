@@ -262,4 +262,4 @@ def _unidentified_reason(image: ImageFile) -> str:
     if fmt is not None:
         return (f"cannot read image: the file is {fmt}, a format kvloop cannot decode; "
                 "convert it to PNG, TIFF or JPEG")
-    return "cannot read image (not an image file, or a format PIL does not know)"
+    return "cannot read image (not an image file, or a format kvloop cannot decode)"
