@@ -160,12 +160,16 @@ class Uploader:
         known = service.store.documents(d.id for d in loaded.documents)
         # The same page under another file name (or from a dataset the store was loaded
         # with) reads to the same words: it is that document, not a second one.
-        same = service.store.ids_by_content(d.content_hash() for d in loaded.documents
-                                            if d.id not in known)
-        docs = [d for d in loaded.documents if d.id not in known and d.content_hash() not in same]
-        report.skipped += [d.id if d.id in known else f"{d.id} (the same page as "
-                           f"{same[d.content_hash()]})"
-                           for d in loaded.documents if d not in docs]
+        hashes = {d.id: d.content_hash() for d in loaded.documents if d.id not in known}
+        same = service.store.ids_by_content(hashes.values())
+        docs = []
+        for d in loaded.documents:
+            if d.id in known:
+                report.skipped.append(d.id)
+            elif hashes[d.id] in same:
+                report.skipped.append(f"{d.id} (the same page as {same[hashes[d.id]]})")
+            else:
+                docs.append(d)
         if not docs:
             return
         results = self.predictor.predict(docs)
