@@ -7,6 +7,10 @@ A *cell* is one (regime, evaluation set, round, arm) with one row per seed. For 
   then documents are drawn with replacement (``eval.bootstrap.bootstrap_ci``). Seeds are
   averaged within a document rather than treated as more documents: the same receipt under
   three seeds is one receipt, and counting it three times would make the interval too narrow.
+  With ``resample_seeds`` (a start model per seed: the seeds are samples of the whole
+  pipeline, start model included) seeds are drawn too, independently of the documents
+  (``eval.bootstrap.crossed_bootstrap_ci``), so the interval also holds the seed-to-seed
+  variance; ``method["ci_variance"]`` says which the intervals include.
 * **per-seed F1** (mean ± sample sd over seeds: how much the arm's outcome depends on its
   seed), per-field accuracy and all-fields-correct accuracy over (seed, document) pairs, the
   budget (``reviewed_docs``, ``operator_seconds``: means over seeds), ``train_seconds`` (mean
@@ -50,7 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from eval.bootstrap import f1_of_counts, paired_bootstrap
+from eval.bootstrap import (
+    crossed_bootstrap_ci,
+    crossed_paired_bootstrap,
+    f1_of_counts,
+    paired_bootstrap,
+)
 from eval.significance import bootstrap_ci, holm, mcnemar
 from kvloop.compare.arms import ARMS, ceiling_arm
 from kvloop.compare.arms import references as arm_references
@@ -123,6 +132,27 @@ def pooled_doc_counts(rows: Iterable[ArmResult]) -> tuple[list[str], np.ndarray]
     return docs, (np.stack([sums[d] for d in docs]) if docs else np.zeros((0, 3)))
 
 
+def seed_doc_counts(rows: Sequence[ArmResult]) -> np.ndarray:
+    """Each (row, document) ``[tp, fp, fn]``, zeros where a row did not score a document:
+    (rows, docs, 3), documents sorted as :func:`pooled_doc_counts` sorts them."""
+    docs = sorted({d for r in rows for d in r.doc_ids})
+    pos = {d: i for i, d in enumerate(docs)}
+    out = np.zeros((len(rows), len(docs), 3))
+    for s, r in enumerate(rows):
+        for d, c in zip(r.doc_ids, r.counts):
+            out[s, pos[d]] += np.asarray(c, dtype=float)
+    return out
+
+
+def ci_variance(resample_seeds: bool) -> str:
+    """In words, what the intervals' resampling holds."""
+    if resample_seeds:
+        return ("seeds and documents drawn independently (a start model per seed): the "
+                "intervals include start-model and other seed-to-seed variance")
+    return ("documents only (seeds summed within each document): the intervals hold the "
+            "document sampling, not the variance between seeds or start models")
+
+
 def seed_spread(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (``ddof=1``; ``None`` for a single seed)."""
     v = np.asarray(values, dtype=float)
@@ -145,12 +175,16 @@ def field_accuracy(rows: Iterable[ArmResult]) -> tuple[dict[str, float], float]:
 
 
 def cell_summary(by_seed: dict[int, ArmResult], n_boot: int, seed: int,
-                 alpha: float) -> dict[str, Any]:
+                 alpha: float, resample_seeds: bool = False) -> dict[str, Any]:
     """The numbers of one (regime, eval_set, round, arm) cell."""
     seeds = sorted(by_seed)
     rows = [by_seed[s] for s in seeds]
     docs, stats = pooled_doc_counts(rows)
-    ci = bootstrap_ci(stats, f1_of_counts, n_boot=n_boot, seed=seed, alpha=alpha)
+    if resample_seeds:
+        ci = crossed_bootstrap_ci(seed_doc_counts(rows), f1_of_counts, n_boot=n_boot,
+                                  seed=seed, alpha=alpha)
+    else:
+        ci = bootstrap_ci(stats, f1_of_counts, n_boot=n_boot, seed=seed, alpha=alpha)
     per_seed = [r.f1 for r in rows]
     mean, sd = seed_spread(per_seed)
     acc, doc_acc = field_accuracy(rows)
@@ -173,7 +207,7 @@ def cell_summary(by_seed: dict[int, ArmResult], n_boot: int, seed: int,
 # -- paired comparison ------------------------------------------------------------------------
 
 def paired_outcomes(ref: dict[int, ArmResult], arm: dict[int, ArmResult],
-                    shared_ref: bool = False
+                    shared_ref: bool = False, by_seed: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """What both scored, matched by (seed, document).
 
@@ -181,7 +215,8 @@ def paired_outcomes(ref: dict[int, ArmResult], arm: dict[int, ArmResult],
     matched seeds), the per-(seed, document, field) exact match of each (fields both rows
     have) and the number of matched (seed, document) pairs. With ``shared_ref`` (the floor: a
     start model shared by every seed), a reference scored under one seed only is matched with
-    every seed of the arm.
+    every seed of the arm. With ``by_seed`` the counts are (seeds, docs, 3), not summed over
+    the matched seeds.
     """
     def ref_for(s: int) -> ArmResult | None:
         if s in ref:
@@ -190,6 +225,8 @@ def paired_outcomes(ref: dict[int, ArmResult], arm: dict[int, ArmResult],
 
     doc_ref: dict[str, np.ndarray] = {}
     doc_arm: dict[str, np.ndarray] = {}
+    seed_ref: dict[tuple[int, str], np.ndarray] = {}  # by_seed: (seed, document) -> counts
+    seed_arm: dict[tuple[int, str], np.ndarray] = {}
     ok_ref: list[int] = []
     ok_arm: list[int] = []
     pairs = 0
@@ -206,19 +243,34 @@ def paired_outcomes(ref: dict[int, ArmResult], arm: dict[int, ArmResult],
             pairs += 1
             doc_ref[d] = doc_ref.get(d, np.zeros(3)) + np.asarray(r.counts[j], dtype=float)
             doc_arm[d] = doc_arm.get(d, np.zeros(3)) + np.asarray(a.counts[i], dtype=float)
+            if by_seed:
+                seed_ref[(s, d)] = np.asarray(r.counts[j], dtype=float)
+                seed_arm[(s, d)] = np.asarray(a.counts[i], dtype=float)
             ok_ref += [r.correct[j][fr] for _, fr in fields]
             ok_arm += [a.correct[i][fa] for fa, _ in fields]
     docs = sorted(doc_ref)
+    if by_seed:
+        seeds = sorted({s for s, _ in seed_ref})
+        cube = np.zeros((2, len(seeds), len(docs), 3))  # (ref/arm, seeds, docs, 3)
+        pos = {d: i for i, d in enumerate(docs)}
+        for k, m in enumerate((seed_ref, seed_arm)):
+            for (s, d), c in m.items():
+                cube[k, seeds.index(s), pos[d]] = c
+        return (cube[0], cube[1], np.asarray(ok_ref, dtype=bool),
+                np.asarray(ok_arm, dtype=bool), pairs)
     stack = (lambda m: np.stack([m[d] for d in docs]) if docs else np.zeros((0, 3)))
     return (stack(doc_ref), stack(doc_arm), np.asarray(ok_ref, dtype=bool),
             np.asarray(ok_arm, dtype=bool), pairs)
 
 
 def compare(ref: dict[int, ArmResult], arm: dict[int, ArmResult], n_boot: int, seed: int,
-            alpha: float, shared_ref: bool = False) -> dict[str, Any]:
-    """``arm - ref`` on the same documents: paired F1 interval and McNemar (not yet adjusted)."""
-    s_ref, s_arm, ok_ref, ok_arm, pairs = paired_outcomes(ref, arm, shared_ref)
-    ci = paired_bootstrap(s_ref, s_arm, f1_of_counts, n_boot=n_boot, seed=seed, alpha=alpha)
+            alpha: float, shared_ref: bool = False,
+            resample_seeds: bool = False) -> dict[str, Any]:
+    """``arm - ref`` on the same documents: paired F1 interval and McNemar (not yet adjusted);
+    with ``resample_seeds`` the interval draws seeds too (the module docstring)."""
+    s_ref, s_arm, ok_ref, ok_arm, pairs = paired_outcomes(ref, arm, shared_ref, resample_seeds)
+    boot = crossed_paired_bootstrap if resample_seeds else paired_bootstrap
+    ci = boot(s_ref, s_arm, f1_of_counts, n_boot=n_boot, seed=seed, alpha=alpha)
     mc = mcnemar(ok_ref, ok_arm)
     return {"n_docs": ci.n_docs, "n_pairs": pairs,
             "f1_diff": {"diff": ci.diff, "low": ci.low, "high": ci.high,
@@ -236,7 +288,8 @@ def _judge(c: dict[str, Any], alpha: float) -> None:
 
 
 def comparisons(cells: Cells, summaries: dict[CellKey, dict], baseline: str, floor: str,
-                n_boot: int, seed: int, alpha: float) -> list[dict[str, Any]]:
+                n_boot: int, seed: int, alpha: float,
+                resample_seeds: bool = False) -> list[dict[str, Any]]:
     """Every arm vs the baseline and vs the floor, Holm-adjusted per (regime, set, round)."""
     out: list[dict[str, Any]] = []
     families: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
@@ -250,7 +303,7 @@ def comparisons(cells: Cells, summaries: dict[CellKey, dict], baseline: str, flo
                  "reference": ref_arm, "role": role, "reference_round": ref_round,
                  "reviewed_docs": summaries[(regime, es, rnd, arm)]["reviewed_docs"],
                  **compare(cells[(regime, es, ref_round, ref_arm)], rows, n_boot, seed, alpha,
-                           shared_ref=role == "floor")}
+                           shared_ref=role == "floor", resample_seeds=resample_seeds)}
             families[(regime, es, rnd)].append(c)
             out.append(c)
     for fam in families.values():
@@ -506,24 +559,27 @@ def last_rounds(cells: Cells, baseline: str) -> dict[tuple[str, str], int]:
 def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "none",
             n_boot: int = 1000, seed: int = 0, *, alpha: float = 0.05,
             references: Sequence[str] = DEFAULT_REFERENCES,
-            ceiling: str = CEILING) -> dict[str, Any]:
+            ceiling: str = CEILING, resample_seeds: bool = False) -> dict[str, Any]:
     """Every number of the report, JSON-ready (see the module docstring for the method).
 
-    Keys: ``method`` (baseline, floor, references, ceiling, n_boot, seed, alpha, ci);
+    Keys: ``method`` (baseline, floor, references, ceiling, n_boot, seed, alpha, ci,
+    resample_seeds, ci_variance);
     ``regimes``, ``eval_sets``, ``arms``, ``rounds``, ``fields``;
     ``last_round`` (per regime and set); ``cells`` (one per regime, set, round, arm);
     ``comparisons`` (arm vs baseline and vs floor); ``verdicts`` (per regime, set, round);
     ``overoptimisation`` (notes); ``summary`` (plain-words sentences).
     """
     cells = group_cells(results)
-    summaries = {k: cell_summary(v, n_boot, seed, alpha) for k, v in sorted(cells.items())}
+    summaries = {k: cell_summary(v, n_boot, seed, alpha, resample_seeds)
+                 for k, v in sorted(cells.items())}
     by_training: dict[tuple[str, str, int], list[ArmResult]] = defaultdict(list)
     for (regime, _es, rnd, arm), rows in cells.items():
         by_training[(regime, arm, rnd)] += rows.values()
     extras = {k: numeric_extras(v) for k, v in by_training.items()}
     for (regime, _es, rnd, arm), s in summaries.items():
         s["extras"] = extras[(regime, arm, rnd)]
-    comps = comparisons(cells, summaries, baseline, floor, n_boot, seed, alpha)
+    comps = comparisons(cells, summaries, baseline, floor, n_boot, seed, alpha,
+                        resample_seeds)
     regimes = sorted({k[0] for k in cells})
     last = last_rounds(cells, baseline)
     verdicts = [verdict(regime, es, rnd, summaries, comps, baseline, floor, references, ceiling)
@@ -532,7 +588,8 @@ def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "n
     return {
         "method": {"baseline": baseline, "floor": floor, "references": list(references),
                    "ceiling": ceiling, "n_boot": n_boot, "seed": seed, "alpha": alpha,
-                   "ci": 1 - alpha},
+                   "ci": 1 - alpha, "resample_seeds": resample_seeds,
+                   "ci_variance": ci_variance(resample_seeds)},
         "regimes": regimes,
         "eval_sets": eval_set_order(k[1] for k in cells),
         "arms": arm_order(k[3] for k in cells),
