@@ -1,4 +1,4 @@
-"""``kvloop compare --config demo|quick|quick-choice|full|FILE``: is SFT on the corrections
+"""``kvloop compare --config demo|quick|quick-choice|quick-tuned|full|FILE``: is SFT on the corrections
 enough, or does a reward model plus policy updates (or DPO) learn more from the same operators'
 work?
 
@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo",
                         help="a preset ('demo': synthetic data, minutes; 'quick': SROIE, 35 "
                              "minutes on 2 cores; 'quick-choice': the same under the "
-                             "choice-only regime; 'full': for bigger machines) or a YAML/JSON "
+                             "choice-only regime; 'quick-tuned': every arm tuned alike on the "
+                             "selection split; 'full': for bigger machines) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")

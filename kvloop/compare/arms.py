@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kvloop.compare.learn import gold_feedback, train_gold, trainer_extras, vendor_memory
+from kvloop.compare.search import IntRange, Scale, SearchSpace
 from kvloop.compare.specs import UnitContext
 from training.config import make_config
 from training.registry import get_trainer
@@ -29,6 +30,25 @@ from training.registry import get_trainer
 SFT_STAGE_EPOCHS = 3
 """``training.sft_rl_config.SFTThenRLConfig.sft_epochs``'s default (a test holds them equal;
 importing the trainers here would put torch behind ``kvloop compare --list-arms``)."""
+
+
+# Each trainer's main settings and their ranges, for equal tuning (``kvloop.compare.tuning``):
+# every arm of a trainer searches its own space with the same number of trials. The learning
+# rate moves ``head_lr`` by the same factor (one step size); epochs are the most the trainer
+# may run (it keeps its best epoch on the selection pages); ``samples_per_field`` is RL's K
+# samples per document and field.
+EPOCHS = IntRange(1, 4)
+STEP = Scale(0.2, 5.0, tied_fields=("head_lr",))
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "sft": {"epochs": EPOCHS, "lr": STEP},
+    "base": {"epochs": EPOCHS, "lr": STEP},
+    "rl": {"epochs": EPOCHS, "lr": STEP, "kl_coef": Scale(0.1, 10.0),
+           "samples_per_field": IntRange(2, 8)},
+    # the RL stage's settings; its SFT stage runs SFT's defaults (sft-long is its control)
+    "sft-rl": {"epochs": EPOCHS, "lr": STEP, "kl_coef": Scale(0.1, 10.0),
+               "samples_per_field": IntRange(2, 8)},
+    "dpo": {"epochs": EPOCHS, "lr": STEP, "beta": Scale(0.1, 10.0)},
+}
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,11 @@ class Arm:
     def row_extras(self, reward_extras: dict[str, Any]) -> dict[str, Any]:
         """What its rows carry from the round's reward model (what it read)."""
         return dict(reward_extras) if self.needs_reward() else {}
+
+    def search_space(self) -> SearchSpace:
+        """Its main settings and their ranges (:data:`SEARCH_SPACES`; empty: nothing to
+        tune, it trains nothing)."""
+        return SEARCH_SPACES.get(self.trainer, {})
 
     def config_class(self) -> type | None:
         """Its trainer's config class (``None``: it trains nothing)."""

@@ -1,11 +1,14 @@
 """Configuration of ``kvloop compare``: data, budget, operator, arms, seeds, execution.
 
 A comparison is read from a YAML or JSON file (``kvloop compare --config FILE``) or one of the
-packaged presets by name (``demo``, ``quick``, ``full``; ``kvloop/compare/configs/``). Keys
-are the fields of ``CompareConfig``; ``operator`` and ``effort`` are mappings given to
-``kvloop.compare.operator.OperatorConfig`` and ``EffortModel.from_dict``; ``arm_options``
+packaged presets by name (``demo``, ``quick``, ``quick-tuned``, ``full``, ...;
+``kvloop/compare/configs/``). Keys are the fields of ``CompareConfig``; ``operator`` and
+``effort`` are mappings given to ``kvloop.compare.operator.OperatorConfig`` and
+``EffortModel.from_dict``; ``arm_options``
 maps an arm name to trainer config fields that override the arm's defaults (for example
-``{rl: {kl_coef: 0.1}}``; the arms are ``kvloop.compare.arms.ARMS``). An option key no
+``{rl: {kl_coef: 0.1}}``; the arms are ``kvloop.compare.arms.ARMS``). ``tuning`` (``{trials: N,
+seed: S}``, ``kvloop.compare.tuning``) gives every arm that trains N trials of its own main
+settings, chosen on the selection split; absent, every arm runs its defaults. An option key no
 config of the run has is an error naming the valid ones, never dropped. Flags of ``kvloop
 compare`` override the file (``--seeds``, ``--out``, ``--arms``, ...).
 
@@ -27,7 +30,7 @@ from typing import Any
 from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
-PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "full")
+PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full")
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,9 @@ class CompareConfig:
     unseen_vendor: bool = True
     extra_eval: dict[str, str] = field(default_factory=dict)
     """More evaluation sets: name -> dataset spec (every document of it is scored)."""
+    tuning: dict[str, Any] = field(default_factory=dict)
+    """Equal tuning of every arm that trains (``kvloop.compare.tuning``): ``{trials: N,
+    seed: S}``; empty: every arm runs its default settings."""
     baseline: str = "sft"
     n_boot: int = 1000
     keep_models: bool = False
@@ -118,6 +124,10 @@ class CompareConfig:
         bad_regimes = [r for r in self.regimes if r not in REGIMES]
         if bad_regimes or len(set(self.regimes)) != len(self.regimes):
             raise ValueError(f"regimes: each one of {REGIMES}, once; got {self.regimes}")
+        if self.tuning:
+            from kvloop.compare.tuning import TuningConfig
+
+            TuningConfig.from_dict(self.tuning)
         if self.baseline not in self.arms:
             raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
 
@@ -166,7 +176,10 @@ class CompareConfig:
         return any(a.needs_reward() for a in self.arms_to_run)
 
     def export(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["tuning"]:
+            del out["tuning"]  # an untuned run's config reads as before tuning existed
+        return out
 
 
 def preset_path(name: str) -> Path:

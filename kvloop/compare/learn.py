@@ -106,7 +106,8 @@ def train_gold(ctx: UnitContext, out: Path, options: Mapping[str, Any]) -> None:
     with new_version_dir(out) as work:
         cfg = make_config(SupervisedConfig, {
             **ctx.trainer_options, **options, "data": ctx.pool_file, "out": str(work),
-            "init": ctx.start, "epochs": ctx.epochs, "seed": ctx.seed, "threads": ctx.threads,
+            "init": ctx.start, "epochs": options.get("epochs", ctx.epochs), "seed": ctx.seed,
+            "threads": ctx.threads,
             "device": ctx.device, "tesseract_profile": False}, "the gold arm")
         SupervisedTrainer(cfg, train_docs=train, dev_docs=select,
                           calib_docs=select if ctx.refit_decisions else [],

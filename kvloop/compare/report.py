@@ -25,6 +25,7 @@ from eval import plots
 from eval.report import CSS, html_figure, html_table
 from kvloop.compare.analysis import CEILING, kl_of
 from kvloop.compare.records import ArmResult
+from kvloop.compare.tuning import TABLE_HEAD, table_cells, table_markdown, table_note
 
 EXTRA_COLORS = ["#e377c2", "#bcbd22", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#c49c94"]
 UP, DOWN = "▲", "▼"
@@ -341,6 +342,11 @@ def seed_rows(analysis: dict, regime: str, es: str, rnd: int) -> list[list[str]]
 
 # -- the three files --------------------------------------------------------------------------
 
+def _ci_words(analysis: dict) -> str:
+    """Which variance the intervals include (``analysis["method"]["ci_variance"]``)."""
+    return analysis["method"].get("ci_variance", "documents only")
+
+
 def _title(config: dict) -> str:
     return f"kvloop compare: {config.get('name', 'comparison')}"
 
@@ -385,6 +391,12 @@ def render_html(analysis: dict, config: dict,
                       html_table(["arm", "F1 mean ± sd over seeds", "per seed", "all fields right",
                               "reviewed docs", "operator-min", "train-min"],
                              seed_rows(analysis, regime, es, rnd), "detail")]
+    if analysis.get("tuning"):
+        parts += ["<h2>Tuning (selection split)</h2>",
+                  f"<p class='prov'>{html.escape(table_note(analysis['tuning']))}</p>",
+                  html_table(TABLE_HEAD, [[html.escape(v) for v in r]
+                                          for r in table_cells(analysis["tuning"])], "detail")]
+    parts.append(f"<p class='prov'>Intervals: {html.escape(_ci_words(analysis))}.</p>")
     parts.append("<p class='prov'>b: fields the reference got right and the arm wrong; c: the "
                  "reverse. McNemar's exact test on (seed, document, field) pairs; p (Holm): "
                  "adjusted over every comparison in the same evaluation set and round.</p>")
@@ -408,7 +420,9 @@ def render_markdown(analysis: dict, config: dict) -> str:
             lines += [f"**F1 on {es}" + (f", {regime} regime" if many else "") + "**", "",
                       "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
                       *["| " + " | ".join(r) + " |" for r in rows], ""]
-    lines += [_legend(analysis), "", "Full report: report.html (every number: report.json)."]
+    lines += table_markdown(analysis.get("tuning", []))
+    lines += [_legend(analysis), "", f"Intervals: {_ci_words(analysis)}.", "",
+              "Full report: report.html (every number: report.json)."]
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,7 @@ from kvloop.compare.operator import regime_label
 from kvloop.compare.records import ArmResult, append_result, read_results
 from kvloop.compare.specs import PoolUnit, RewardUnit, StartUnit, UnitContext
 from kvloop.compare.steps import StepCache
+from kvloop.compare.tuning import TuningConfig, tuned_arms, tuning_table
 from kvloop.compare.units import ArmUnit
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,9 @@ class Comparison:
     def __init__(self, cfg: CompareConfig, command: str = "kvloop compare") -> None:
         cfg.check_options()
         self.cfg, self.command = cfg, command
-        self.arms = cfg.arms_to_run
+        self.arms = self.base_arms = cfg.arms_to_run
+        self.tuning = TuningConfig.from_dict(cfg.tuning) if cfg.tuning else None
+        self.tuning_extras: dict[str, dict[str, Any]] = {}  # the round's tuned arms' rows
         self.out = Path(cfg.out).resolve()
         self.steps = StepCache(self.out / "steps")
         self.results_file = self.out / "results.jsonl"
@@ -364,7 +367,8 @@ class Comparison:
         for i, got in self.executor.run(units.run_arm, payloads):
             arm, seed = todo[i]
             review = arm.budget(self.reviews[seed][rnd], len(self.data.pool))
-            extras = arm.row_extras(rewards.get(seed, {}).get("extras", {}))
+            extras = {**arm.row_extras(rewards.get(seed, {}).get("extras", {})),
+                      **self.tuning_extras.get(arm.name, {})}
             for row in self.arm_rows(arm, seed, rnd, got, review, extras):
                 append_result(self.results_file, row)
             self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
@@ -411,13 +415,22 @@ class Comparison:
                 for rnd in range(1, cfg.rounds + 1):
                     for seed in cfg.seeds:
                         self.reviews[seed][rnd] = self.review_round(seed, rnd)
+                    self.tune(rnd)  # the choices already made: which arms are pending
                     rewards = self.reward_models(rnd)
+                    self.tune(rnd, rewards)
                     self.arms_round(rnd, rewards)
         finally:
             self.executor.close()
         print("[4/4] report", flush=True)
         paths = self.report()
         return {"paths": paths, "seconds": round(time.perf_counter() - t0, 1)}
+
+    def tune(self, rnd: int, rewards: dict[int, dict[str, Any]] | None = None) -> None:
+        """With ``tuning``: the round's arms with their chosen settings
+        (``kvloop.compare.tuning``), the trials not yet run run first when ``rewards`` is
+        given."""
+        if self.tuning is not None:
+            self.arms, self.tuning_extras = tuned_arms(self, rnd, rewards)
 
     def report(self) -> dict[str, Any]:
         from kvloop.compare.analysis import analyse
@@ -429,8 +442,11 @@ class Comparison:
                                     "(without --report-only) first")
         analysis = analyse(results, baseline=self.cfg.baseline, floor=floor_arm(),
                            n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0],
-                           references=references(), ceiling=ceiling_arm())
+                           references=references(), ceiling=ceiling_arm(),
+                           resample_seeds=self.cfg.start_per_seed)
         analysis["command"] = self.command
+        if self.cfg.tuning:
+            analysis["tuning"] = tuning_table(results)
         return write_report(analysis, results, self.cfg.export(), self.out)
 
 

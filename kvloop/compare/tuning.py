@@ -1,0 +1,228 @@
+"""Equal tuning: every arm that trains gets the same number of trials of its own main
+settings, and keeps the one that scores best on the selection split.
+
+``tuning: {trials: N, seed: S}`` in a comparison's config turns it on (absent: every arm runs
+its default settings, as before). Each arm's settings and ranges are its trainer's space
+(``kvloop.compare.arms.SEARCH_SPACES``: epochs and learning rate for SFT and the gold
+ceiling; plus KL coefficient and samples per field for RL and SFT-then-RL; plus beta for
+DPO). Trial 0 is the arm's default settings; trials 1..N-1 are seeded draws
+(``kvloop.compare.search``).
+
+A trial is the arm trained at one round from the same start model and store as the arm
+itself, then scored on the **selection pages** only (lenient micro F1; the trainer already
+picks its epoch and refits its decisions on them). Dev and its unseen-vendor slice are never
+read, so they stay test sets. The best trial (a tie goes to the earlier trial, so the default
+wins ties) gives the settings the arm runs at that round for every seed.
+
+Where: on the store of the first seed of ``seeds``, at every round (the budget changes what is
+best: more reviews can carry more epochs), and the choice is reused by every seed. Tuning on
+every seed would cost N trials per arm, round *and* seed; and the other seeds' rows measure the
+chosen settings rather than each seed's luckiest draw. The first seed's rows are trained with
+the settings that won on its own selection pages: a best-of-N there, never on dev.
+
+Trials are units like the arms' (``kvloop.compare.units.run_arm``, on the run's executor, so
+Ray runs them too), each recorded as a step when finished (``kvloop.compare.steps``):
+running again trains only the trials not yet finished. The rows of a tuned arm carry
+``extras["tuning"]``; :func:`tuning_table` turns them into the report's table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from kvloop.compare.arms import Arm
+from kvloop.compare.search import best_trial, draw_trials, tied_defaults
+
+if TYPE_CHECKING:
+    from kvloop.compare.config import CompareConfig
+    from kvloop.compare.records import ArmResult
+    from kvloop.compare.runner import Comparison
+
+SELECT_SET = "select"
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """``trials`` per arm (the default among them) and the ``seed`` of the draws."""
+
+    trials: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 2:
+            raise ValueError(f"tuning.trials must be >= 2 (the default and a draw), got "
+                             f"{self.trials}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TuningConfig:
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ValueError(f"tuning: unknown key(s) {unknown}; valid: {names}")
+        return cls(**d)
+
+
+def default_settings(arm: Arm, cfg: CompareConfig) -> dict[str, Any]:
+    """What the arm runs untuned for each setting of its space (and tied field): its own
+    options, else the run's ``trainer_options``, else the run's ``epochs``, else its trainer
+    config's default."""
+    space = arm.search_space()
+    cls = arm.config_class()
+    assert cls is not None, f"arm {arm.name} tunes settings but trains nothing"
+    given = {"epochs": cfg.epochs, **cfg.trainer_options, **arm.options}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for name in (*space, *tied_defaults(space)):
+        if name in given:
+            out[name] = given[name]
+        elif fields[name].default is not dataclasses.MISSING:
+            out[name] = fields[name].default
+        else:
+            raise ValueError(f"arm {arm.name}: {cls.__name__}.{name} has no plain default")
+    return out
+
+
+def trial_settings(arm: Arm, cfg: CompareConfig, tuning: TuningConfig) -> list[dict[str, Any]]:
+    """The arm's trials: its defaults first, then seeded draws of its space."""
+    return draw_trials(arm.search_space(), default_settings(arm, cfg), tuning.trials,
+                       tuning.seed, arm.name)
+
+
+def tunable(arm: Arm, rnd: int, rounds: int) -> bool:
+    return bool(arm.search_space()) and arm.runs_at(rnd, rounds)
+
+
+def _select_f1(scores: Mapping[str, Any]) -> float:
+    """Lenient micro F1 on the selection pages of a unit's scores."""
+    import numpy as np
+
+    from eval.bootstrap import f1_of_counts
+
+    counts = np.asarray(scores[SELECT_SET]["counts"], dtype=float).reshape(-1, 3)
+    return float(f1_of_counts(counts.sum(0)))
+
+
+def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any]] | None = None
+               ) -> tuple[list[Arm], dict[str, dict[str, Any]]]:
+    """The arms of round ``rnd``, each tunable one with the settings of its best trial, and
+    what each tuned arm's rows record (``extras["tuning"]``).
+
+    With ``rewards`` (the round's reward models by seed) the trials not finished yet are run
+    first; without, an arm with an unfinished trial is returned with its default settings
+    (the runner asks before the round's reward models, to know which arms are pending).
+    """
+    from kvloop.compare import units
+
+    cfg, tuning = run.cfg, run.tuning
+    assert tuning is not None
+    seed = cfg.seeds[0]
+    ctx = run.round_context(seed, rnd)
+    ctx = replace(ctx, eval_files={SELECT_SET: ctx.select_file})
+    reward_dir = (rewards or {}).get(seed, {}).get("dir")
+    plans: dict[str, tuple[list[dict[str, Any]], list[float | None]]] = {}
+    todo: list[tuple[str, int, str, dict[str, Any]]] = []
+    payloads = []
+    for arm in run.base_arms:
+        if not tunable(arm, rnd, cfg.rounds):
+            continue
+        trials = trial_settings(arm, cfg, tuning)
+        scores: list[float | None] = []
+        for i, opts in enumerate(trials):
+            trial = arm.with_options(opts)
+            name = f"{run.regime}/seed-{seed}/round-{rnd}/tune-{arm.name}/trial-{i}"
+            settings = {**run.unit_settings(seed, rnd, arm.name), "options": trial.settings(),
+                        "eval": {SELECT_SET: run.data.select}, "trial": i}
+            got = run.steps.get(name, settings)
+            scores.append(None if got is None else got["select_f1"])
+            if got is None and rewards is not None:
+                todo.append((arm.name, i, name, settings))
+                payloads.append(units.ArmUnit(ctx, str(run.unit_dir(seed, rnd, f"tune-{arm.name}")
+                                                       / f"trial-{i}"), trial, reward_dir))
+        plans[arm.name] = (trials, scores)
+    for k, got in run.executor.run(units.run_arm, payloads):
+        arm_name, i, name, settings = todo[k]
+        f1 = _select_f1(got["scores"])
+        run.steps.put(name, settings, {"select_f1": f1, "eval_sets": list(got["scores"]),
+                                       "train_seconds": got["train_seconds"],
+                                       "model_version": got["model_version"],
+                                       "extras": got["extras"]})
+        plans[arm_name][1][i] = f1
+        print(f"  seed {seed} round {rnd} tuning {arm_name} trial {i} "
+              f"({settings_text(plans[arm_name][0][i])}): selection F1 {f1:.3f}, "
+              f"{got['train_seconds']:.0f} s", flush=True)
+    arms, extras = [], {}
+    for arm in run.base_arms:
+        plan = plans.get(arm.name)
+        if plan is None or any(s is None for s in plan[1]):
+            arms.append(arm)
+            continue
+        trials, scores = plan[0], [float(s) for s in plan[1] if s is not None]
+        best = best_trial(scores)
+        arms.append(arm.with_options(trials[best]))
+        extras[arm.name] = {"tuning": {
+            "trials": len(trials), "on_seed": seed, "chosen_trial": best,
+            "default": trials[0], "tuned": trials[best], "select_f1_trials": scores,
+            "select_f1_default": scores[0], "select_f1_tuned": scores[best]}}
+    return arms, extras
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in settings.items())
+
+
+# -- the report's table -----------------------------------------------------------------------
+
+def tuning_table(results: Sequence[ArmResult]) -> list[dict[str, Any]]:
+    """One row per (regime, round, arm, setting) of the tuned arms' rows: default and tuned
+    value, selection F1 of the default and of the chosen trial (from the tuning seed's rows)."""
+    seen: dict[tuple[str, int, str], dict[str, Any]] = {}
+    for r in results:
+        t = r.extras.get("tuning")
+        if t and r.seed == t["on_seed"]:
+            seen.setdefault((r.regime, r.round, r.arm), t)
+    rows = []
+    for (regime, rnd, arm), t in sorted(seen.items()):
+        for setting, default in t["default"].items():
+            rows.append({"regime": regime, "round": rnd, "arm": arm, "setting": setting,
+                         "default": default, "tuned": t["tuned"][setting],
+                         "select_f1_default": t["select_f1_default"],
+                         "select_f1_tuned": t["select_f1_tuned"], "trials": t["trials"],
+                         "chosen_trial": t["chosen_trial"], "on_seed": t["on_seed"]})
+    return rows
+
+
+TABLE_HEAD = ["regime", "round", "arm", "setting", "default", "tuned",
+              "selection F1 default", "selection F1 tuned", "trials"]
+
+
+def table_cells(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    def v(x: Any) -> str:
+        return f"{x:g}" if isinstance(x, float) else str(x)
+
+    return [[r["regime"], str(r["round"]), r["arm"], r["setting"], v(r["default"]),
+             v(r["tuned"]), f"{r['select_f1_default']:.3f}", f"{r['select_f1_tuned']:.3f}",
+             str(r["trials"])] for r in rows]
+
+
+def table_note(rows: Sequence[Mapping[str, Any]]) -> str:
+    """How the table's settings were chosen, in words."""
+    if not rows:
+        return ""
+    n, seed = rows[0]["trials"], rows[0]["on_seed"]
+    return (f"Equal tuning: every arm that trains had {n} trials of its own settings (its "
+            f"default among them), each scored on the selection pages only; the best at each "
+            f"round (a tie keeps the default) was chosen on seed {seed}'s reviews and run by "
+            "every seed. Dev and the unseen-vendor slice were never read for it.")
+
+
+def table_markdown(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The table as Markdown lines (none when nothing was tuned)."""
+    if not rows:
+        return []
+    return ["**Tuning (selection split)**", "", table_note(rows), "",
+            "| " + " | ".join(TABLE_HEAD) + " |", "|---|---:|---|---|---:|---:|---:|---:|---:|",
+            *["| " + " | ".join(c) + " |" for c in table_cells(rows)], ""]
