@@ -211,3 +211,19 @@ def test_a_start_model_per_seed_is_its_own_model_and_the_intervals_draw_seeds(
     assert "Intervals: seeds and documents drawn independently" in md
     with pytest.raises(ConfigError):
         load_config(str(_config(tmp_path, "bad", tuning={"trials": 0})))
+
+
+@pytest.mark.slow
+def test_trials_run_as_ray_tasks_on_a_local_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    path = _config(tmp_path, "ray", arms=["none", "sft"], ray=True, cpus_per_task=1,
+                   tuning={"trials": 2})
+    Comparison(load_config(str(path))).run()
+    steps = tmp_path / "ray" / "steps" / "full" / "seed-0" / "round-1"
+    trials = [json.loads(p.read_text(encoding="utf-8"))
+              for p in steps.glob("tune-sft/trial-*.json")]
+    assert len(trials) == 2 and {t["result"]["executor"] for t in trials} == {"ray"}
+    rows = [r for r in read_results(tmp_path / "ray" / "results.jsonl")
+            if r.arm == "sft" and r.round == 1]
+    assert rows and all(r.extras["executor"] == "ray" and r.extras["tuning"]["trials"] == 2
+                        for r in rows)

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from kvloop.compare.arms import Arm
+from kvloop.compare.arms import ARMS, Arm
 from kvloop.compare.search import best_trial, draw_trials, tied_defaults
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
         run.steps.put(name, settings, {"select_f1": f1, "eval_sets": list(got["scores"]),
                                        "train_seconds": got["train_seconds"],
                                        "model_version": got["model_version"],
+                                       "executor": run.executor.name,
                                        "extras": got["extras"]})
         plans[arm_name][1][i] = f1
         print(f"  seed {seed} round {rnd} tuning {arm_name} trial {i} "
@@ -164,6 +165,7 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
         arms.append(arm.with_options(trials[best]))
         extras[arm.name] = {"tuning": {
             "trials": len(trials), "on_seed": seed, "chosen_trial": best,
+            "settings": list(arm.search_space()),
             "default": trials[0], "tuned": trials[best], "select_f1_trials": scores,
             "select_f1_default": scores[0], "select_f1_tuned": scores[best]}}
     return arms, extras
@@ -185,10 +187,12 @@ def tuning_table(results: Sequence[ArmResult]) -> list[dict[str, Any]]:
         if t and r.seed == t["on_seed"]:
             seen.setdefault((r.regime, r.round, r.arm), t)
     rows = []
-    for (regime, rnd, arm), t in sorted(seen.items()):
-        for setting, default in t["default"].items():
+    order = list(ARMS)
+    for (regime, rnd, arm), t in sorted(seen.items(), key=lambda kv: (
+            kv[0][0], kv[0][1], order.index(kv[0][2]) if kv[0][2] in order else len(order))):
+        for setting in t.get("settings", t["default"]):  # tied fields (head_lr) move with it
             rows.append({"regime": regime, "round": rnd, "arm": arm, "setting": setting,
-                         "default": default, "tuned": t["tuned"][setting],
+                         "default": t["default"][setting], "tuned": t["tuned"][setting],
                          "select_f1_default": t["select_f1_default"],
                          "select_f1_tuned": t["select_f1_tuned"], "trials": t["trials"],
                          "chosen_trial": t["chosen_trial"], "on_seed": t["on_seed"]})
