@@ -178,7 +178,7 @@ class CompareConfig:
     def export(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         if not out["tuning"]:
-            del out["tuning"]  # an untuned run's config reads as before tuning existed
+            del out["tuning"]  # off: exported as no key, so untuned configs read the same
         return out
 
 
