@@ -224,9 +224,13 @@ def edit_key(name: str) -> str:
 
     Each document opened, and each run that does not draw the boxes, starts a new
     ``box_epoch``: Streamlit drops (or, when the run is interrupted, may keep) a widget's state
-    when it is not drawn, and the browser may forget it, or keep showing the last document's
-    text in a box under the same key, so boxes drawn again are new widgets, filled from the
-    draft."""
+    when it is not drawn, and the browser may keep showing the last document's text in a box
+    under the same key, so boxes drawn again are new widgets. A new box gets the draft's text
+    as its default value, not through session state: the default travels with every copy of
+    the element the server sends, while a value set through session state is sent once, and
+    a browser that draws the box only from a later run's copy (a quick rerun overtook the
+    first) shows it blank, and sends blank when it loses focus (seen on PostgreSQL's slower
+    saves)."""
     return f"edit::{name}::{ss.box_epoch}"
 
 
@@ -256,10 +260,8 @@ def show_task(task: ReviewTask | None) -> None:
     if draft is None or not draft.fits(task):
         draft = ss.drafts[key] = Draft.of(task)
     # New text boxes for each document: the browser may still show (or hold unsent) the last
-    # document's text in boxes under the same key, whatever the server sets.
+    # document's text in boxes under the same key.
     ss.box_epoch += 1
-    for fv in task.fields:
-        ss[edit_key(fv.name)] = draft.fields[fv.name].text
     ss.active = first_attention(task)
 
 
@@ -348,29 +350,22 @@ def cb_accept(name: str) -> None:
 
 
 def cb_not_present(name: str) -> None:
-    """The document does not show this field (pressed again: the shown value is back)."""
-    task: ReviewTask = ss.task
+    """The document does not show this field. Pressing it again changes nothing (a double
+    click, or a click Streamlit delivers twice when the next one interrupts its run, must not
+    undo it): Accept, an alternative or a typed value take it back."""
     if stale():
         return
-    p = pressed(name)
-    if p is not None and p.action == "not_present":
-        set_field(name, task.field(name).value or "", None)
-        return
     set_field(name, "", FieldChoice("not_present"))
-    move_on(task, name)
+    move_on(ss.task, name)
 
 
 def cb_reject(name: str) -> None:
-    """Mark the shown value wrong (pressed again: not any more); typing a value replaces it."""
+    """Mark the shown value wrong; the box shows it. Pressing it again changes nothing (as
+    with Not present); Accept takes it back, and typing a value replaces it."""
     task: ReviewTask = ss.task
     if stale():
         return
-    shown = task.field(name).value or ""
-    p = pressed(name)
-    if p is not None and p.action == "reject":
-        set_field(name, shown, None)
-        return
-    set_field(name, shown, FieldChoice("reject"))  # the box shows what is marked wrong
+    set_field(name, task.field(name).value or "", FieldChoice("reject"))
     move_on(task, name)
 
 
@@ -668,9 +663,9 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         if fv.rejected:
             st.caption(f":red[**rejected:** ~~{md_text(fv.rejected_value)}~~] · type or pick "
                        "the right value, press Not present, or Wrong value again")
-        if edit_key(fv.name) not in ss:  # a new box (epoch): the draft is its value
-            ss[edit_key(fv.name)] = form_text(fv)
-        st.text_input(field_label(fv.name), key=edit_key(fv.name), on_change=cb_typed,
+        # The draft's text is the box's default (a new box's value): see edit_key.
+        st.text_input(field_label(fv.name), value=form_text(fv), key=edit_key(fv.name),
+                      on_change=cb_typed,
                       args=(fv.name,), label_visibility="collapsed",
                       placeholder="(not present)" if not fv.rejected else "(type the value)")
         # The answers: whole values, wrapped over as many lines as they need (operators
@@ -694,7 +689,8 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
         answers.button("Not present", key=f"absent::{fv.name}", on_click=cb_not_present,
                        args=(fv.name,), type=button_kind(choice.action == "not_present"),
                        shortcut=ABSENT_KEY if active else None,
-                       help="The document does not show this field (press again to undo)")
+                       help="The document does not show this field (Accept, an alternative or a "
+                            "typed value take it back)")
         # Nothing shown, nothing to call wrong ("Not present" or a typed value say more).
         can_reject = fv.value is not None or fv.rejected
         answers.button("Wrong value", key=f"reject::{fv.name}", on_click=cb_reject,
@@ -702,8 +698,8 @@ def render_field(task: ReviewTask, fv: FieldView) -> None:
                        type=button_kind(choice.action == "reject"),
                        shortcut=REJECT_KEY if active and can_reject else None,
                        help="The shown value is wrong and you do not know the right one: it "
-                            "is saved as wrong and the field stays open (press again to take "
-                            "it back; typing a value replaces it)")
+                            "is saved as wrong and the field stays open (Accept takes it back; "
+                            "typing a value replaces it)")
         problem = None
         if choice.action == "edit":
             problem = (service().check(task, fv.name, choice.value) if choice.value

@@ -301,10 +301,13 @@ def test_reject_marks_the_field_wrong_and_it_stays_open(store: FeedbackStore) ->
     assert "**rejected:** ~~50.00~~" in shown(" ".join(m.value for m in at.caption))
 
 
-def test_reject_pressed_again_or_overtyped_is_taken_back(store: FeedbackStore) -> None:
+def test_reject_pressed_twice_stands_and_accept_or_typing_takes_it_back(
+        store: FeedbackStore) -> None:
     at = start()
     at.button(key="reject::total").click().run()
-    at.button(key="reject::total").click().run()
+    at.button(key="reject::total").click().run()  # a double click: still marked wrong
+    assert "**rejected:** 50.00" in shown(" ".join(m.value for m in at.caption))
+    at.button(key="accept::total").click().run()
     assert "rejected" not in " ".join(m.value for m in at.caption)
     at.button(key="reject::total").click().run()
     box(at, "total").input("2.50").run()  # typing the right value replaces it
@@ -435,6 +438,7 @@ def test_an_emptied_box_asks_for_not_present_instead_of_clearing(store: Feedback
     click(at, "Save and next")
     assert store.history("rcpt2") == [] and "its box is empty" in shown(at.error[0].value)
     at.button(key="absent::company").click().run()
+    at.button(key="absent::company").click().run()  # a double click does not undo it
     assert at.button(key="absent::company").proto.type == "primary"
     click(at, "Save and next")
     assert {h.field: h.action for h in store.history("rcpt2")}["company"] == "not_present"

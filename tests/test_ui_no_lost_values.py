@@ -48,12 +48,26 @@ def sign_in(page: Any, base: str) -> None:
     page.get_by_label("Operator name").press("Enter")
 
 
+def settled(page: Any) -> None:
+    """Wait until the app's run is over and no element of an earlier run is left on the page,
+    as an operator looks at the page before acting: while a run draws the next document, the
+    last one's elements are still there (e.g. its "will save: not present" caption), and a
+    check on them would pass before the operator's own click is answered."""
+    running = page.locator("[data-stale='true'], [data-testid^='stStatusWidgetRunning']")
+    for _ in range(MS // 100):
+        if not running.count():
+            return
+        page.wait_for_timeout(100)
+    pytest.fail(f"the app was still running {MS} ms later")
+
+
 def open_doc(page: Any) -> str:
-    """The id of the document the Review page shows (waits for it)."""
+    """The id of the document the Review page shows (waits for it, drawn in full)."""
     from playwright.sync_api import expect
 
     h4 = page.locator("h4")
     expect(h4).to_contain_text(" · model", timeout=MS)
+    settled(page)
     return h4.inner_text().split(" · model")[0].strip()
 
 
@@ -76,6 +90,7 @@ def visit_and_return(page: Any, other: str, doc_id: str) -> None:
     expect(page.locator("h4")).to_have_count(0, timeout=MS)
     page.locator("[data-testid='stSidebar']").get_by_text("Review", exact=True).click()
     expect(page.locator("h4")).to_contain_text(f"{doc_id} · model", timeout=MS)
+    settled(page)
 
 
 def save_and_wait(page: Any, doc_id: str) -> None:
@@ -223,21 +238,13 @@ def test_a_value_longer_than_its_field_allows_is_refused_with_a_message(
 # -- a scripted session: 10 documents, another page between every two actions ----------------
 
 def test_a_session_with_page_visits_between_every_action_loses_no_value(
-        sroie_dir: Path, tmp_path: Path, store_url: str, browser_page: Any,
-        request: pytest.FixtureRequest) -> None:
+        sroie_dir: Path, tmp_path: Path, store_url: str, browser_page: Any) -> None:
     """Random answers (typed company, picked total, address not present, total marked wrong),
     each followed by a visit to a random other page; each save is compared with what the
     operator did. A document whose total was marked wrong comes back; it is then answered by
     picking the right total, and every other field must keep what was saved."""
     from playwright.sync_api import expect
 
-    if "postgresql" in request.node.name:
-        # Known and open: on PostgreSQL's slower saves a race still empties a box now and then
-        # (3 of the last 5 runs, documents 004 and 011). Not hidden: the run says
-        # XFAIL or XPASS; the four breaks above pass on PostgreSQL every time.
-        request.applymarker(pytest.mark.xfail(reason="open race on PostgreSQL: a text box "
-                                              "emptied between a save and the next document",
-                                              strict=False))
     rng = random.Random(7)
     docs, results = sroie_docs(sroie_dir, 10)
     res = {r.doc_id: r for r in results}

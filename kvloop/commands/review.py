@@ -165,7 +165,10 @@ def streamlit_command(args: argparse.Namespace) -> tuple[list[str], dict[str, st
            # Tracebacks and exception messages go to this terminal, not to operators.
            "--client.showErrorDetails", "none",
            # Operators get no developer menu ("Deploy", rerun, clear cache).
-           "--client.toolbarMode", "minimal"]
+           "--client.toolbarMode", "minimal",
+           # The app gives each text box its draft's text both as the box's default and, when
+           # an answer button changes it, through session state (feedback_ui/app.py edit_key).
+           "--global.disableWidgetStateDuplicationWarning", "true"]
     return cmd, env
 
 
