@@ -76,7 +76,11 @@ class Match:
 
 # -- span <-> value --------------------------------------------------------------------------
 
-_AMOUNT_IN = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|-?\d+(?:\.\d{1,2})?")
+# The amounts of ``extractor.normalize.parse_amount``'s two notations (``1,234.50``,
+# ``60.000``), longest first: a point before three digits is a thousands point, so ``60.000`` is
+# never read as ``60.00``.
+_AMOUNT_IN = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|-?\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+                        r"|-?\d+,\d{1,2}(?!\d)|-?\d+(?:\.\d{1,2})?")
 _DATE_IN = re.compile(r"\d{1,4}[/\-.]\d{1,2}[/\-.]\d{2,4}|\d{1,2}[\s\-/]?[A-Za-z]{3,9}[\s\-/,]*"
                       r"\d{2,4}")
 
