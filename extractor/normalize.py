@@ -74,6 +74,22 @@ def parse_amount(s: str) -> float | None:
     return None
 
 
+# The amounts of the two notations inside a longer text (``TOTAL:60.30``, ``:9,000``), longest
+# notation first: a point before three digits is a thousands point, so ``60.000`` is never
+# read as ``60.00``.
+AMOUNT_IN = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|-?\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+                       r"|-?\d+,\d{1,2}(?!\d)|-?\d+(?:\.\d{1,2})?")
+
+
+def amounts_in(text: str) -> list[str]:
+    """The amounts printed inside ``text``, in order (each one ``parse_amount`` reads).
+
+    >>> amounts_in("TOTAL:1,060.30 CASH 60.000 :9,000")
+    ['1,060.30', '60.000', '9,000']
+    """
+    return [m.group() for m in AMOUNT_IN.finditer(text) if parse_amount(m.group()) is not None]
+
+
 # -- dates -----------------------------------------------------------------------------------
 
 _DATE_CHARS = re.compile(r"[^0-9A-Za-z/\-. ]")
