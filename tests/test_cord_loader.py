@@ -117,3 +117,10 @@ def test_gold_in_no_known_schema_is_refused() -> None:
     doc.gold = {"total": "1", "vendor": "ACME"}
     with pytest.raises(ValueError, match="no known schema"):
         schema_for_documents([doc])
+
+
+def test_a_value_that_is_no_amount_is_absent() -> None:
+    """CORD prints ``-`` for no tax on 3 receipts: not an amount, so nothing to extract."""
+    data = _mock_cord([("sub_total.tax_price", 1, [_word("TAX", 0, 0, 1, 1),
+                                                   _word("-", 90, 0, 1)])])
+    assert parse_cord(data, "train/t").gold["tax"] is None

@@ -13,7 +13,8 @@ Gold (``extractor.schemas.CORD_SCHEMA``): a field's value is the non-key words o
 groups of its category with one ``group_id`` (a key such as ``TOTAL`` or ``Rp`` is a word of
 the page but not of the value), joined in reading order and read as the field's type
 (``extractor.align.span_value``: ``:9,000`` is the amount ``9,000``), so gold and a predicted
-span over the same words give the same value. Where a category has several groups on one
+span over the same words give the same value; a value that is no amount (``-`` printed for
+no tax, 3 receipts) is absent. Where a category has several groups on one
 receipt (one subtotal of the 900), the first in reading order is the value, the others are
 ordinary words; ``meta["cord"]["extra_groups"]`` counts them.
 
@@ -37,6 +38,7 @@ from extractor.align import span_value
 from extractor.document import Box, Document, Schema, Word
 from extractor.loaders.report import DocumentLoadError, LoadReport, read_json
 from extractor.loaders.sroie import reading_order, split_line
+from extractor.normalize import validate_value
 from extractor.schemas import CORD_CATEGORIES, CORD_SCHEMA
 from extractor.splits import OWN_SPLITS, id_sort_key
 
@@ -169,8 +171,10 @@ def _gold(groups: dict[tuple[str, Any], _Group], schema: Schema
         if gold[name] is not None:
             extra += 1
             continue
-        value = span_value(value_words, range(len(value_words)), schema[name])
-        gold[name] = value or None
+        spec = schema[name]
+        value = span_value(value_words, range(len(value_words)), spec)
+        # a value that is no value of its type ("-" for no tax) is absent: nothing to extract
+        gold[name] = value if value and validate_value(value, spec.type) is None else None
     return gold, extra
 
 
