@@ -124,3 +124,15 @@ def test_a_value_that_is_no_amount_is_absent() -> None:
     data = _mock_cord([("sub_total.tax_price", 1, [_word("TAX", 0, 0, 1, 1),
                                                    _word("-", 90, 0, 1)])])
     assert parse_cord(data, "train/t").gold["tax"] is None
+
+
+def test_a_jsonl_export_keeps_cords_split(cord_dir: Path, tmp_path: Path) -> None:
+    from extractor.loaders.jsonl import write_documents
+
+    docs = load_documents(cord_dir, progress=False).documents
+    write_documents(str(tmp_path / "cord.jsonl"), docs)
+    for split in ("fit", "calibration", "dev"):
+        ids = [d.id for d in load_documents(tmp_path / "cord.jsonl", split=split,
+                                            progress=False).documents]
+        assert ids == [d.id for d in load_documents(cord_dir, split=split,
+                                                    progress=False).documents]
