@@ -25,7 +25,6 @@ from eval.gallery import build_gallery
 from eval.report import ReportInput, run_key, write_report
 from eval.straight_through import Effort
 from extractor.document import (
-    RECEIPT_SCHEMA,
     Document,
     ExtractionResult,
     FieldSpec,
@@ -35,6 +34,7 @@ from extractor.document import (
     write_jsonl,
 )
 from extractor.loaders.report import LoadReport
+from extractor.schemas import schema_for_fields
 
 OCR_CHOICES = ("provided", "images", "tesseract", "both")
 RE_OCR_FORMATS = ("sroie", "funsd", "labelstudio")
@@ -204,11 +204,10 @@ def read_results(path: str) -> tuple[list[ExtractionResult], str]:
 
 
 def schema_for_results(results: Sequence[ExtractionResult]) -> Schema:
-    """The receipt schema when the results use its fields, else text fields by name."""
+    """The known schema (``extractor.schemas``: receipt, cord) holding the results' fields,
+    else text fields by name."""
     names = list(dict.fromkeys(n for r in results for n in r.fields))
-    if set(names) <= set(RECEIPT_SCHEMA.field_names):
-        return RECEIPT_SCHEMA
-    return Schema("from-results", [FieldSpec(n) for n in names])
+    return schema_for_fields(names) or Schema("from-results", [FieldSpec(n) for n in names])
 
 
 def _unique(label: str, taken: set[str]) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from extractor.document import RECEIPT_SCHEMA, Document, FieldSpec, Schema, Word
 from extractor.normalize import (
+    amounts_in,
     collapse_ws,
     lenient_key,
     normalize_amount,
@@ -76,7 +77,6 @@ class Match:
 
 # -- span <-> value --------------------------------------------------------------------------
 
-_AMOUNT_IN = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|-?\d+(?:\.\d{1,2})?")
 _DATE_IN = re.compile(r"\d{1,4}[/\-.]\d{1,2}[/\-.]\d{2,4}|\d{1,2}[\s\-/]?[A-Za-z]{3,9}[\s\-/,]*"
                       r"\d{2,4}")
 
@@ -92,8 +92,7 @@ def span_value(words: Sequence[Word], indices: Iterable[int], spec: FieldSpec) -
     value = normalize_value(raw, spec.type)
     if spec.type == "amount" and parse_amount(value) is None:
         # Search the words as printed: normalising removed the spaces between numbers.
-        found = [m.group() for m in _AMOUNT_IN.finditer(raw)
-                 if parse_amount(m.group()) is not None]
+        found = amounts_in(raw)
         if found:  # the last amount with decimals ("TOTAL 2 12.00" -> "12.00"), else the last
             return next((f for f in reversed(found) if "." in f), found[-1])
     if spec.type == "date":
@@ -145,14 +144,13 @@ def _amount_spans(words: Sequence[Word], spec: FieldSpec, key: str, keys: list[s
                   max_len: int) -> list[tuple[int, ...]]:
     """``value_spans`` for an amount. ``span_value`` gives the span's text when it is an amount
     as a whole (then its key is ``joined``), else the last amount with decimals found in it, else
-    the last amount, else the text. ``_AMOUNT_IN`` cannot match a space, so the amounts found
+    the last amount, else the text. ``amounts_in`` cannot match a space, so the amounts found
     in a span are those found in each of its words: found once per word here."""
     last_dot_of: list[str | None] = []
     last_of: list[str | None] = []
     plain: list[bool] = []
     for w in words:
-        amounts = [m.group() for m in _AMOUNT_IN.finditer(w.text)
-                   if parse_amount(m.group()) is not None]
+        amounts = amounts_in(w.text)
         last_dot_of.append(next((f for f in reversed(amounts) if "." in f), None))
         last_of.append(amounts[-1] if amounts else None)
         plain.append(bool(_AMOUNT_CHARS.fullmatch(w.text)))

@@ -26,6 +26,7 @@ confidence calibration: it reads them.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,12 +47,17 @@ KEYWORDS: dict[str, tuple[str, ...]] = {"amount": ("total", "amount", "due"),
 _EPS = 1e-4
 
 
+_LABEL_EDGES = re.compile(r"^[^\d\-]+|\D+$")  # what a word holds before and after its number
+
+
 def amounts_on_page(doc: Document) -> set[float]:
-    """Every amount a word (or two adjacent words, such as ``RM 9.00``) reads as."""
+    """Every amount a word (or two adjacent words, such as ``RM 9.00``) reads as, also with a
+    label glued to it (``TOTAL:60.30``, ``:9,000``); the numbers of a date are no amounts."""
     out: set[float] = set()
     texts = [w.text for w in doc.words]
     for i, t in enumerate(texts):
-        for s in (t, f"{t} {texts[i + 1]}" if i + 1 < len(texts) else t):
+        for s in (t, f"{t} {texts[i + 1]}" if i + 1 < len(texts) else t,
+                  _LABEL_EDGES.sub("", t)):
             v = parse_amount(s)
             if v is not None:
                 out.add(round(v, 2))

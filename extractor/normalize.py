@@ -38,8 +38,13 @@ def lenient_key(s: str | None) -> str:
 
 # -- amounts ---------------------------------------------------------------------------------
 
-_CURRENCY = re.compile(r"^(?:RM|MYR|USD|EUR|GBP|SGD|\$|€|£)\s*", re.IGNORECASE)
-_AMOUNT = re.compile(r"^-?\d{1,3}(?:[,]\d{3})*(?:\.\d{1,2})?$|^-?\d+(?:\.\d{1,2})?$")
+_CURRENCY = re.compile(r"^(?:RM|MYR|USD|EUR|GBP|SGD|IDR|Rp\.?|\$|€|£)\s*", re.IGNORECASE)
+# Two notations: a comma between thousands and a point before the cents (``1,234.50``, SROIE),
+# or a point between thousands and a comma before the cents (``60.000``, ``1.234,50``: CORD's
+# Indonesian receipts). Cents have one or two digits, so three digits after a point are
+# thousands (``60.000`` is sixty thousand), never a price with three decimals.
+_AMOUNT_POINT = re.compile(r"^-?\d{1,3}(?:,\d{3})*(?:\.\d{1,2})?$|^-?\d+(?:\.\d{1,2})?$")
+_AMOUNT_COMMA = re.compile(r"^-?\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?$|^-?\d+,\d{1,2}$")
 
 
 def normalize_amount(s: str) -> str:
@@ -54,11 +59,35 @@ def normalize_amount(s: str) -> str:
 
 
 def parse_amount(s: str) -> float | None:
-    """The number an amount string denotes (currency and spaces ignored), or ``None``."""
+    """The number an amount string denotes (currency and spaces ignored), or ``None``.
+
+    >>> parse_amount("RM 1,234.50"), parse_amount("60.000"), parse_amount("Rp 1.234,5")
+    (1234.5, 60000.0, 1234.5)
+    >>> parse_amount("60,000"), parse_amount("12.345.67"), parse_amount("TOTAL")
+    (60000.0, None, None)
+    """
     v = _CURRENCY.sub("", collapse_ws(s)).replace(" ", "")
-    if not _AMOUNT.match(v):
-        return None
-    return float(v.replace(",", ""))
+    if _AMOUNT_POINT.match(v):
+        return float(v.replace(",", ""))
+    if _AMOUNT_COMMA.match(v):
+        return float(v.replace(".", "").replace(",", "."))
+    return None
+
+
+# The amounts of the two notations inside a longer text (``TOTAL:60.30``, ``:9,000``), longest
+# notation first: a point before three digits is a thousands point, so ``60.000`` is never
+# read as ``60.00``.
+AMOUNT_IN = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d{1,2})?|-?\d{1,3}(?:\.\d{3})+(?:,\d{1,2})?"
+                       r"|-?\d+,\d{1,2}(?!\d)|-?\d+(?:\.\d{1,2})?")
+
+
+def amounts_in(text: str) -> list[str]:
+    """The amounts printed inside ``text``, in order (each one ``parse_amount`` reads).
+
+    >>> amounts_in("TOTAL:1,060.30 CASH 60.000 :9,000")
+    ['1,060.30', '60.000', '9,000']
+    """
+    return [m.group() for m in AMOUNT_IN.finditer(text) if parse_amount(m.group()) is not None]
 
 
 # -- dates -----------------------------------------------------------------------------------

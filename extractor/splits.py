@@ -13,10 +13,17 @@ numbered 0, 1, 2, ...; then
 
 The index is the position among the ids *given*, so split a whole dataset (the loaders split
 the full id listing of a folder before reading any file), not an already-filtered subset.
+
+A dataset that ships its own split names it in its ids (``train/receipt_00012``,
+``dev/receipt_00003``: CORD). When every id does, that split is kept: ``dev`` is its ``dev/``
+documents, ``train`` its ``train/`` ones, ``calibration`` a seeded random eighth of ``train``
+(``CALIBRATION_SEED``; CORD: 100 of 800), ``fit`` the rest of ``train`` (700), and a ``test/``
+document is in ``all`` only (it is the dataset's held-out set).
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
@@ -24,6 +31,10 @@ from typing import TypeVar
 from extractor.document import Document
 
 SPLITS: tuple[str, ...] = ("train", "dev", "all", "calibration", "fit")
+OWN_SPLITS: tuple[str, ...] = ("train", "dev", "test")
+"""Split names a dataset's ids may start with (``train/...``) to keep the dataset's own split."""
+CALIBRATION_SEED = 0
+CALIBRATION_SHARE = 8  # one document in eight of an own ``train`` split is held back
 _CHUNK = re.compile(r"(\d+)")
 T = TypeVar("T")
 
@@ -55,7 +66,29 @@ def split_ids(ids: Iterable[str], split: str) -> list[str]:
     """The ids of ``split`` among ``ids``, in sorted (natural) order."""
     check_split(split)
     ordered = sorted(set(ids), key=id_sort_key)
+    if ordered and all(own_split(i) for i in ordered):
+        return own_split_ids(ordered, split)
     return [i for n, i in enumerate(ordered) if in_split(n, split)]
+
+
+def own_split(doc_id: str) -> str | None:
+    """The dataset's own split an id names (``train/receipt_00012`` -> ``train``), or None."""
+    head, sep, _ = str(doc_id).partition("/")
+    return head if sep and head in OWN_SPLITS else None
+
+
+def own_split_ids(ordered: Sequence[str], split: str) -> list[str]:
+    """``split`` of ids that name their own split (see the module docstring), in ``ordered``'s
+    order; the calibration draw depends only on the ``train/`` ids."""
+    if split == "all":
+        return list(ordered)
+    if split == "dev":
+        return [i for i in ordered if own_split(i) == "dev"]
+    train = [i for i in ordered if own_split(i) == "train"]
+    if split == "train":
+        return train
+    held = set(random.Random(CALIBRATION_SEED).sample(train, len(train) // CALIBRATION_SHARE))
+    return [i for i in train if (i in held) == (split == "calibration")]
 
 
 def split_items(items: Sequence[T], ids: Sequence[str], split: str) -> list[T]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the SROIE sample lives, and a place for test artifacts."""
+"""Shared fixtures: where the SROIE and CORD data live, and a place for test artifacts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SROIE_DIR = Path(os.environ.get("KVLOOP_SROIE", REPO.parent / "shared" / "data" / "sroie"))
+CORD_DIR = Path(os.environ.get("KVLOOP_CORD", REPO.parent / "shared" / "data" / "cord"))
 ARTIFACTS = REPO / "test-artifacts"
 
 # Single-threaded tesseract: several in parallel beat one with OpenMP threads on 2 cores.
@@ -25,6 +26,13 @@ def sroie_dir() -> Path:
     if not (SROIE_DIR / "key").is_dir():
         pytest.skip(f"SROIE sample not found at {SROIE_DIR} (set KVLOOP_SROIE)")
     return SROIE_DIR
+
+
+@pytest.fixture(scope="session")
+def cord_dir() -> Path:
+    if not (CORD_DIR / "dev" / "json").is_dir():
+        pytest.skip(f"CORD annotations not found at {CORD_DIR} (set KVLOOP_CORD)")
+    return CORD_DIR
 
 
 @pytest.fixture(scope="session")

@@ -143,6 +143,16 @@ def test_span_value_trims_labels_off_amounts_and_dates():
     assert span_value(text, [1, 0], RECEIPT_SCHEMA["address"]) == "27,JALAN DEDAP"
 
 
+@pytest.mark.parametrize("texts, expected", [
+    (["Total", "60.000"], "60.000"), ([":9,000"], "9,000"), (["TOTAL", "2", "60.000"], "60.000"),
+    (["@1.234,50"], "1.234,50"), (["Rp", "60.000"], "Rp 60.000"),
+])
+def test_span_value_reads_point_thousands_whole(texts, expected):
+    """``60.000`` is sixty thousand: the amount found in a span is never cut to ``60.00``."""
+    words = [Word(t, (0, 0, 1, 1)) for t in texts]
+    assert span_value(words, range(len(words)), RECEIPT_SCHEMA["total"]) == expected
+
+
 # -- the edit-distance search ----------------------------------------------------------------
 
 def _naive_semiglobal(p: str, t: str) -> list[int]:

@@ -118,3 +118,12 @@ def test_bad_model_dicts_are_refused() -> None:
         CorrectnessModel.from_dict({**d, "features": ["logit_confidence"]})
     with pytest.raises(ValueError, match="coefficient count"):
         CorrectnessModel.from_dict({**d, "coef": d["coef"][:-1]})
+
+
+def test_amounts_on_page_read_inside_words_and_point_thousands() -> None:
+    """``:9,000`` and ``TOTAL:60.30`` print an amount with a label; ``60.000`` is 60,000; the
+    numbers of a date are not amounts on the page."""
+    words = [Word(t, (0, 0, 1, 1)) for t in ("Change", ":9,000", "TOTAL:60.30", "60.000",
+                                             "01/02/2018")]
+    doc = Document("d", words, 10, 10)
+    assert amounts_on_page(doc) == {9000.0, 60.3, 60000.0}

@@ -37,6 +37,11 @@ def test_normalize_text_keeps_text_as_printed(raw, expected):
     ("RM60.30", "RM60.30", 60.30), ("RM  1,060.30", "RM 1,060.30", 1060.30),
     ("60.30", "60.30", 60.3), ("$ 5", "$ 5", 5.0), ("TOTAL", "TOTAL", None),
     ("6O.30", "6O.30", None),
+    # a point between thousands and a comma before the cents (CORD's Indonesian receipts)
+    ("60.000", "60.000", 60000.0), ("60,000", "60,000", 60000.0),
+    ("Rp 1.234.500", "Rp 1.234.500", 1234500.0), ("Rp. 9,736", "Rp. 9,736", 9736.0),
+    ("1.234,50", "1.234,50", 1234.5), ("12,5", "12,5", 12.5), ("-9,545", "-9,545", -9545.0),
+    ("60.0000", "60.0000", None), ("1,234,5", "1,234,5", None), ("12.345.67", "12.345.67", None),
 ])
 def test_amounts(raw, expected, number):
     assert normalize_amount(raw) == expected

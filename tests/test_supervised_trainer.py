@@ -174,3 +174,20 @@ def test_same_seed_same_weights_and_curves(receipts: list, tmp_path: Path) -> No
         assert card["training"]["trainer"] == "base" and card["training"]["parent_version"] is None
         assert set(card["auto_accept"]) == {"company", "date", "address", "total"}
     assert digests[0] == digests[1]
+
+
+def test_training_schema_by_name_then_data(tmp_path: Path) -> None:
+    """``--schema`` wins; without it the training pages' gold decides (CORD's -> cord), and
+    pages without images (CORD) get no image OCR passes."""
+    from extractor.document import Document, Word
+    from extractor.schemas import CORD_SCHEMA, RECEIPT_SCHEMA
+    from training.supervised_trainer import has_images, training_schema
+
+    cord = Document("dev/a", [Word("1", (0, 0, 1, 1))], 10, 10,
+                    gold={n: None for n in CORD_SCHEMA.field_names})
+    cfg = SupervisedConfig(data="x", out=str(tmp_path / "m"))
+    assert training_schema(cfg, [cord]) is CORD_SCHEMA
+    assert training_schema(replace(cfg, schema="receipt"), [cord]) is RECEIPT_SCHEMA
+    with pytest.raises(ValueError, match="unknown schema"):
+        SupervisedConfig(data="x", out="y", schema="invoice")
+    assert not has_images([cord]) and has_images([replace(cord, source="a.png")])

@@ -13,6 +13,8 @@ Parameters, by group:
   the calibration split read by the default OCR engines; one profile per engine that leads a
   page), ``max_docs`` (cap per split, for tests);
 * model: ``arch`` (``extractor.model.zoo.ARCHS``) or ``init`` (a saved model to continue), ``max_length``, ``stride``, ``max_span_len``;
+* model: ``schema`` (``extractor.schemas.SCHEMAS`` by name; default: the one the training
+  pages' gold is written in, e.g. ``cord`` for CORD, or ``init``'s), saved in the model card;
 * model: ``layout_init`` (how the new LayoutLM layout embeddings start);
 * optimisation: ``epochs``, ``lr`` (pretrained encoders), ``head_lr`` (new heads, fusion
   weights), ``layout_lr`` (layout embeddings; default ``lr``: Adam moves every embedding row
@@ -39,6 +41,7 @@ from typing import ClassVar
 from extractor.loaders import OCR_MODES
 from extractor.model.layoutlm import LAYOUT_INITS
 from extractor.model.zoo import ARCHS
+from extractor.schemas import SCHEMAS
 from extractor.splits import SPLITS
 from training.config import TrainConfig
 
@@ -60,6 +63,8 @@ class SupervisedConfig(TrainConfig):
                 "threshold and calibrator for image input on its pages read by the OCR engines"})
     max_docs: int | None = field(default=None, metadata={"help": "cap documents per split"})
     arch: str = field(default="minilm", metadata={"help": "model architecture (zoo name)"})
+    schema: str | None = field(default=None, metadata={
+        "help": "schema by name ('receipt', 'cord'); default: the one the data's gold uses"})
     init: str | None = field(default=None, metadata={
         "help": "continue from a saved model directory instead of fresh zoo weights"})
     layout_init: str = field(default="sinusoidal", metadata={
@@ -80,6 +85,8 @@ class SupervisedConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.schema is not None and self.schema not in SCHEMAS:
+            raise ValueError(f"unknown schema {self.schema!r}; choose one of {list(SCHEMAS)}")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
         for name in ("train_split", "dev_split", "calib_split"):

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from eval.field_scores import score_results
-from extractor.document import RECEIPT_SCHEMA, Document, Schema
+from extractor.document import Document, Schema
 from extractor.lexicon import build_lexicon
 from extractor.loaders import REREAD_MODES
 from extractor.model.calibrate import Calibrator, DecisionProfile, profile_engine
@@ -33,6 +33,7 @@ from extractor.model.ensemble import KVEnsemble
 from extractor.model.features import Window, collate
 from extractor.model.predictor import KVPredictor
 from extractor.model.zoo import build_model
+from extractor.schemas import get_schema, schema_for_documents
 from training.data import (
     epoch_batches,
     load_split,
@@ -57,18 +58,34 @@ def evaluate(model: KVEnsemble, docs: Sequence[Document], k: int = 5,
     return score_results([d.gold or {} for d in docs], results, k_max=k).summary()
 
 
+def has_images(docs: Sequence[Document]) -> bool:
+    """Whether the pages have images to read with the OCR engines (CORD's annotations have
+    none: its pages keep their own words, no image passes and no image decision profile)."""
+    return any(d.source for d in docs)
+
+
+def training_schema(cfg: SupervisedConfig, docs: Sequence[Document]) -> Schema:
+    """``cfg.schema`` by name, else the saved schema of the model ``cfg.init`` continues, else
+    the schema the documents' gold is written in (``extractor.schemas``)."""
+    if cfg.schema:
+        return get_schema(cfg.schema)
+    if cfg.init:
+        return ModelCard.load(cfg.init).schema
+    return schema_for_documents(docs)
+
+
 class SupervisedTrainer(Trainer):
     """Config + data in, a saved, calibrated model directory out (see module docstring)."""
 
     name = "base"
     cfg: SupervisedConfig
 
-    def __init__(self, cfg: SupervisedConfig, schema: Schema = RECEIPT_SCHEMA,
+    def __init__(self, cfg: SupervisedConfig, schema: Schema | None = None,
                  train_docs: Sequence[Document] | None = None,
                  dev_docs: Sequence[Document] | None = None,
                  calib_docs: Sequence[Document] | None = None,
                  profile_docs: Sequence[Document] | None = None) -> None:
-        self.cfg, self.schema = cfg, schema
+        self.cfg = cfg
         self.final_out = cfg.out
         seed_everything(cfg.seed, cfg.threads)
         load = (lambda s: load_split(cfg.data, s, cfg.ocr, cfg.max_docs))
@@ -78,25 +95,26 @@ class SupervisedTrainer(Trainer):
         # The calibration pages as the OCR engines read their images (SROIE: for images).
         self.profile_docs = list(profile_docs or [])
         if (profile_docs is None and calib_docs is None and cfg.tesseract_profile
-                and self.calib_docs and cfg.ocr not in REREAD_MODES):
+                and has_images(self.calib_docs) and cfg.ocr not in REREAD_MODES):
             self.profile_docs = load_split(cfg.data, cfg.calib_split, "images", cfg.max_docs)
         if not self.train_docs:
             raise ValueError(f"{cfg.data}: no training documents in split {cfg.train_split!r}")
         if (cfg.ocr_mix > 0 and cfg.ocr not in REREAD_MODES and train_docs is None
-                and not any(d.variants for d in self.train_docs)):
+                and has_images(self.train_docs) and not any(d.variants for d in self.train_docs)):
             self.train_docs = with_image_variants(self.train_docs, cfg.data, cfg.train_split,
                                                   cfg.max_docs)
         # Words the training pages print, for correcting OCR misreads (main words only: the
         # variants' misreads must not enter it).
         self.lexicon = build_lexicon(self.train_docs)
         self.parent_version: str | None = None
+        self.schema = schema or training_schema(cfg, self.train_docs)
         if cfg.init:
             self.model, _ = KVEnsemble.from_pretrained(cfg.init)
             self.parent_version = model_version(cfg.init)
-            if self.model.schema.labels != schema.labels:
+            if self.model.schema.labels != self.schema.labels:
                 raise ValueError(f"{cfg.init}: model was trained for another schema")
         else:
-            self.model = build_model(cfg.arch, schema, seed=cfg.seed,
+            self.model = build_model(cfg.arch, self.schema, seed=cfg.seed,
                                      max_length=cfg.max_length, stride=cfg.stride,
                                      max_span_len=cfg.max_span_len,
                                      layout_init=cfg.layout_init)

@@ -4,6 +4,7 @@ What ``spec`` may be (checked in this order):
 
 * ``"demo"``: the synthetic demo receipts (``extractor.synth.load_demo``),
 * a SROIE folder (has ``box/`` and ``key/``),
+* a CORD folder (``train/json``, ``dev/json``; annotations only, no images),
 * a ``.jsonl`` file of ``Document.export()`` lines (what ``kvloop data --out`` writes),
 * a Label Studio JSON export (OCR template),
 * a FUNSD annotation file, or a folder of them (``annotations/`` or ``*.json`` with ``form``),
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 OCR_MODES = ("provided", "images", "tesseract")
 REREAD_MODES = ("images", "tesseract")
-_EXPECTED = ("'demo', a SROIE folder (box/ and key/), a .jsonl file, a Label Studio JSON export, "
-             "FUNSD JSON annotations, or image/PDF files")
+_EXPECTED = ("'demo', a SROIE folder (box/ and key/), a CORD folder (train/json, dev/json), a "
+             ".jsonl file, a Label Studio JSON export, FUNSD JSON annotations, or image/PDF "
+             "files")
 
 __all__ = [
     "OCR_MODES",
@@ -48,8 +50,9 @@ __all__ = [
 
 
 def detect_format(spec: str | Path) -> str:
-    """``demo`` / ``sroie`` / ``jsonl`` / ``labelstudio`` / ``funsd`` / ``images``, or raise
+    """``demo`` / ``sroie`` / ``cord`` / ``jsonl`` / ``labelstudio`` / ``funsd`` / ``images``, or raise
     ``ValueError`` naming the path and what was expected."""
+    from extractor.loaders.cord import is_cord_dir
     from extractor.loaders.funsd import funsd_files, is_funsd_file
     from extractor.loaders.labelstudio import is_labelstudio_export
     from extractor.loaders.sroie import is_sroie_dir
@@ -61,6 +64,8 @@ def detect_format(spec: str | Path) -> str:
         raise ValueError(f"{p}: no such file or folder (expected {_EXPECTED})")
     if is_sroie_dir(p):
         return "sroie"
+    if is_cord_dir(p):
+        return "cord"
     if p.is_file() and p.suffix.lower() == ".jsonl":
         return "jsonl"
     if p.is_file() and p.suffix.lower() == ".json":
@@ -153,6 +158,14 @@ def plan_documents(spec: str | Path, *, split: str = "all", ocr: str = "provided
         # Split the folder's full listing first, so only the needed receipts are read.
         ids = [i for i in split_ids(sroie_ids(spec), split) if i not in exclude]
         report = load_sroie(spec, ids, progress=progress)
+    elif fmt == "cord":
+        from extractor.loaders.cord import cord_files, load_cord
+
+        if ocr in REREAD_MODES:
+            raise ValueError(f"{spec}: CORD comes without page images, so --ocr {ocr} has "
+                             f"nothing to read; use its own words (--ocr provided)")
+        ids = [i for i in split_ids(cord_files(spec), split) if i not in exclude]
+        report = load_cord(spec, ids, progress=progress)
     else:
         report = _load_other(fmt, spec, progress)
         report.documents = [d for d in split_documents(report.documents, split)

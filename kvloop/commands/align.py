@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from extractor.align import evaluate_alignment
-from extractor.document import RECEIPT_SCHEMA
 from extractor.loaders import OCR_MODES, DocumentLoadError, load_documents
+from extractor.schemas import schema_for_documents
 from extractor.splits import SPLITS
 
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         docs = [d for d in loaded.documents if d.gold]
         if not docs:
             raise ValueError(f"{args.spec}: no document has gold values to align")
-        result = evaluate_alignment(docs, RECEIPT_SCHEMA, args.passes, args.examples,
+        result = evaluate_alignment(docs, schema_for_documents(docs), args.passes, args.examples,
                                     progress=True).export()
     except (ValueError, DocumentLoadError) as e:
         print(f"kvloop align: {e}", file=sys.stderr)

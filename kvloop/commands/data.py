@@ -14,6 +14,7 @@ from extractor.document import RECEIPT_SCHEMA, Document
 from extractor.loaders import OCR_MODES, DocumentLoadError, load_documents
 from extractor.loaders.jsonl import write_documents
 from extractor.loaders.report import ALLOW_PARTIAL_HELP, batch_status
+from extractor.schemas import schema_for_fields
 from extractor.splits import SPLITS
 
 if TYPE_CHECKING:
@@ -88,7 +89,8 @@ def summary_rows(docs: list[Document]) -> list[tuple[str, str]]:
     """(label, value) rows: documents, words, and how many documents have gold per field."""
     rows = [("documents", str(len(docs))), ("words", str(sum(len(d.words) for d in docs))),
             ("with variants", str(sum(bool(d.variants) for d in docs)))]
-    names = list(dict.fromkeys([*RECEIPT_SCHEMA.field_names,
+    known = schema_for_fields(k for d in docs for k in (d.gold or {})) or RECEIPT_SCHEMA
+    names = list(dict.fromkeys([*known.field_names,
                                 *(k for d in docs for k in (d.gold or {}))]))
     for name in names:
         n = sum(1 for d in docs if (d.gold or {}).get(name) not in (None, ""))

@@ -30,7 +30,7 @@ from typing import Any
 from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
-PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full")
+PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full", "cord-tiny")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@
   learner see;
 * ``select``: ``select_split`` (calibration), gold pages for epoch choice and decisions;
 * evaluation sets: ``dev`` and its ``unseen-vendor`` slice (dev documents whose vendor, the
-  gold ``vendor_field`` under ``lenient_key``, is the vendor of no ``fit`` document), plus
-  the config's ``extra_eval`` sets.
+  gold ``vendor_field`` under ``lenient_key``, is the vendor of no ``fit`` document; skipped,
+  with the reason logged, for a dataset whose gold names no vendor, such as CORD), plus the
+  config's ``extra_eval`` sets.
 
 Units of work (possibly on other machines of a Ray cluster) read these files, so every unit
 sees the same documents in the same order.
@@ -92,6 +93,11 @@ def unseen_vendor(dev: Sequence[Document], seen: Sequence[Document],
             and k not in known]
 
 
+def has_vendor(docs: Sequence[Document], vendor_field: str = VENDOR_FIELD) -> bool:
+    """Whether any document's gold names its vendor (SROIE's company; CORD has no such field)."""
+    return any(lenient_key((d.gold or {}).get(vendor_field)) for d in docs)
+
+
 def prepare(cfg: CompareConfig, out: Path) -> CompareData:
     """Split the dataset as the module docstring says and write the JSONL files."""
     spec = source_spec(cfg, out)
@@ -110,7 +116,10 @@ def prepare(cfg: CompareConfig, out: Path) -> CompareData:
         raise ValueError(f"{spec}: the {cfg.select_split!r} and {cfg.dev_split!r} splits "
                          "must not be empty")
     sets: dict[str, list[Document]] = {"dev": dev}
-    if cfg.unseen_vendor:
+    if cfg.unseen_vendor and not has_vendor(fit):
+        log.warning("unseen-vendor slice skipped: no fit document of %s has a gold %r (the "
+                    "vendor; CORD has none), and no vendor is made up", spec, VENDOR_FIELD)
+    elif cfg.unseen_vendor:
         unseen = unseen_vendor(dev, fit)
         if not unseen:
             log.warning("no dev document has a vendor unseen in fit: no unseen-vendor set")
