@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a preset ('demo': synthetic data, minutes; 'quick': SROIE, 35 "
                              "minutes on 2 cores; 'quick-choice': the same under the "
                              "choice-only regime; 'quick-tuned': every arm tuned alike on the "
-                             "selection split; 'full': for bigger machines) or a YAML/JSON "
+                             "selection split; 'cord-tiny': the harness on CORD v2 with a "
+                             "tiny model; 'full': for bigger machines) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")
