@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from OUT/results.jsonl; train nothing")
     parser.add_argument("--list-arms", action="store_true", help="print the arms and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print how the documents split (start, pool, selection, "
+                             "evaluation sets) and exit; train nothing")
 
 
 def regime_overrides(args: argparse.Namespace, operator: dict) -> dict:
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"kvloop compare: {e}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(cfg)
     from kvloop.compare.runner import Comparison
 
     command = "kvloop compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -97,4 +102,21 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(Path(summary).read_text(encoding="utf-8"))
     print("report: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def dry_run(cfg) -> int:
+    """Print the split a run of ``cfg`` would make (``--dry-run``)."""
+    from kvloop.compare.data import plan
+
+    try:
+        p = plan(cfg, Path(cfg.out).resolve())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"kvloop compare: {e}", file=sys.stderr)
+        return 1
+    print(f"{cfg.name}: {cfg.data}")
+    for line in p.describe():
+        print(f"  {line}")
+    print(f"  budget: {cfg.rounds} rounds x {cfg.docs_per_round} reviewed documents, "
+          f"{len(cfg.seeds)} seed(s), arms {cfg.arms}")
     return 0

@@ -13,7 +13,8 @@ Splits (``extractor.splits``): the start model and the pool come from ``fit``; t
 their epoch on ``select_split`` (default ``calibration``) and refit their decisions on it;
 arms are scored on ``dev`` and on its **unseen-vendor** slice (dev documents whose company
 appears in no ``fit`` document), which no learner reads. Choosing epochs on dev and reporting
-dev would flatter every arm; choosing them on calibration keeps dev a test set.
+dev would flatter every arm; choosing them on calibration keeps dev a test set. The deployment
+case (``vendor_split``, ``start_model``) splits by vendor instead (``kvloop.compare.data``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from typing import Any
 from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
-PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "full")
+PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "full", "deployment",
+                             "deployment-quick")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,16 @@ class CompareConfig:
     model: the shared model must not depend on which seeds are asked for."""
     pool_docs: int | None = None
     """The next ``fit`` documents, gold hidden from every learner (``None``: all the rest)."""
+    start_model: str | None = None
+    """An already trained model folder to start from (``kvloop train base``'s, or another
+    comparison's ``start/shared``) instead of training one: the receipts its card says it was
+    trained on are the start documents, kept out of the pool and the evaluation sets."""
+    vendor_split: bool = False
+    """The deployment case (``kvloop.compare.vendor_split``): the pool holds only vendors the
+    start model never saw, and arms are scored on ``new-vendor`` and ``seen-vendor``
+    documents separately (forgetting: the seen-vendor F1 change)."""
+    vendor_seed: int = 0
+    """Seed of the vendor draw of ``vendor_split`` (which vendors the start model sees)."""
     rounds: int = 2
     docs_per_round: int = 50
     strategy: str = "random"
@@ -118,6 +130,9 @@ class CompareConfig:
         bad_regimes = [r for r in self.regimes if r not in REGIMES]
         if bad_regimes or len(set(self.regimes)) != len(self.regimes):
             raise ValueError(f"regimes: each one of {REGIMES}, once; got {self.regimes}")
+        if self.start_model and self.start_per_seed:
+            raise ValueError("start_model is one model: it cannot be one start per seed "
+                             "(start_per_seed)")
         if self.baseline not in self.arms:
             raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
 
