@@ -189,3 +189,25 @@ def test_deployment_presets_split_by_vendor_with_the_asked_arms(name: str) -> No
     cfg = load_config(name)
     assert cfg.vendor_split and cfg.rounds * cfg.docs_per_round <= 150
     assert set(cfg.arms) == {"none", "sft", "sft-ul", "sft-rl", "rl", "dpo", "gold"}
+
+
+@pytest.mark.slow
+def test_a_deployment_run_from_a_given_start_reports_both_vendor_sets_and_forgetting(
+        tmp_path: Path) -> None:
+    from kvloop.compare.records import read_results
+    from kvloop.compare.runner import Comparison
+
+    model = _given_start(tmp_path)
+    cfg = _cfg(tmp_path, start_model=str(model), rounds=1, arch="tiny", epochs=1,
+               seeds=[0], n_boot=100, threads=1, strategy="least-confident",
+               trainer_options={"lr": 2e-3, "head_lr": 2e-3})
+    paths = Comparison(cfg).run()["paths"]
+    rows = read_results(tmp_path / "out" / "results.jsonl")
+    assert {r.eval_set for r in rows} == {NEW, SEEN}
+    assert {(r.arm, r.round) for r in rows} == {("none", 0), ("sft", 0), ("none", 1),
+                                                  ("sft", 1)}
+    trained_on = {d.id for d in read_docs(tmp_path / "out" / "data" / "start.jsonl")}
+    assert not trained_on & {i for r in rows for i in r.doc_ids}
+    assert not (tmp_path / "out" / "start" / "shared").exists()  # nothing trained for it
+    summary = Path(paths["md"]).read_text(encoding="utf-8")
+    assert "| 1 (4) | sft |" in summary and "Seen vendors after 4 reviewed" in summary
