@@ -1,6 +1,6 @@
-"""``kvloop compare --config demo|quick|quick-choice|full|FILE``: is SFT on the corrections
-enough, or does a reward model plus policy updates (or DPO) learn more from the same operators'
-work?
+"""``kvloop compare --config demo|quick|quick-choice|full|deployment[-quick]|FILE``: is SFT
+on the corrections enough, or does a reward model plus policy updates (or DPO) learn more from
+the same operators' work?
 
 Runs the experiment of ``kvloop.compare.runner`` and prints the answer (the report's summary)
 and where the report is. Running the same command again resumes an interrupted comparison
@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="demo",
                         help="a preset ('demo': synthetic data, minutes; 'quick': SROIE, 35 "
                              "minutes on 2 cores; 'quick-choice': the same under the "
-                             "choice-only regime; 'full': for bigger machines) or a YAML/JSON "
+                             "choice-only regime; 'full': for bigger machines; "
+                             "'deployment-quick' / 'deployment': a strong start model meets "
+                             "new vendors, an hour / hours) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")
