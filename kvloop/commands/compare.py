@@ -1,6 +1,6 @@
-"""``kvloop compare --config demo|quick|quick-choice|quick-tuned|full|FILE``: is SFT on the corrections
-enough, or does a reward model plus policy updates (or DPO) learn more from the same operators'
-work?
+"""``kvloop compare --config demo|quick|quick-choice|quick-tuned|full|cord-tiny|deployment[-quick]|FILE``:
+is SFT on the corrections enough, or does a reward model plus policy updates (or DPO) learn
+more from the same operators' work?
 
 Runs the experiment of ``kvloop.compare.runner`` and prints the answer (the report's summary)
 and where the report is. Running the same command again resumes an interrupted comparison
@@ -22,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "minutes on 2 cores; 'quick-choice': the same under the "
                              "choice-only regime; 'quick-tuned': every arm tuned alike on the "
                              "selection split; 'cord-tiny': the harness on CORD v2 with a "
-                             "tiny model; 'full': for bigger machines) or a YAML/JSON "
+                             "tiny model; 'full': for bigger machines; "
+                             "'deployment-quick' / 'deployment': a strong start model meets "
+                             "new vendors, an hour / hours) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the report from OUT/results.jsonl; train nothing")
     parser.add_argument("--list-arms", action="store_true", help="print the arms and exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print how the documents split (start, pool, selection, "
+                             "evaluation sets) and exit; train nothing")
 
 
 def regime_overrides(args: argparse.Namespace, operator: dict) -> dict:
@@ -82,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"kvloop compare: {e}", file=sys.stderr)
         return 2
+    if args.dry_run:
+        return dry_run(cfg)
     from kvloop.compare.runner import Comparison
 
     command = "kvloop compare " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -99,4 +106,21 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(Path(summary).read_text(encoding="utf-8"))
     print("report: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def dry_run(cfg) -> int:
+    """Print the split a run of ``cfg`` would make (``--dry-run``)."""
+    from kvloop.compare.data import plan
+
+    try:
+        p = plan(cfg, Path(cfg.out).resolve())
+    except (ValueError, FileNotFoundError) as e:
+        print(f"kvloop compare: {e}", file=sys.stderr)
+        return 1
+    print(f"{cfg.name}: {cfg.data}")
+    for line in p.describe():
+        print(f"  {line}")
+    print(f"  budget: {cfg.rounds} rounds x {cfg.docs_per_round} reviewed documents, "
+          f"{len(cfg.seeds)} seed(s), arms {cfg.arms}")
     return 0

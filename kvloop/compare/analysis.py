@@ -63,12 +63,14 @@ from eval.bootstrap import (
 from eval.significance import bootstrap_ci, holm, mcnemar
 from kvloop.compare.arms import ARMS, ceiling_arm
 from kvloop.compare.arms import references as arm_references
+from kvloop.compare.forgetting import SEEN, forgetting, forgetting_sentence
 from kvloop.compare.records import ArmResult
 
 DEFAULT_REFERENCES: tuple[str, ...] = arm_references()
 CEILING = ceiling_arm()
 KL_KEYS = ("kl", "mean_kl")  # the runner logs RL's mean KL as ``mean_kl``
-EVAL_SET_WORDS = {"dev": "dev", "unseen-vendor": "unseen vendors"}
+EVAL_SET_WORDS = {"dev": "dev", "unseen-vendor": "unseen vendors",
+                  "new-vendor": "new vendors", "seen-vendor": "seen vendors"}
 
 CellKey = tuple[str, str, int, str]  # (regime, eval_set, round, arm)
 Cells = dict[CellKey, dict[int, ArmResult]]  # ... -> seed -> row
@@ -567,7 +569,9 @@ def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "n
     ``regimes``, ``eval_sets``, ``arms``, ``rounds``, ``fields``;
     ``last_round`` (per regime and set); ``cells`` (one per regime, set, round, arm);
     ``comparisons`` (arm vs baseline and vs floor); ``verdicts`` (per regime, set, round);
-    ``overoptimisation`` (notes); ``summary`` (plain-words sentences).
+    ``overoptimisation`` (notes); ``forgetting`` (``kvloop.compare.forgetting``: seen-vendor
+    F1 after minus before, per arm and round, when there is a seen-vendor set); ``summary``
+    (plain-words sentences).
     """
     cells = group_cells(results)
     summaries = {k: cell_summary(v, n_boot, seed, alpha, resample_seeds)
@@ -585,6 +589,12 @@ def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "n
     verdicts = [verdict(regime, es, rnd, summaries, comps, baseline, floor, references, ceiling)
                 for regime, es, rnd in sorted({k[:3] for k in cells})]
     notes = overoptimisation(cells, summaries, extras, n_boot, seed, alpha)
+    cell_list = [{"regime": g, "eval_set": e, "round": r, "arm": a, **s}
+                 for (g, e, r, a), s in summaries.items()]
+    forgot = forgetting(cell_list, comps)
+    summary = summary_lines(verdicts, notes, last, baseline, regimes) if cells else []
+    summary += [line for g in regimes
+                if (line := forgetting_sentence(forgot, g, last.get((g, SEEN)), references))]
     return {
         "method": {"baseline": baseline, "floor": floor, "references": list(references),
                    "ceiling": ceiling, "n_boot": n_boot, "seed": seed, "alpha": alpha,
@@ -596,10 +606,10 @@ def analyse(results: Sequence[ArmResult], baseline: str = "sft", floor: str = "n
         "rounds": sorted({k[2] for k in cells}),
         "fields": list(dict.fromkeys(f for r in results for f in r.fields)),
         "last_round": [{"regime": g, "eval_set": e, "round": r} for (g, e), r in sorted(last.items())],
-        "cells": [{"regime": g, "eval_set": e, "round": r, "arm": a, **s}
-                  for (g, e, r, a), s in summaries.items()],
+        "cells": cell_list,
         "comparisons": comps,
         "verdicts": verdicts,
         "overoptimisation": notes,
-        "summary": summary_lines(verdicts, notes, last, baseline, regimes) if cells else [],
+        "forgetting": forgot,
+        "summary": summary,
     }

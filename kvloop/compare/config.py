@@ -16,7 +16,8 @@ Splits (``extractor.splits``): the start model and the pool come from ``fit``; t
 their epoch on ``select_split`` (default ``calibration``) and refit their decisions on it;
 arms are scored on ``dev`` and on its **unseen-vendor** slice (dev documents whose company
 appears in no ``fit`` document), which no learner reads. Choosing epochs on dev and reporting
-dev would flatter every arm; choosing them on calibration keeps dev a test set.
+dev would flatter every arm; choosing them on calibration keeps dev a test set. The deployment
+case (``vendor_split``, ``start_model``) splits by vendor instead (``kvloop.compare.data``).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import Any
 from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
-PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full", "cord-tiny")
+PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full",
+                             "cord-tiny", "deployment", "deployment-quick")
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,16 @@ class CompareConfig:
     model: the shared model must not depend on which seeds are asked for."""
     pool_docs: int | None = None
     """The next ``fit`` documents, gold hidden from every learner (``None``: all the rest)."""
+    start_model: str | None = None
+    """An already trained model folder to start from (``kvloop train base``'s, or another
+    comparison's ``start/shared``) instead of training one: the receipts its card says it was
+    trained on are the start documents, kept out of the pool and the evaluation sets."""
+    vendor_split: bool = False
+    """The deployment case (``kvloop.compare.vendor_split``): the pool holds only vendors the
+    start model never saw, and arms are scored on ``new-vendor`` and ``seen-vendor``
+    documents separately (forgetting: the seen-vendor F1 change)."""
+    vendor_seed: int = 0
+    """Seed of the vendor draw of ``vendor_split`` (which vendors the start model sees)."""
     rounds: int = 2
     docs_per_round: int = 50
     strategy: str = "random"
@@ -128,6 +140,9 @@ class CompareConfig:
             from kvloop.compare.tuning import TuningConfig
 
             TuningConfig.from_dict(self.tuning)
+        if self.start_model and self.start_per_seed:
+            raise ValueError("start_model is one model: it cannot be one start per seed "
+                             "(start_per_seed)")
         if self.baseline not in self.arms:
             raise ValueError(f"baseline {self.baseline!r} is not among the arms {self.arms}")
 

@@ -24,6 +24,8 @@ from matplotlib.ticker import MaxNLocator
 from eval import plots
 from eval.report import CSS, html_figure, html_table
 from kvloop.compare.analysis import CEILING, kl_of
+from kvloop.compare.forgetting import HEAD as FORGETTING_HEAD
+from kvloop.compare.forgetting import forgetting_rows
 from kvloop.compare.records import ArmResult
 from kvloop.compare.tuning import TABLE_HEAD, table_cells, table_markdown, table_note
 
@@ -372,6 +374,12 @@ def render_html(analysis: dict, config: dict,
             parts += [f"<h3>F1 on {html.escape(es)}</h3>",
                       html_table(head, [[html.escape(v) for v in r] for r in rows], "headline")]
         parts.append(f'<p class="prov">{html.escape(_legend(analysis))}</p>')
+        forgot = forgetting_rows(analysis.get("forgetting", []), regime)
+        if forgot:
+            parts += [("<h3>New vendors gained, seen vendors forgotten (paired with the start "
+                       "model)</h3>"),
+                      html_table(FORGETTING_HEAD, [[html.escape(v) for v in r] for r in forgot],
+                                 "headline")]
         figs = (regime_figures or {}).get(regime) or figures(analysis, config, regime)
         parts.append('<div class="plots">' + "".join(
             html_figure(uri, cap, "" if n in SINGLE_PANEL else "wide")
@@ -420,6 +428,13 @@ def render_markdown(analysis: dict, config: dict) -> str:
             lines += [f"**F1 on {es}" + (f", {regime} regime" if many else "") + "**", "",
                       "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1),
                       *["| " + " | ".join(r) + " |" for r in rows], ""]
+        forgot = forgetting_rows(analysis.get("forgetting", []), regime)
+        if forgot:
+            lines += ["**Forgetting: seen-vendor F1 after minus before, beside the new-vendor "
+                      "gain" + (f", {regime} regime" if many else "") + "**", "",
+                      "| " + " | ".join(FORGETTING_HEAD) + " |",
+                      "|---|---|" + "---:|" * (len(FORGETTING_HEAD) - 3) + "---|",
+                      *["| " + " | ".join(r) + " |" for r in forgot], ""]
     lines += table_markdown(analysis.get("tuning", []))
     lines += [_legend(analysis), "", f"Intervals: {_ci_words(analysis)}.", "",
               "Full report: report.html (every number: report.json)."]

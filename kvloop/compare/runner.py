@@ -94,6 +94,8 @@ class Comparison:
         return f"seed-{seed}" if self.cfg.start_per_seed else "shared"
 
     def start_dir(self, seed: int) -> Path:
+        if self.cfg.start_model:
+            return Path(self.cfg.start_model).resolve()
         return self.out / "start" / self.start_key(seed)
 
     def store_file(self, seed: int, rnd: int) -> Path:
@@ -119,7 +121,8 @@ class Comparison:
         cfg = self.cfg
         settings = {k: getattr(cfg, k) for k in (
             "data", "demo_docs", "start_docs", "pool_docs", "select_split", "max_select_docs",
-            "dev_split", "max_eval_docs", "unseen_vendor", "extra_eval")}
+            "dev_split", "max_eval_docs", "unseen_vendor", "extra_eval", "start_model",
+            "vendor_split", "vendor_seed")}
         got = self.steps.get("data", settings)
         if got is None:
             got = prepare(cfg, self.out).export()
@@ -128,6 +131,12 @@ class Comparison:
 
     def start_models(self) -> dict[str, dict[str, Any]]:
         cfg = self.cfg
+        if cfg.start_model:
+            from extractor.model.card import model_version
+
+            version = model_version(self.start_dir(cfg.seeds[0]))
+            print(f"  start model given: {cfg.start_model} ({version})", flush=True)
+            return {"shared": {"version": version, "seconds": 0.0, "given": cfg.start_model}}
         keys = {self.start_key(s): s for s in cfg.seeds}  # "shared": the last seed
         if not cfg.start_per_seed and cfg.start_seed is not None:
             keys = {"shared": cfg.start_seed}
@@ -396,6 +405,7 @@ class Comparison:
         try:
             print(f"[1/4] data: {cfg.data}", flush=True)
             self.data = self.prepare_data()
+            (self.out / "start").mkdir(parents=True, exist_ok=True)
             d = self.data
             print(f"      {len(d.start)} start, {len(d.pool)} pool, {len(d.select)} selection "
                   f"documents; evaluation sets "

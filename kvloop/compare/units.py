@@ -150,7 +150,9 @@ def train_start(unit: StartUnit) -> dict[str, Any]:
         cfg = make_config(SupervisedConfig, {
             **unit.options, "data": ctx.start_file, "out": str(work), "arch": unit.arch,
             "epochs": unit.epochs, "seed": ctx.seed, "threads": ctx.threads,
-            "device": ctx.device, "tesseract_profile": False}, "start_options")
+            "device": ctx.device, "tesseract_profile": False,
+            # the card's record of what it learned: every document of the start file
+            "train_split": "all"}, "start_options")
         result = SupervisedTrainer(cfg, train_docs=read_docs(ctx.start_file),
                                    dev_docs=select, calib_docs=select,
                                    profile_docs=[]).train()
