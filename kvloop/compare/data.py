@@ -30,8 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from extractor.document import Document, write_jsonl
-from extractor.normalize import lenient_key
-from kvloop.compare.vendor_split import NEW, SEEN, VENDOR_FIELD, VendorSplit, vendor_split
+from kvloop.compare.vendor_split import (
+    NEW,
+    SEEN,
+    VENDOR_FIELD,
+    VendorSplit,
+    vendor_of,
+    vendor_split,
+)
 
 if TYPE_CHECKING:  # the config lists the arms, whose training steps read documents from here
     from kvloop.compare.config import CompareConfig
@@ -92,14 +98,13 @@ def load(spec: str, split: str) -> list[Document]:
 def unseen_vendor(dev: Sequence[Document], seen: Sequence[Document],
                   vendor_field: str = VENDOR_FIELD) -> list[Document]:
     """Documents of ``dev`` whose gold vendor no document of ``seen`` has."""
-    known = {lenient_key((d.gold or {}).get(vendor_field)) for d in seen}
-    return [d for d in dev if (k := lenient_key((d.gold or {}).get(vendor_field)))
-            and k not in known]
+    known = {vendor_of(d, vendor_field) for d in seen}
+    return [d for d in dev if (k := vendor_of(d, vendor_field)) and k not in known]
 
 
 def has_vendor(docs: Sequence[Document], vendor_field: str = VENDOR_FIELD) -> bool:
     """Whether any document's gold names its vendor (SROIE's company; CORD has no such field)."""
-    return any(lenient_key((d.gold or {}).get(vendor_field)) for d in docs)
+    return any(vendor_of(d, vendor_field) for d in docs)
 
 
 @dataclass
