@@ -260,9 +260,12 @@ def render(doc: Document, fields: dict[str, list[int]], active: str | None, wind
     img = page_image(doc, int(min(2400, width * factor))) or blank_page(doc)
     img = draw_fields(img, doc, fields, active)
     sx, sy = img.width / max(doc.width, 1), img.height / max(doc.height, 1)
-    img = img.crop((int(window[0] * sx), int(window[1] * sy), int(window[2] * sx),
-                    int(window[3] * sy)))
-    return img.resize((width, max(1, round(img.height * width / max(img.width, 1)))))
+    # Rounded, not truncated: the whole page then crops to itself and, at the shown width
+    # already (the "Page" zoom), is not resampled at all.
+    img = img.crop((round(window[0] * sx), round(window[1] * sy), round(window[2] * sx),
+                    round(window[3] * sy)))
+    size = (width, max(1, round(img.height * width / max(img.width, 1))))
+    return img if img.size == size else img.resize(size, Image.Resampling.BILINEAR)
 
 
 def draw_fields(img: Image.Image, doc: Document, fields: dict[str, list[int]],
