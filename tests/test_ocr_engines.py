@@ -85,6 +85,30 @@ def test_a_missing_model_is_an_error_not_a_download(offline: None) -> None:
         rapid.engine_params(RapidConfig(det_model="PP-OCRv6_det_medium.onnx"))
 
 
+def test_the_fast_pass_reads_the_page_with_the_same_models(page: Image.Image,
+                                                            offline: None) -> None:
+    fast = passes_by_name("rapidocr-fast")[0]
+    assert isinstance(fast, RapidConfig) and fast.name == "ppocrv6_fast"
+    params = rapid.engine_params(fast)
+    assert (params["Det.limit_type"], params["Det.limit_side_len"], params["Rec.rec_batch_num"]
+            ) == ("max", 960, 1)
+    assert params["Det.model_path"] == rapid.engine_params(RAPID)["Det.model_path"]
+    texts = [w.text for w in rapid.rapid_words(page, fast)]
+    for expected in ("RECEIPT", "2024", "12345", "TOTAL", "60.30"):
+        assert expected in texts
+
+
+def test_rapid_settings_are_checked_and_keyed() -> None:
+    with pytest.raises(ValueError, match="det_limit must be 'min' or 'max'"):
+        RapidConfig(det_limit="mid")
+    with pytest.raises(ValueError, match="rec_batch must be >= 1"):
+        RapidConfig(rec_batch=0)
+    # pages cached before these settings existed keep their key; a change gets its own
+    assert "det_limit" not in RAPID.key() and "rec_batch" not in RAPID.key()
+    assert len({RAPID.key(), RapidConfig(det_limit="max").key(),
+                RapidConfig(rec_batch=1).key()}) == 3
+
+
 def test_pass_specs(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [p.name for p in passes_by_name("rapidocr+psm6")] == ["ppocrv6", "psm6"]
     assert [p.name for p in passes_by_name("tesseract")] == [

@@ -8,6 +8,7 @@ shared: the image guards, the cache, orientation, the process pool and the word 
 
 A pass spec names the passes a page is read with, first pass first (its words become
 ``Document.words``, the others variants): engine groups (``rapidocr``: the PP-OCRv6 pass;
+``rapidocr-fast``: the same models, detecting on a reduced page;
 ``tesseract``: the five default tesseract passes; ``tesseract-all``: every tesseract pass) and
 single pass names (``psm6``, ``psm4_x2``, ...), joined by ``+`` or ``,``. ``default`` (or no
 spec) is ``$KVLOOP_OCR_ENGINES`` when set, else ``DEFAULT_ENGINES``: the CLI's
@@ -32,6 +33,11 @@ from extractor.ocr.tesseract import ocr_image, tesseract_version
 OcrPass = OcrConfig | RapidConfig
 
 RAPID_PASS = RapidConfig()
+# The same models with detection on the page reduced to 960 pixels on its longer side and
+# lines recognised one by one: on 25 SROIE receipts (one thread) detection took 0.64 s instead
+# of 2.2 s and recognition 1.45 s instead of 1.64 s, reading the same gold values (86-87 of 100).
+RAPID_FAST_PASS = RapidConfig(name="ppocrv6_fast", det_side_len=960, det_limit="max",
+                              rec_batch=1)
 
 # Measured on the 100 SROIE dev receipts (scripts/bench_ocr_engines.py, BENCHMARKS.md, "OCR
 # engines"): PP-OCRv6 with one tesseract pass covers 88.2% of gold values (lenient) against
@@ -42,6 +48,7 @@ ENGINES_ENV = "KVLOOP_OCR_ENGINES"
 
 ENGINE_GROUPS: dict[str, list[OcrPass]] = {
     "rapidocr": [RAPID_PASS],
+    "rapidocr-fast": [RAPID_FAST_PASS],
     "tesseract": list(DEFAULT_VARIANTS),
     "tesseract-all": list(ALL_VARIANTS),
 }
@@ -122,7 +129,7 @@ def passes_by_name(spec: str | None = None) -> list[OcrPass]:
     """
     if not spec or spec == "default":
         spec = default_engines()
-    every: list[OcrPass] = [*ALL_VARIANTS, RAPID_PASS]
+    every: list[OcrPass] = [*ALL_VARIANTS, RAPID_PASS, RAPID_FAST_PASS]
     known = {c.name: c for c in every}
     out: list[OcrPass] = []
     unknown: list[str] = []

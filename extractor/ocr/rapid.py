@@ -28,6 +28,7 @@ from extractor.ocr.config import Deadline
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
+_KEY_DEFAULTS: dict[str, object] = {"det_limit": "min", "rec_batch": 6}
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,14 @@ class RapidConfig:
 
     ``text_score``: lines recognised below this score are dropped (rapidocr's default);
     ``max_side_len``: the page is reduced to fit this many pixels on its longer side before
-    detection (bounds time and memory on huge pages); ``det_side_len``: the shorter side the
-    detector sees; ``classify``: turn upside-down lines (the bundled 0/180 classifier). Off by
-    default: it read the same gold values on 30 SROIE receipts, costs time, and with it an
-    upside-down page reads well in reverse order, which orientation detection cannot see.
+    detection (bounds time and memory on huge pages); ``det_side_len`` with ``det_limit``:
+    the detector sees the page scaled so that its shorter side is at least (``"min"``) or its
+    longer side at most (``"max"``) that many pixels (recognition always reads the lines cut
+    from the full page); ``rec_batch``: text lines recognised per ONNX call (a batch is padded
+    to its widest line, so larger batches do more work on one thread); ``classify``: turn
+    upside-down lines (the bundled 0/180 classifier). Off by default: it read the same gold
+    values on 30 SROIE receipts, costs time, and with it an upside-down page reads well in
+    reverse order, which orientation detection cannot see.
     """
 
     engine: ClassVar[str] = "rapidocr"
@@ -52,18 +57,30 @@ class RapidConfig:
     text_score: float = 0.5
     max_side_len: int = 2000
     det_side_len: int = 736
+    det_limit: str = "min"
+    rec_batch: int = 6
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.text_score <= 1.0:
             raise ValueError(f"OCR config {self.name!r}: text_score must be in [0, 1]")
         if self.max_side_len < 32 or self.det_side_len < 32:
             raise ValueError(f"OCR config {self.name!r}: side lengths must be >= 32 pixels")
+        if self.det_limit not in ("min", "max"):
+            raise ValueError(f"OCR config {self.name!r}: det_limit must be 'min' or 'max', "
+                             f"not {self.det_limit!r}")
+        if self.rec_batch < 1:
+            raise ValueError(f"OCR config {self.name!r}: rec_batch must be >= 1")
 
     def key(self) -> str:
         """Everything that changes the output, as a stable string (the name is excluded)."""
         d = asdict(self)
         d.pop("name")
         d["engine"] = self.engine
+        # Settings added after pages were cached enter the key only when set away from what
+        # those pages were read with (rapidocr's defaults), so existing caches stay valid.
+        for name, before in _KEY_DEFAULTS.items():
+            if d[name] == before:
+                d.pop(name)
         return json.dumps(d, sort_keys=True)
 
 
@@ -102,6 +119,8 @@ def engine_params(config: RapidConfig) -> dict[str, Any]:
         "Global.text_score": config.text_score,
         "Global.max_side_len": config.max_side_len,
         "Det.limit_side_len": config.det_side_len,
+        "Det.limit_type": config.det_limit,
+        "Rec.rec_batch_num": config.rec_batch,
         "Det.model_path": str(model_path(config.det_model)),
         "Rec.model_path": str(model_path(config.rec_model)),
         "EngineConfig.onnxruntime.intra_op_num_threads": 1,
