@@ -84,3 +84,25 @@ def test_temperature_is_kept_unless_isotonic_is_clearly_better() -> None:
         fit_calibrator(conf, correct, methods=("histogram",))
     with pytest.raises(ValueError, match="unknown calibration method"):
         Calibrator.from_dict({"method": "histogram"})
+
+
+def test_upper_fields_are_the_text_fields_right_more_often_in_capitals() -> None:
+    from extractor.document import RECEIPT_SCHEMA, Candidate, ExtractionResult, FieldResult
+    from training.decisions import upper_fields
+
+    def result(**values: str) -> ExtractionResult:
+        return ExtractionResult("d", "v", {f: FieldResult(f, [Candidate(v, 0.9)], 0.9)
+                                           for f, v in values.items()})
+
+    golds = [{"company": "ABC SDN BHD", "address": "NO. 3, JALAN X", "date": "1/2/2018",
+              "total": "9.00"},
+             {"company": "Kedai Runcit", "address": "NO. 5, JALAN Y", "date": "3/4/2018",
+              "total": "10.00"}]
+    results = [result(company="Abc Sdn Bhd", address="NO. 3, JALAN X", date="1/2/2018",
+                      total="9.00"),
+               result(company="Kedai Runcit", address="No. 5, Jalan Y", date="3/4/2018",
+                      total="10.00")]
+    # company: one right either way (a tie keeps the case as read); address: 1 -> 2
+    assert upper_fields(RECEIPT_SCHEMA, golds, results) == ("address",)
+    assert upper_fields(RECEIPT_SCHEMA, golds[:1], results[:1]) == ("company",)
+    assert upper_fields(RECEIPT_SCHEMA, [], []) == ()

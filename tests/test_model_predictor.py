@@ -142,3 +142,31 @@ def test_image_pages_use_another_engines_profile_when_theirs_is_missing() -> Non
     assert pred.profile(replace(_mock_doc(), ocr="tesseract:psm6")) is tesseract
     given = replace(_mock_doc(True), variants={"tesseract:psm6": []})
     assert pred.profile(given) is pred.default_profile  # given words stay on the default
+
+
+def test_a_profile_writes_its_upper_fields_in_capitals_and_only_those() -> None:
+    model = build_model("tiny", seed=0)
+    with torch.no_grad():  # every word likely a company and a total
+        for label in ("B-COMPANY", "B-TOTAL"):
+            model.bert.classifier.bias[model.schema.label2id[label]] += 6.0
+            model.layoutlm.classifier.bias[model.schema.label2id[label]] += 6.0
+    doc = replace(_mock_doc(), words=[replace(w, text=w.text.title()) for w in _mock_doc().words])
+    as_read = KVPredictor(model, DecisionProfile(absent_threshold=1.01))
+    upper = KVPredictor(model, DecisionProfile(absent_threshold=1.01, upper_fields=("company",)))
+    merged = as_read.merged_fields([doc], as_read.pass_log_probs([doc], "fused"))
+    read = as_read.results_from_merged([doc], merged)[0]
+    capitals = upper.results_from_merged([doc], merged)[0]
+    assert any(c.value != c.value.upper() for c in read.fields["company"].candidates)
+    assert [c.value for c in capitals.fields["company"].candidates] == [
+        c.value.upper() for c in read.fields["company"].candidates]
+    assert capitals.fields["total"].export() == read.fields["total"].export()
+    # the merged candidates are not changed: deciding them again as read gives the same
+    assert as_read.results_from_merged([doc], merged)[0].export() == read.export()
+
+
+def test_upper_fields_round_trip_and_old_profiles_export_as_before() -> None:
+    plain = DecisionProfile(absent_threshold=0.7)
+    assert "upper_fields" not in plain.export()
+    upper = DecisionProfile(absent_threshold=0.7, upper_fields=("company", "address"))
+    assert DecisionProfile.from_dict(upper.export()) == upper
+    assert DecisionProfile.from_dict(plain.export()).upper_fields == ()

@@ -5,7 +5,8 @@ no trainer fits on):
 
 1. the fusion weights of the two members and the "absent" threshold (best lenient F1 over a
    grid; one forward pass, every setting decoded from the same member log-probs);
-2. with a lexicon, the OCR confidence under which text words are corrected (best F1);
+2. with a lexicon, the OCR confidence under which text words are corrected (best F1), and
+   the text fields to answer in capitals (``upper_fields``: more answers strictly right);
 3. the confidence calibrator (``extractor.model.calibrate.fit_calibrator``);
 4. each field's auto-accept threshold for a target precision on the calibrated confidences
    (``extractor.scoring.fit_auto_accept``; ``None``: that field is always reviewed).
@@ -18,7 +19,7 @@ profile of their own, fusion weights kept. :func:`fit_decisions` returns every c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,19 @@ from typing import Any
 import torch
 
 from eval.field_scores import score_results
-from extractor.document import Document
+from extractor.document import Document, ExtractionResult, Schema
 from extractor.lexicon import Lexicon, build_lexicon
 from extractor.model.calibrate import DecisionProfile, fit_calibrator, profile_engine
 from extractor.model.card import ModelCard, model_version
 from extractor.model.ensemble import KVEnsemble, fuse
 from extractor.model.predictor import KVPredictor
-from extractor.scoring import AutoAcceptFit, confidence_items, fit_auto_accept_fields, pool_items
+from extractor.scoring import (
+    AutoAcceptFit,
+    confidence_items,
+    fit_auto_accept_fields,
+    is_correct,
+    pool_items,
+)
 from training.data import load_split
 
 log = logging.getLogger(__name__)
@@ -59,10 +66,13 @@ class CalibrationFit:
     """Per field, the calibrated (confidence, correct) items of the chosen decisions."""
 
     def export(self) -> dict[str, Any]:
-        return {"fusion_weights": list(self.fusion_weights),
-                "absent_threshold": self.profile.absent_threshold,
-                "correct_below": self.profile.correct_below,
-                "lenient_f1": self.lenient_f1, "grid": self.grid}
+        out = {"fusion_weights": list(self.fusion_weights),
+               "absent_threshold": self.profile.absent_threshold,
+               "correct_below": self.profile.correct_below,
+               "lenient_f1": self.lenient_f1, "grid": self.grid}
+        if self.profile.upper_fields:
+            out["upper_fields"] = list(self.profile.upper_fields)
+        return out
 
 
 def _f1(pred: KVPredictor, docs: Sequence[Document], golds: list[dict[str, str | None]],
@@ -117,11 +127,39 @@ def fit_calibration(model: KVEnsemble, docs: Sequence[Document],
         if f1_below > f1 + 1e-9:
             f1, correct_below = f1_below, below
     raw = predictor(thr, correct_below).results_from_log_probs(docs, lps)
+    upper = upper_fields(model.schema, golds, raw)
+    if upper:
+        raw = KVPredictor(model, DecisionProfile(absent_threshold=thr, correct_below=correct_below,
+                                                 upper_fields=upper),
+                          lexicon=lexicon).results_from_log_probs(docs, lps)
     calibrator = fit_calibrator(*pool_items(confidence_items(golds, raw, model.schema.field_names)))
-    profile = DecisionProfile(calibrator, thr, correct_below)
+    profile = DecisionProfile(calibrator, thr, correct_below, upper)
     calibrated = KVPredictor(model, profile, lexicon=lexicon).results_from_log_probs(docs, lps)
     items = confidence_items(golds, calibrated, model.schema.field_names)
     return CalibrationFit(profile, weights, f1, grid, items)
+
+
+def upper_fields(schema: Schema, golds: Sequence[Mapping[str, str | None]],
+                 results: Sequence[ExtractionResult]) -> tuple[str, ...]:
+    """The text fields whose answers are right (strictly) more often in capitals than as read.
+
+    Ties keep the engine's case: only fields whose labels are written in capitals and whose
+    pages print them otherwise change (SROIE read from images: the print's "Jalan Kurau"
+    against the label's "JALAN KURAU").
+    """
+    out = []
+    for spec in schema.fields:
+        if spec.type != "text":
+            continue
+        as_read = in_capitals = 0
+        for gold, res in zip(golds, results):
+            answer = res.fields.get(spec.name)
+            value = answer.value if answer is not None else None
+            as_read += is_correct(gold.get(spec.name), value)
+            in_capitals += is_correct(gold.get(spec.name), value.upper() if value else value)
+        if in_capitals > as_read:
+            out.append(spec.name)
+    return tuple(out)
 
 
 def fit_ocr_profiles(model: KVEnsemble, docs: Sequence[Document], default_engine: str,

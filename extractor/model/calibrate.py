@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from extractor.document import TEXT_LAYER_OCR
+from extractor.document import TEXT_LAYER_OCR, FieldSpec
 from extractor.scoring import expected_calibration_error
 
 _EPS = 1e-6
@@ -100,15 +100,28 @@ class DecisionProfile:
     # Text-field words read with confidence below this are corrected with the model's lexicon
     # (``extractor.lexicon``); 0 = never.
     correct_below: float = 0.0
+    # Text fields whose values are given in capitals: the labels write them so (SROIE's are
+    # transcribed in capitals) while an engine reads the print's own case ("Jalan Kurau").
+    # Chosen per engine on the calibration split (``training.decisions``); empty: as read.
+    upper_fields: tuple[str, ...] = ()
 
     def export(self) -> dict[str, Any]:
-        return {"calibration": self.calibrator.export(), "absent_threshold": self.absent_threshold,
-                "correct_below": self.correct_below}
+        out: dict[str, Any] = {"calibration": self.calibrator.export(),
+                               "absent_threshold": self.absent_threshold,
+                               "correct_below": self.correct_below}
+        if self.upper_fields:  # profiles without it export as before (same model versions)
+            out["upper_fields"] = list(self.upper_fields)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DecisionProfile:
         return cls(Calibrator.from_dict(d.get("calibration")),
-                   float(d.get("absent_threshold", 0.5)), float(d.get("correct_below", 0.0)))
+                   float(d.get("absent_threshold", 0.5)), float(d.get("correct_below", 0.0)),
+                   tuple(str(f) for f in d.get("upper_fields", ())))
+
+    def written(self, spec: FieldSpec, value: str) -> str:
+        """``value`` as this profile writes answers of the field ``spec``."""
+        return value.upper() if spec.type == "text" and spec.name in self.upper_fields else value
 
 
 def ocr_engine(ocr: str) -> str:

@@ -204,8 +204,11 @@ class KVPredictor:
         # span, which would drop fields whose mass is spread over several spans.
         if not merged.candidates or merged.absent_prob >= profile.absent_threshold:
             return FieldResult(field, [], profile.calibrator(merged.absent_prob))
-        return FieldResult(field, list(merged.candidates),
-                           profile.calibrator(merged.candidates[0].score))
+        spec = self.schema[field]
+        candidates = list(merged.candidates)
+        if field in profile.upper_fields:  # copies: a threshold search decides these again
+            candidates = [replace(c, value=profile.written(spec, c.value)) for c in candidates]
+        return FieldResult(field, candidates, profile.calibrator(merged.candidates[0].score))
 
     def merged_fields(self, docs: Sequence[Document], per_doc: Sequence[Sequence[torch.Tensor]],
                       k: int = 5) -> list[dict[str, MergedField]]:
