@@ -79,6 +79,17 @@ def test_vendor_split_refuses_a_budget_the_new_vendors_cannot_fill(tmp_path: Pat
         plan(_cfg(tmp_path, rounds=10, docs_per_round=10), tmp_path / "out")
 
 
+def test_vendor_split_on_receipts_without_a_vendor_says_so(tmp_path: Path) -> None:
+    """CORD's gold names no vendor: the deployment case refuses it, naming why."""
+    docs = _mock_receipts(range(40))
+    for d in docs:
+        d.gold = {k: v for k, v in (d.gold or {}).items() if k != "company"}
+    path = tmp_path / "no-vendor.jsonl"
+    write_jsonl(str(path), docs)
+    with pytest.raises(ValueError, match="no training receipt names its vendor"):
+        plan(_cfg(tmp_path, data=str(path)), tmp_path / "out")
+
+
 def _given_start(tmp: Path) -> Path:
     """A tiny model trained by the base trainer on the first 6 ``fit`` receipts of the data
     (its card records data, split and max_docs, as ``kvloop train base`` writes them)."""

@@ -173,6 +173,10 @@ def plan_vendor_split(cfg: CompareConfig, spec: str, select: list[Document],
     without the selection pages."""
     picked = {d.id for d in select}
     source = [d for d in load(spec, "train") if d.id not in picked]
+    if not has_vendor(source):
+        raise ValueError(f"{spec}: no training receipt names its vendor (the gold "
+                         f"{VENDOR_FIELD!r} field), so the deployment case cannot tell seen "
+                         "from new vendors; run it on SROIE, or set vendor_split: false")
     split: VendorSplit = vendor_split(source, dev, start_docs=cfg.start_docs,
                                       pool_docs=cfg.pool_docs, seed=cfg.vendor_seed,
                                       start=start)
