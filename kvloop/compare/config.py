@@ -32,7 +32,7 @@ from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
 PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full",
-                             "cord-tiny", "deployment", "deployment-quick")
+                             "cord-tiny", "cord-quick", "deployment", "deployment-quick")
 
 
 @dataclass(frozen=True)
