@@ -195,13 +195,14 @@ st.markdown(f"#### doc{st.session_state.n} · model")
 """
 
 
-FLOOR_CLICK_AND_WATCH = """(wanted) => new Promise(ok => {
+FLOOR_CLICK_AND_WATCH = """(wanted) => new Promise((ok, fail) => {
   const t0 = performance.now();
   [...document.querySelectorAll('button')].find(b => b.innerText.includes('Save and next'))
       .click();
   const watch = () => {
     const h = document.querySelector('h4');
     if (h && h.innerText.includes(wanted)) ok(performance.now() - t0);
+    else if (performance.now() - t0 > 60000) fail(new Error('no ' + wanted + ' in 60 s'));
     else setTimeout(watch, 2);
   };
   watch();

@@ -205,9 +205,9 @@ class KVPredictor:
         if not merged.candidates or merged.absent_prob >= profile.absent_threshold:
             return FieldResult(field, [], profile.calibrator(merged.absent_prob))
         spec = self.schema[field]
-        candidates = list(merged.candidates)
-        if field in profile.upper_fields:  # copies: a threshold search decides these again
-            candidates = [replace(c, value=profile.written(spec, c.value)) for c in candidates]
+        # a changed value gets a copy: a threshold search decides the same candidates again
+        candidates = [c if (v := profile.written(spec, c.value)) == c.value
+                      else replace(c, value=v) for c in merged.candidates]
         return FieldResult(field, candidates, profile.calibrator(merged.candidates[0].score))
 
     def merged_fields(self, docs: Sequence[Document], per_doc: Sequence[Sequence[torch.Tensor]],
