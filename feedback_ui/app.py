@@ -39,6 +39,7 @@ from feedback_ui.service import (
     FieldView,
     InvalidValueError,
     QueueFilter,
+    QueueSnapshot,
     ReviewService,
     ReviewTask,
     schema_of_model,
@@ -213,7 +214,7 @@ def init_state() -> None:
                                 "flash": None, "queue_done": False, "last_click": None,
                                 "click_field": None, "click_words": {}, "focus": None,
                                 "skipped": set(), "page": "Review", "zoom": "Page",
-                                "upload_round": 0}
+                                "upload_round": 0, "open_after": ()}
     for k, v in defaults.items():
         if k not in ss:
             ss[k] = v
@@ -307,16 +308,41 @@ def first_attention(task: ReviewTask, after: str | None = None) -> str:
     return order[0] if after is None else names[(names.index(after) + 1) % len(names)]
 
 
-def open_next(exclude: tuple[str, ...] = ()) -> None:
+def open_next(reads: QueueReads) -> None:
+    """Open the next queued document (in the page's run, with the run's one queue read)."""
     op = acting_operator()
     if op is None:
         return
     # Documents skipped in this session stay out of the way until the queue is refreshed.
+    exclude, ss.open_after = set(ss.open_after) | ss.skipped, ()
     try:
-        show_task(service().next_document(op, current_filter(),
-                                          exclude=set(exclude) | ss.skipped))
+        show_task(service().next_document(op, current_filter(), exclude=exclude,
+                                          snapshot=reads.snapshot()))
     except StoreError as e:
         flash("error", str(e))
+
+
+def close_for_next(done: str) -> None:
+    """After a save or a skip of ``done``: the page's run opens the next document. Not here:
+    the run reads the queue once for the next document, the one to prepare after it and the
+    sidebar's progress, after every callback of the click has written."""
+    ss.task, ss.active, ss.click_field, ss.click_words = None, None, None, {}
+    ss.queue_done, ss.open_after = False, (done,)
+
+
+class QueueReads:
+    """The queue as this run reads it: one ``ReviewService.snapshot`` for the page and the
+    sidebar, taken when first asked (a run's callbacks have written by then)."""
+
+    def __init__(self, svc: ReviewService) -> None:
+        self.svc = svc
+        self._snapshot: QueueSnapshot | None = None
+
+    def snapshot(self) -> QueueSnapshot:
+        if self._snapshot is None:
+            op = "" if operator_problem() is not None else operator()
+            self._snapshot = self.svc.snapshot(current_filter(), op)
+        return self._snapshot
 
 
 def stale() -> bool:
@@ -418,7 +444,7 @@ def cb_save(accept_all: bool = False) -> None:
         return
     ss.drafts.pop((task.lease.operator, task.doc_id), None)
     flash("success", f"Saved {task.doc_id}.")
-    open_next(exclude=(task.doc_id,))
+    close_for_next(task.doc_id)
 
 
 def cb_skip() -> None:
@@ -428,7 +454,7 @@ def cb_skip() -> None:
         service().skip(task, op)
         ss.skipped.add(task.doc_id)
         flash("info", f"Skipped {task.doc_id}.")
-        open_next(exclude=(task.doc_id,))
+        close_for_next(task.doc_id)
 
 
 def cb_undo() -> None:
@@ -499,7 +525,7 @@ def cb_filters() -> None:
 
 # -- rendering --------------------------------------------------------------------------------
 
-def sidebar(svc: ReviewService) -> None:
+def sidebar(svc: ReviewService, reads: QueueReads) -> None:
     with st.sidebar:
         header = operator_header()
         problem = operator_problem()
@@ -516,7 +542,7 @@ def sidebar(svc: ReviewService) -> None:
         st.radio("Page", ["Review", "Queue", "Upload", "History", "Stats"], key="page")
         st.divider()
         st.caption("Queue filters")
-        st.selectbox("Model version", [""] + svc.store.model_versions(), key="f_version",
+        st.selectbox("Model version", ["", *reads.snapshot().model_versions], key="f_version",
                       format_func=lambda v: v or "latest of any", on_change=cb_filters)
         st.selectbox("Field", [""] + svc.schema.field_names, key="f_field",
                       format_func=lambda v: v or "any field", on_change=cb_filters)
@@ -525,7 +551,7 @@ def sidebar(svc: ReviewService) -> None:
                   label_visibility="collapsed")
         st.radio("Show", ["unreviewed", "reviewed", "all"], key="f_status", horizontal=True,
                  on_change=cb_filters)
-        p = svc.progress(current_filter())
+        p = svc.progress(current_filter(), snapshot=reads.snapshot())
         st.progress(p.done / p.total if p.total else 1.0,
                     text=f"Reviewed {p.done} of {p.total} queued documents")
         st.text_input("Open document id", key="goto", on_change=cb_open_doc)
@@ -734,7 +760,7 @@ def move_focus() -> None:
     ss.focus = None
 
 
-def review_page(svc: ReviewService) -> bool:
+def review_page(svc: ReviewService, reads: QueueReads) -> bool:
     """The Review page; whether it drew the field's text boxes."""
     problem = operator_problem()
     if problem is not None:
@@ -747,14 +773,15 @@ def review_page(svc: ReviewService) -> bool:
         return False
     op = operator()
     if ss.task is None and not ss.queue_done:
-        open_next()
+        open_next(reads)
     task: ReviewTask | None = ss.task
     bar = st.columns([2, 2, 1, 1])
     bar[2].button("Undo last save", on_click=cb_undo, width="stretch",
                   disabled=svc.store.last_undoable(op) is None,
                   help="Reopen the document you saved last and cancel that save")
     if task is None:
-        skipped = [q.doc_id for q in svc.queue(current_filter(), op) if q.doc_id in ss.skipped]
+        skipped = [q.doc_id for q in svc.queue(current_filter(), op, snapshot=reads.snapshot())
+                   if q.doc_id in ss.skipped]
         if skipped:
             st.info(f"Nothing left to review with these filters but the {len(skipped)} "
                     "document(s) you skipped: Refresh queue to see them again.")
@@ -789,7 +816,8 @@ def review_page(svc: ReviewService) -> bool:
         # Decode the next document's page while the operator works on this one.
         ss.warmed = task.doc_id
         width = int(RENDER_WIDTH * ZOOMS.get(ss.zoom or "Page", 1.0))
-        for doc in svc.upcoming(op, current_filter(), exclude=(task.doc_id,)):
+        for doc in svc.upcoming(op, current_filter(), exclude=(task.doc_id,),
+                                snapshot=reads.snapshot()):
             imaging.warm(doc, width)
     return True
 
@@ -837,10 +865,11 @@ def thresholds_caption(svc: ReviewService) -> str:
     return f"Auto-accept thresholds, {where}: " + " · ".join(parts)
 
 
-def queue_page(svc: ReviewService) -> None:
+def queue_page(svc: ReviewService, reads: QueueReads) -> None:
     st.subheader("Queue")
-    items = svc.queue(current_filter(), "" if operator_problem() else operator())
-    p = svc.progress(current_filter())
+    snap = reads.snapshot()
+    items = svc.queue(current_filter(), snap.operator, snapshot=snap)
+    p = svc.progress(current_filter(), snapshot=snap)
     st.caption(f"{len(items)} document(s) listed with the sidebar filters, most uncertain "
                f"first · reviewed {p.done} of {p.total}")
     st.dataframe([{"document": q.doc_id, "lowest confidence": round(q.min_confidence, 3),
@@ -907,14 +936,14 @@ def main() -> None:
     if ss.page != "Review":  # before anything is drawn: an interrupted run counts too
         ss.box_epoch += 1
     svc = service()
-    sidebar(svc)
+    reads = QueueReads(svc)
     flash_slot = st.empty()
     page = ss.page
     drew_boxes = False
     if page == "Review":
-        drew_boxes = review_page(svc)
+        drew_boxes = review_page(svc, reads)
     elif page == "Queue":
-        queue_page(svc)
+        queue_page(svc, reads)
     elif page == "Upload":
         upload_page()
     elif page == "History":
@@ -923,6 +952,9 @@ def main() -> None:
         stats_page(svc)
     if page == "Review" and not drew_boxes:
         ss.box_epoch += 1
+    # The sidebar after the page: the next document's heading and image reach the browser
+    # first (the sidebar's place on screen does not depend on when it is drawn).
+    sidebar(svc, reads)
     show_flash(flash_slot)  # after the page: its callbacks and queue moves may set one
 
 

@@ -75,6 +75,23 @@ class QueueFilter:
     status: Status = "unreviewed"
 
 
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What the queue depends on, read from the store at one moment (``ReviewService.
+    snapshot``): the latest result's route of each document (fields left open by a reject
+    added), which documents are reviewed, which are held by operators other than
+    ``operator``. It goes stale with the next write: one page draw's worth of reads."""
+
+    model_version: str | None
+    operator: str
+    model_versions: tuple[str, ...]
+    """Every model version with results in the store (the filter's choices), sorted."""
+    extraction_ids: dict[str, int]
+    routes: list[Route]
+    reviewed: frozenset[str]
+    leased_by_others: frozenset[str]
+
+
 @dataclass
 class QueueItem:
     """One document in the review queue."""
@@ -243,8 +260,10 @@ class ReviewService:
 
     # -- queue ----------------------------------------------------------------------------
 
-    def _latest_routes(self, model_version: str | None) -> dict[str, tuple[int, Route]]:
-        index = self.store.extraction_index()
+    def _latest_routes(self, model_version: str | None,
+                       index: list[tuple[int, str, str]] | None = None
+                       ) -> dict[str, tuple[int, Route]]:
+        index = self.store.extraction_index() if index is None else index
         latest: dict[str, int] = {}
         for eid, doc_id, version in index:
             if model_version is None or version == model_version:
@@ -266,22 +285,50 @@ class ReviewService:
         """Each field's auto-accept threshold and whether it was fitted or is the schema's."""
         return thresholds_in_force(self.schema, self.thresholds)
 
-    def queue(self, flt: QueueFilter | None = None, operator: str = "") -> list[QueueItem]:
+    def snapshot(self, flt: QueueFilter | None = None, operator: str = "") -> QueueSnapshot:
+        """The store as the queue of ``flt``'s model version reads it, once: a page that lists
+        the queue, opens its next document, prepares the one after and shows progress reads
+        the store one time for all of them (``snapshot=`` of those methods)."""
+        flt = flt or QueueFilter()
+        index = self.store.extraction_index()
+        routes = self._latest_routes(flt.model_version, index)
+        return QueueSnapshot(
+            model_version=flt.model_version, operator=operator,
+            model_versions=tuple(sorted({version for _, _, version in index})),
+            extraction_ids={d: e for d, (e, _) in routes.items()},
+            routes=self._with_open_fields(routes),
+            reviewed=frozenset(self.store.reviewed_doc_ids()),
+            leased_by_others=frozenset(self.store.leased_by_others(operator) if operator
+                                       else ()))
+
+    def _snapshot_for(self, flt: QueueFilter, operator: str | None,
+                      snapshot: QueueSnapshot | None) -> QueueSnapshot:
+        if snapshot is None:
+            return self.snapshot(flt, operator or "")
+        if snapshot.model_version != flt.model_version or (
+                operator is not None and snapshot.operator != operator):
+            raise ValueError(f"a queue snapshot of model {snapshot.model_version!r} for "
+                             f"operator {snapshot.operator!r} cannot answer for model "
+                             f"{flt.model_version!r} and operator {operator!r}")
+        return snapshot
+
+    def queue(self, flt: QueueFilter | None = None, operator: str = "", *,
+              snapshot: QueueSnapshot | None = None) -> list[QueueItem]:
         """Documents to review, most uncertain first, narrowed by ``flt``."""
         flt = flt or QueueFilter()
-        routes = self._latest_routes(flt.model_version)
-        reviewed = self.store.reviewed_doc_ids()
-        leased = self.store.leased_by_others(operator) if operator else set()
+        snap = self._snapshot_for(flt, operator, snapshot)
         items = []
-        for r in most_uncertain_first(self._with_open_fields(routes)):
-            if not self._matches(r, flt, r.doc_id in reviewed):
+        for r in most_uncertain_first(snap.routes):
+            reviewed = r.doc_id in snap.reviewed
+            if not self._matches(r, flt, reviewed):
                 continue
-            items.append(QueueItem(doc_id=r.doc_id, extraction_id=routes[r.doc_id][0],
+            items.append(QueueItem(doc_id=r.doc_id, extraction_id=snap.extraction_ids[r.doc_id],
                                    model_version=r.model_version,
                                    min_confidence=r.min_confidence,
                                    review_fields=r.review_fields, audit=r.audit,
-                                   reviewed=r.doc_id in reviewed,
-                                   leased_by="another operator" if r.doc_id in leased else None))
+                                   reviewed=reviewed,
+                                   leased_by="another operator"
+                                   if r.doc_id in snap.leased_by_others else None))
         return items
 
     def _with_open_fields(self, routes: dict[str, tuple[int, Route]]) -> list[Route]:
@@ -310,14 +357,14 @@ class ReviewService:
             return False
         return True
 
-    def progress(self, flt: QueueFilter | None = None) -> Progress:
+    def progress(self, flt: QueueFilter | None = None, *,
+                 snapshot: QueueSnapshot | None = None) -> Progress:
         """How many of the documents this filter routes to review are reviewed."""
         flt = flt or QueueFilter()
-        routes = self._latest_routes(flt.model_version)
-        reviewed = self.store.reviewed_doc_ids()
+        snap = self._snapshot_for(flt, None, snapshot)
         total = done = 0
-        for r in self._with_open_fields(routes):
-            rev = r.doc_id in reviewed
+        for r in snap.routes:
+            rev = r.doc_id in snap.reviewed
             if (r.needs_review or rev) and self._matches(r, flt, rev, check_status=False):
                 total += 1
                 done += rev
@@ -370,10 +417,11 @@ class ReviewService:
                           lease=lease)
 
     def next_document(self, operator: str, flt: QueueFilter | None = None,
-                      exclude: Iterable[str] = ()) -> ReviewTask | None:
+                      exclude: Iterable[str] = (), *, snapshot: QueueSnapshot | None = None
+                      ) -> ReviewTask | None:
         """Open the most uncertain queued document nobody else holds; ``None`` when done."""
         skip = set(exclude)
-        for item in self.queue(flt, operator):
+        for item in self.queue(flt, operator, snapshot=snapshot):
             if item.doc_id in skip or item.leased_by:
                 continue
             try:
@@ -383,10 +431,11 @@ class ReviewService:
         return None
 
     def upcoming(self, operator: str, flt: QueueFilter | None = None,
-                 exclude: Iterable[str] = (), n: int = 1) -> list[Document]:
+                 exclude: Iterable[str] = (), n: int = 1, *,
+                 snapshot: QueueSnapshot | None = None) -> list[Document]:
         """The next ``n`` documents ``next_document`` would open (no lease taken)."""
         skip = set(exclude)
-        ids = [q.doc_id for q in self.queue(flt, operator)
+        ids = [q.doc_id for q in self.queue(flt, operator, snapshot=snapshot)
                if q.doc_id not in skip and not q.leased_by][:n]
         docs = self.store.documents(ids)
         return [docs[i] for i in ids if i in docs]

@@ -12,12 +12,14 @@ the candidate lists are what matters here, not their quality), then measures
     python scripts/bench_ui.py --docs 8            # both
     python scripts/bench_ui.py --docs 8 --no-browser
     python scripts/bench_ui.py --docs 8 --think 1    # operator pace: 1 s per receipt
+    python scripts/bench_ui.py --docs 16 --demo runs/demo   # the demo's receipts and model
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import socket
 import statistics
@@ -34,6 +36,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from extractor.document import Document
+from extractor.loaders import load_documents
 from extractor.loaders.sroie import load_sroie_document, sroie_ids
 from feedback_ui.store import FeedbackStore
 
@@ -51,17 +55,28 @@ def largest_receipts(root: Path, n: int) -> list[str]:
     return sorted(ids, key=lambda i: (-size(i), i))[:n]
 
 
-def fill_store(url: str, root: Path, n: int, model: str | None, verbose: bool = True
-               ) -> list[str]:
+def demo_documents(demo: Path, n: int) -> list[Document]:
+    """The first ``n`` receipts of a ``kvloop demo`` folder (``runs/demo``), their page images
+    found in its ``data/img`` wherever the demo was run from."""
+    docs = load_documents(demo / "data" / "documents.jsonl").documents[:n]
+    return [dataclasses.replace(d, source=str(demo / "data" / "img" / Path(d.source).name))
+            if d.source else d for d in docs]
+
+
+def fill_store(url: str, root: Path, n: int, model: str | None, verbose: bool = True,
+               demo: Path | None = None) -> list[str]:
     from extractor.model.predictor import load_predictor
     from extractor.model.zoo import build_model
 
+    if demo is not None:
+        model = model or str(demo / "model")
     if model is None:
         model = str(Path(url.removeprefix("sqlite:///")).parent / "tiny-model")
         if not Path(model).is_dir():
             build_model("tiny", seed=0).save_pretrained(model)
     predictor = load_predictor(model)
-    docs = [load_sroie_document(root, i) for i in largest_receipts(root, n)]
+    docs = (demo_documents(demo, n) if demo is not None
+            else [load_sroie_document(root, i) for i in largest_receipts(root, n)])
     results = predictor.predict(docs, k=5)
     FeedbackStore(url).add_batch(docs, results)
     for d in docs if verbose else []:
@@ -238,6 +253,9 @@ def main() -> int:
     ap.add_argument("--sroie", default=str(REPO.parent / "shared" / "data" / "sroie"))
     ap.add_argument("--docs", type=int, default=8, help="receipts to go through")
     ap.add_argument("--model", default=None, help="model folder (default: tiny random model)")
+    ap.add_argument("--demo", type=Path, default=None,
+                    help="a `kvloop demo` output folder (runs/demo): its receipts and model "
+                         "instead of the largest SROIE receipts (issue 21's target is on these)")
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--think", type=float, default=0.0,
                     help="seconds the 'operator' waits on each document before clicking "
@@ -247,14 +265,16 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
           flush=True)
     with tempfile.TemporaryDirectory(prefix="kvloop-bench-ui-") as tmp:
-        print(f"filling stores with the {args.docs} largest SROIE receipts ...", flush=True)
+        what = (f"the first {args.docs} receipts of {args.demo}" if args.demo
+                else f"the {args.docs} largest SROIE receipts")
+        print(f"filling stores with {what} ...", flush=True)
         url = f"sqlite:///{tmp}/apptest.db"
-        ids = fill_store(url, root, args.docs, args.model)
+        ids = fill_store(url, root, args.docs, args.model, demo=args.demo)
         print(summary("apptest save-and-next -> next document rendered (server)",
                       bench_apptest(url, len(ids), args.think)), flush=True)
         if not args.no_browser:
             url2 = f"sqlite:///{tmp}/browser.db"
-            fill_store(url2, root, args.docs, args.model, verbose=False)
+            fill_store(url2, root, args.docs, args.model, verbose=False, demo=args.demo)
             heading: list[float] = []
             shown = bench_browser(url2, ids, heading, args.think)
             print(summary("browser save-and-next -> next heading shown", heading), flush=True)

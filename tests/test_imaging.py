@@ -169,3 +169,14 @@ def test_a_zoomed_window_holds_the_whole_field_with_a_margin(factor: float) -> N
     short = field_window(doc, [4], factor)
     assert (short[2] - short[0], short[3] - short[1]) == (int(600 / factor), int(1200 / factor))
     assert short[0] <= 500 and short[2] >= 560 and short[1] <= 900 and short[3] >= 920
+
+
+def test_a_small_page_is_not_enlarged_and_a_large_one_is_shrunk(tmp_path: Path) -> None:
+    # The browser scales the shown image to its column: enlarging a 600 px receipt to the
+    # 700 px drawing width only costs time; a page wider than that is shrunk to it.
+    path = tmp_path / "small.png"
+    Image.new("RGB", (200, 300), "white").save(path)
+    doc = _mock_doc(path, 0)
+    assert render(doc, {}, None, (0, 0, 200, 300), 700).size == (200, 300)
+    assert render(doc, {}, None, (0, 0, 100, 150), 700).size == (100, 150)  # zoomed in
+    assert render(doc, {}, None, (0, 0, 200, 300), 100).size == (100, 150)

@@ -1,4 +1,5 @@
-"""``kvloop compare --config demo|quick|quick-choice|quick-tuned|full|cord-tiny|deployment[-quick]|FILE``:
+"""``kvloop compare --config demo|quick|quick-choice|quick-tuned|full|cord-tiny|cord-quick|
+cord-deployed-quick|deployment[-quick]|FILE``:
 is SFT on the corrections enough, or does a reward model plus policy updates (or DPO) learn
 more from the same operators' work?
 
@@ -22,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "minutes on 2 cores; 'quick-choice': the same under the "
                              "choice-only regime; 'quick-tuned': every arm tuned alike on the "
                              "selection split; 'cord-tiny': the harness on CORD v2 with a "
-                             "tiny model; 'full': for bigger machines; "
+                             "tiny model; 'cord-quick' / 'cord-deployed-quick': CORD from a "
+                             "weak / a strong start; 'full': for bigger machines; "
                              "'deployment-quick' / 'deployment': a strong start model meets "
                              "new vendors, an hour / hours) or a YAML/JSON "
                              "file of kvloop.compare.config.CompareConfig fields")

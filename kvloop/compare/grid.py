@@ -1,0 +1,203 @@
+"""The answer across conditions: one line per measured cell of comparisons run apart.
+
+A *cell* is one comparison folder (a dataset and a start model: "SROIE, weak start") under
+one feedback regime, scored on one evaluation set, at its last round. Folders are named on
+the command line with a label (``"CORD deployed=runs/compare-cord-deployed-quick"``); each
+one's regimes and evaluation sets become cells. For each cell, from the folder's
+``results.jsonl`` alone (the same statistics as the folder's own report,
+``kvloop.compare.analysis``):
+
+* every arm's F1 pooled over seeds;
+* the **winner**: the best arm the operators' reviews alone could ship (references such as
+  the gold ceiling are shown, never named the winner), and its margin over the runner-up,
+  paired by (seed, document), with a bootstrap interval over documents and McNemar's test;
+* **what the RL stage adds**: ``sft-rl`` minus ``sft-long`` (SFT alone for as many epochs as
+  ``sft-rl``'s SFT stage), the contrast that isolates the reward model and the policy update;
+* **training core-minutes per seed** of each arm over all rounds (median over seeds of its
+  training wall time times the threads it ran on, plus the round's reward model for the arms that need one;
+  scoring excluded).
+
+The two contrasts of a cell are Holm-adjusted together; "significant" needs the adjusted
+McNemar p below ``alpha`` and the interval on the same side of 0, as in the reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.significance import holm
+from kvloop.compare.analysis import _judge, compare, group_cells, last_rounds
+from kvloop.compare.arms import ARMS
+from kvloop.compare.records import ArmResult, read_results
+
+SFT_CONTROL = "sft-long"
+RL_AFTER_SFT = "sft-rl"
+
+
+@dataclass(frozen=True)
+class GridSource:
+    """A labelled comparison folder."""
+
+    label: str
+    folder: Path
+
+    @classmethod
+    def parse(cls, spec: str) -> GridSource:
+        """``LABEL=FOLDER``; ``ValueError`` naming what is wrong."""
+        label, sep, folder = spec.partition("=")
+        if not sep or not label.strip() or not folder.strip():
+            raise ValueError(f"{spec!r}: expected LABEL=FOLDER (a comparison's output folder)")
+        path = Path(folder.strip())
+        if not (path / "results.jsonl").is_file():
+            raise ValueError(f"{path}: no results.jsonl (not a kvloop compare output folder)")
+        return cls(label.strip(), path)
+
+
+def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
+    """(regime, seed, round) -> seconds of that round's reward model, from the run's steps."""
+    out: dict[tuple[str, int, int], float] = {}
+    for f in (folder / "steps").glob("*/seed-*/round-*/reward.json"):
+        regime, seed, rnd = f.parts[-4], int(f.parts[-3][5:]), int(f.parts[-2][6:])
+        result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
+        out[(regime, seed, rnd)] = float(result.get("seconds") or 0.0)
+    return out
+
+
+def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], float]
+                 ) -> float:
+    """Median over seeds of an arm's training core-minutes summed over its rounds (rows of one
+    evaluation set: the same model is scored on every set). The median: a wall time is
+    stretched when another job shares the cores, and one seed's unit slowed that way should
+    not move an arm's cost."""
+    per_seed: dict[int, float] = {}
+    needs_reward = ARMS[rows[0].arm].needs_reward() if rows[0].arm in ARMS else False
+    for r in rows:
+        threads = float(r.extras.get("threads") or 1)
+        s = r.train_seconds + (rewards.get((r.regime, r.seed, r.round), 0.0)
+                               if needs_reward and r.train_seconds else 0.0)
+        per_seed[r.seed] = per_seed.get(r.seed, 0.0) + s * threads / 60
+    return float(np.median(list(per_seed.values()))) if per_seed else 0.0
+
+
+def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
+               alpha: float = 0.05) -> list[dict[str, Any]]:
+    """One record per (source, regime, evaluation set) at its last round (module docstring)."""
+    out = []
+    for src in sources:
+        results = read_results(src.folder / "results.jsonl")
+        cells = group_cells(results)
+        rewards = _reward_seconds(src.folder)
+        last = last_rounds(cells, "sft")
+        for (regime, es), rnd in sorted(last.items()):
+            arms = {a: rows for (g, e, r, a), rows in cells.items()
+                    if (g, e, r) == (regime, es, rnd)}
+            floor = {a: rows for (g, e, r, a), rows in cells.items()
+                     if (g, e, r, a) == (regime, es, 0, "none")}
+            if "none" not in arms and "none" in floor:
+                arms["none"] = floor["none"]
+            f1 = {a: _pooled_f1(rows) for a, rows in arms.items()}
+            shippable = sorted((a for a in arms if not (a in ARMS and ARMS[a].reference)),
+                               key=lambda a: -f1[a])
+            contrasts = []
+            if len(shippable) >= 2:
+                contrasts.append(("winner", shippable[1], shippable[0]))
+            if SFT_CONTROL in arms and RL_AFTER_SFT in arms:
+                contrasts.append(("rl_stage", SFT_CONTROL, RL_AFTER_SFT))
+            tests = {}
+            for name, ref, arm in contrasts:
+                tests[name] = {"reference": ref, "arm": arm,
+                               **compare(arms[ref], arms[arm], n_boot, seed, alpha)}
+            for c, p in zip(tests.values(), holm([c["mcnemar"]["p_value"]
+                                                  for c in tests.values()])):
+                c["p_holm"] = p
+                _judge(c, alpha)
+            seeds = sorted({s for rows in arms.values() for s in rows})
+            out.append({
+                "label": src.label, "folder": str(src.folder), "regime": regime,
+                "eval_set": es, "round": rnd, "seeds": seeds,
+                "reviewed_docs": max((r.reviewed_docs for rows in arms.values()
+                                      for r in rows.values()), default=0),
+                "f1": f1, "winner": shippable[0] if shippable else None,
+                "tests": tests,
+                "core_minutes": _core_minutes_by_arm(cells, regime, rewards),
+            })
+    return out
+
+
+def _pooled_f1(rows: dict[int, ArmResult]) -> float:
+    tp = fp = fn = 0
+    for r in rows.values():
+        for c in r.counts:
+            tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
+def _core_minutes_by_arm(cells: Any, regime: str,
+                         rewards: dict[tuple[str, int, int], float]) -> dict[str, float]:
+    """Each arm's training core-minutes per seed, from the rows of one evaluation set."""
+    by_arm: dict[str, list[ArmResult]] = {}
+    first_set: dict[str, str] = {}
+    for (g, es, _rnd, arm), rows in cells.items():
+        if g != regime:
+            continue
+        first_set.setdefault(arm, es)
+        if es == first_set[arm]:
+            by_arm.setdefault(arm, []).extend(rows.values())
+    return {a: core_minutes(rows, rewards) for a, rows in by_arm.items()}
+
+
+# -- the table --------------------------------------------------------------------------------
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}".replace("-", "\u2212")
+
+
+def _test_text(t: dict[str, Any] | None, with_names: bool) -> str:
+    if not t:
+        return "\u2013"
+    d = t["f1_diff"]
+    mark = {"better": " \u25b2", "worse": " \u25bc"}.get(t["direction"], "")
+    names = f"{t['arm']} \u2212 {t['reference']} " if with_names else ""
+    return (f"{names}{_signed(d['diff'])} [{_signed(d['low'])}, {_signed(d['high'])}]"
+            f"{mark} (p {t['p_holm']:.2g})")
+
+
+def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> str:
+    """The cells as one markdown table: F1 per arm (the winner in bold), the winner's margin
+    over the runner-up, what the RL stage adds, and training core-minutes per arm."""
+    arms = list(arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
+    head = (["condition", "regime", "evaluated on", "seeds", "reviewed"] + arms
+            + ["winner \u2212 runner-up [95% CI] (Holm p)",
+               "sft-rl \u2212 sft-long: the RL stage [95% CI] (Holm p)"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 5 + "---:|" * len(arms) + "---|---|"]
+    for c in cells:
+        f1 = [(f"**{c['f1'][a]:.3f}**" if a == c["winner"] else f"{c['f1'][a]:.3f}")
+              if a in c["f1"] else "\u2013" for a in arms]
+        lines.append("| " + " | ".join(
+            [c["label"], c["regime"], c["eval_set"], str(len(c["seeds"])),
+             f"{c['reviewed_docs']:.0f}", *f1,
+             _test_text(c["tests"].get("winner"), True),
+             _test_text(c["tests"].get("rl_stage"), False)]) + " |")
+    costs: dict[tuple[str, str], dict[str, float]] = {}
+    for c in cells:
+        costs.setdefault((c["label"], c["regime"]), c["core_minutes"])
+    lines += ["", ("Training core-minutes per seed over all rounds (wall time x threads, median "
+              "over seeds; the reward model counted for the arms that use it; scoring "
+              "excluded):"), "",
+              "| condition | regime | " + " | ".join(arms) + " |",
+              "|---|---|" + "---:|" * len(arms)]
+    for (label, regime), cm in costs.items():
+        lines.append(f"| {label} | {regime} | " + " | ".join(
+            f"{cm[a]:.1f}" if a in cm else "\u2013" for a in arms) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _order(names: Any) -> list[str]:
+    order = list(ARMS)
+    return sorted(names, key=lambda a: order.index(a) if a in order else len(order))

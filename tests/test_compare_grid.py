@@ -1,0 +1,92 @@
+"""The cross-condition answer table (``kvloop.compare.grid``): winner, contrasts, costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kvloop.compare.grid import GridSource, core_minutes, grid_cells, grid_markdown
+from kvloop.compare.records import ArmResult, append_result
+
+FIELDS = ["company", "date", "address", "total"]
+
+
+def _row(arm: str, seed: int, rnd: int, right: np.ndarray, train_s: float = 0.0,
+         regime: str = "full") -> ArmResult:
+    """A row whose documents are right on the fields ``right`` (docs x fields) marks."""
+    counts = [[int(r.sum()), int((~r).sum()), int((~r).sum())] for r in right]
+    return ArmResult(arm=arm, seed=seed, round=rnd, eval_set="dev", fields=FIELDS,
+                     doc_ids=[f"d{i}" for i in range(len(right))],
+                     correct=right.astype(int).tolist(), counts=counts,
+                     reviewed_docs=30 * rnd, operator_seconds=0.0, train_seconds=train_s,
+                     extras={"regime": regime, "threads": 2})
+
+
+def _folder(tmp: Path) -> Path:
+    rng = np.random.default_rng(0)
+    out = tmp / "run"
+    n = 80
+    rates = {"none": 0.5, "sft": 0.6, "sft-long": 0.65, "sft-rl": 0.9, "rl": 0.55,
+             "gold": 0.97}
+    for seed in (0, 1):
+        base = rng.random((n, len(FIELDS)))
+        append_result(out / "results.jsonl", _row("none", seed, 0, base < rates["none"]))
+        for arm, rate in rates.items():
+            if arm != "none":
+                append_result(out / "results.jsonl",
+                              _row(arm, seed, 1, base < rate, train_s=30.0))
+        step = out / "steps" / "full" / f"seed-{seed}" / "round-1" / "reward.json"
+        step.parent.mkdir(parents=True)
+        step.write_text(json.dumps({"settings": {}, "result": {"seconds": 15.0}}))
+    return out
+
+
+def test_the_winner_ships_and_the_rl_stage_is_tested_against_sft_trained_as_long(
+        tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    [cell] = grid_cells([GridSource.parse("CORD, weak=" + str(folder))], n_boot=200)
+    assert (cell["regime"], cell["eval_set"], cell["round"]) == ("full", "dev", 1)
+    assert cell["f1"]["gold"] > cell["f1"]["sft-rl"]
+    assert cell["winner"] == "sft-rl"  # gold uses labels the reviews do not give
+    win = cell["tests"]["winner"]
+    assert (win["arm"], win["reference"]) == ("sft-rl", "sft-long")
+    assert win["direction"] == "better" and win["f1_diff"]["low"] > 0
+    assert cell["tests"]["rl_stage"]["direction"] == "better"
+    # 30 s of training at 2 threads = 1 core-minute a seed; rl, sft-rl add the reward model's
+    # 15 s, sft does not use one
+    assert cell["core_minutes"]["sft"] == pytest.approx(1.0)
+    assert cell["core_minutes"]["sft-rl"] == pytest.approx(1.5)
+    assert cell["core_minutes"]["none"] == 0.0
+    table = grid_markdown([cell])
+    assert "| CORD, weak | full | dev | 2 | 30 |" in table
+    assert f"| **{cell['f1']['sft-rl']:.3f}** | {cell['f1']['gold']:.3f} |" in table
+    assert "sft-rl − sft-long +0." in table and "▲" in table
+
+
+def test_no_rl_stage_contrast_without_both_arms(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    right = np.ones((10, 4), dtype=bool)
+    for arm in ("none", "sft"):
+        append_result(out / "results.jsonl", _row(arm, 0, 1 if arm == "sft" else 0, right))
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
+    assert "rl_stage" not in cell["tests"] and cell["winner"] in ("none", "sft")
+    assert "| x | full | dev | 1 |" in grid_markdown([cell])
+
+
+def test_core_minutes_take_the_median_seed_and_sum_rounds() -> None:
+    right = np.ones((2, 4), dtype=bool)
+    rows = [_row("sft", s, r, right, train_s=60.0) for s in (0, 1) for r in (1, 2)]
+    assert core_minutes(rows, {}) == pytest.approx(4.0)  # 2 rounds x 60 s x 2 threads
+    rows.append(_row("sft", 2, 1, right, train_s=6000.0))  # slowed by another job
+    rows.append(_row("sft", 2, 2, right, train_s=60.0))
+    assert core_minutes(rows, {}) == pytest.approx(4.0)  # the median seed
+
+
+@pytest.mark.parametrize("spec, problem", [("nolabel", "LABEL=FOLDER"),
+                                           ("x=/nonexistent", "no results.jsonl")])
+def test_a_bad_source_names_the_problem(spec: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        GridSource.parse(spec)
