@@ -15,13 +15,13 @@ FIELDS = ["company", "date", "address", "total"]
 
 
 def _row(arm: str, seed: int, rnd: int, right: np.ndarray, train_s: float = 0.0,
-         regime: str = "full") -> ArmResult:
+         regime: str = "full", reviewed: int | None = None) -> ArmResult:
     """A row whose documents are right on the fields ``right`` (docs x fields) marks."""
     counts = [[int(r.sum()), int((~r).sum()), int((~r).sum())] for r in right]
     return ArmResult(arm=arm, seed=seed, round=rnd, eval_set="dev", fields=FIELDS,
                      doc_ids=[f"d{i}" for i in range(len(right))],
                      correct=right.astype(int).tolist(), counts=counts,
-                     reviewed_docs=30 * rnd, operator_seconds=0.0, train_seconds=train_s,
+                     reviewed_docs=30 * rnd if reviewed is None else reviewed, operator_seconds=0.0, train_seconds=train_s,
                      extras={"regime": regime, "threads": 2})
 
 
@@ -37,7 +37,8 @@ def _folder(tmp: Path) -> Path:
         for arm, rate in rates.items():
             if arm != "none":
                 append_result(out / "results.jsonl",
-                              _row(arm, seed, 1, base < rate, train_s=30.0))
+                              _row(arm, seed, 1, base < rate, train_s=30.0,
+                                   reviewed=150 if arm == "gold" else 30))
         step = out / "steps" / "full" / f"seed-{seed}" / "round-1" / "reward.json"
         step.parent.mkdir(parents=True)
         step.write_text(json.dumps({"settings": {}, "result": {"seconds": 15.0}}))

@@ -121,8 +121,9 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             out.append({
                 "label": src.label, "folder": str(src.folder), "regime": regime,
                 "eval_set": es, "round": rnd, "seeds": seeds,
-                "reviewed_docs": max((r.reviewed_docs for rows in arms.values()
-                                      for r in rows.values()), default=0),
+                # what the operators reviewed (the gold ceiling's rows count the whole pool)
+                "reviewed_docs": max((r.reviewed_docs for a in shippable
+                                      for r in arms[a].values()), default=0),
                 "f1": f1, "winner": shippable[0] if shippable else None,
                 "tests": tests,
                 "core_minutes": _core_minutes_by_arm(cells, regime, rewards),
