@@ -2,7 +2,7 @@
 
     python scripts/compare_grid.py "CORD, weak start=runs/compare-cord-quick-3s" \
         "CORD, deployed start=runs/compare-cord-deployed-quick" \
-        "SROIE, deployed start=runs/compare-deployment" [--json grid.json]
+        "SROIE, deployed start=runs/compare-deployment" [--json grid.json] [--plot grid.png]
 
 Each LABEL=FOLDER contributes one row per feedback regime and evaluation set, at its last
 round (kvloop.compare.grid: every arm's pooled F1, the winner and its paired margin over the
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kvloop.compare.grid import GridSource, grid_cells, grid_markdown
+from kvloop.compare.grid import GridSource, grid_cells, grid_figure, grid_markdown
 
 
 def main() -> int:
@@ -27,6 +27,8 @@ def main() -> int:
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write every number here")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="also draw each cell's F1 per arm into this PNG")
     args = ap.parse_args()
     try:
         sources = [GridSource.parse(s) for s in args.sources]
@@ -37,6 +39,8 @@ def main() -> int:
     print(grid_markdown(cells))
     if args.json:
         args.json.write_text(json.dumps(cells, indent=1), encoding="utf-8")
+    if args.plot:
+        grid_figure(cells).savefig(args.plot, dpi=120)
     return 0
 
 

@@ -91,3 +91,13 @@ def test_core_minutes_take_the_median_seed_and_sum_rounds() -> None:
 def test_a_bad_source_names_the_problem(spec: str, problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         GridSource.parse(spec)
+
+
+def test_the_figure_has_a_row_per_cell(tmp_path: Path) -> None:
+    from kvloop.compare.grid import grid_figure
+
+    cells = grid_cells([GridSource("a", _folder(tmp_path))], n_boot=50)
+    fig = grid_figure(cells + cells)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a · full · dev"] * 2
+    fig.savefig(tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").stat().st_size > 1000

@@ -202,3 +202,35 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
 def _order(names: Any) -> list[str]:
     order = list(ARMS)
     return sorted(names, key=lambda a: order.index(a) if a in order else len(order))
+
+
+def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> Any:
+    """One row of dots per cell: each arm's F1 (the start model and the gold ceiling as
+    lines), so where the answer changes shows at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = [a for a in (arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
+            if a not in ("none", "gold")]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
+    marks = "osD^v<>ph*"
+    for i, c in enumerate(cells):
+        y = len(cells) - 1 - i
+        for ref, style in (("none", ":"), ("gold", "--")):
+            if ref in c["f1"]:
+                ax.plot([c["f1"][ref]] * 2, [y - 0.35, y + 0.35], style, color="grey", lw=1)
+        for k, a in enumerate(arms):
+            if a in c["f1"]:
+                ax.plot(c["f1"][a], y, marks[k % len(marks)], color=f"C{k}", ms=7,
+                        label=a if i == 0 else None, mfc="none" if a != c["winner"] else None)
+    ax.set_yticks(range(len(cells)))
+    ax.set_yticklabels([f"{c['label']} · {c['regime']} · {c['eval_set']}"
+                        for c in reversed(cells)], fontsize=8)
+    ax.set_xlabel("F1 after the last round (filled: the winner; dotted: start, dashed: gold)")
+    ax.legend(fontsize=7, ncol=min(len(arms), 4), loc="lower left",
+              bbox_to_anchor=(0, 1.01), frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
