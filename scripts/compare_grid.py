@@ -25,6 +25,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sources", nargs="+", metavar="LABEL=FOLDER")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--every-round", action="store_true",
+                    help="a row per round with reviews (the answer per budget), not only the "
+                         "last")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write every number here")
     ap.add_argument("--plot", type=Path, default=None,
@@ -35,7 +38,8 @@ def main() -> int:
     except ValueError as e:
         print(f"compare_grid: {e}", file=sys.stderr)
         return 2
-    cells = grid_cells(sources, n_boot=args.n_boot, seed=args.seed)
+    cells = grid_cells(sources, n_boot=args.n_boot, seed=args.seed,
+                       every_round=args.every_round)
     print(grid_markdown(cells))
     if args.json:
         args.json.write_text(json.dumps(cells, indent=1), encoding="utf-8")

@@ -56,6 +56,8 @@ def test_the_winner_ships_and_the_rl_stage_is_tested_against_sft_trained_as_long
     assert (win["arm"], win["reference"]) == ("sft-rl", "sft-long")
     assert win["direction"] == "better" and win["f1_diff"]["low"] > 0
     assert cell["tests"]["rl_stage"]["direction"] == "better"
+    # the same pair twice is one test: Holm over one p leaves it as it is
+    assert win["p_holm"] == win["mcnemar"]["p_value"]
     # 30 s of training at 2 threads = 1 core-minute a seed; rl, sft-rl add the reward model's
     # 15 s, sft does not use one
     assert cell["core_minutes"]["sft"] == pytest.approx(1.0)

@@ -86,15 +86,20 @@ def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], 
 
 
 def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
-               alpha: float = 0.05) -> list[dict[str, Any]]:
-    """One record per (source, regime, evaluation set) at its last round (module docstring)."""
+               alpha: float = 0.05, every_round: bool = False) -> list[dict[str, Any]]:
+    """One record per (source, regime, evaluation set) at its last round (module docstring);
+    ``every_round``: at every round with reviews too (the answer per budget)."""
     out = []
     for src in sources:
         results = read_results(src.folder / "results.jsonl")
         cells = group_cells(results)
         rewards = _reward_seconds(src.folder)
         last = last_rounds(cells, "sft")
-        for (regime, es), rnd in sorted(last.items()):
+        rounds = sorted((g, e, r) for (g, e), end in last.items()
+                        for r in (range(1, end + 1) if every_round else [end]))
+        for regime, es, rnd in rounds:
+            if not any(a != "none" for (g, e, r, a) in cells if (g, e, r) == (regime, es, rnd)):
+                continue  # a round no arm that learns reports (the gold ceiling's last only)
             arms = {a: rows for (g, e, r, a), rows in cells.items()
                     if (g, e, r) == (regime, es, rnd)}
             floor = {a: rows for (g, e, r, a), rows in cells.items()
@@ -109,14 +114,16 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 contrasts.append(("winner", shippable[1], shippable[0]))
             if SFT_CONTROL in arms and RL_AFTER_SFT in arms:
                 contrasts.append(("rl_stage", SFT_CONTROL, RL_AFTER_SFT))
-            tests = {}
-            for name, ref, arm in contrasts:
-                tests[name] = {"reference": ref, "arm": arm,
-                               **compare(arms[ref], arms[arm], n_boot, seed, alpha)}
-            for c, p in zip(tests.values(), holm([c["mcnemar"]["p_value"]
-                                                  for c in tests.values()])):
+            # one test per distinct pair (the winner's runner-up is often sft-long itself),
+            # Holm-adjusted over the distinct ones
+            distinct = {(ref, arm): {"reference": ref, "arm": arm,
+                                     **compare(arms[ref], arms[arm], n_boot, seed, alpha)}
+                        for _, ref, arm in contrasts}
+            for c, p in zip(distinct.values(), holm([c["mcnemar"]["p_value"]
+                                                     for c in distinct.values()])):
                 c["p_holm"] = p
                 _judge(c, alpha)
+            tests = {name: distinct[(ref, arm)] for name, ref, arm in contrasts}
             seeds = sorted({s for rows in arms.values() for s in rows})
             out.append({
                 "label": src.label, "folder": str(src.folder), "regime": regime,
