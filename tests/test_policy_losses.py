@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from extractor.model.decode import span_log_probs
-from training.losses import dpo_loss
+from training.losses import dpo_loss, group_advantages, policy_gradient_loss
 from training.policy_losses import (
     BEGIN,
     INSIDE,
@@ -18,6 +18,8 @@ from training.policy_losses import (
     outcome_tag_log_probs,
     outcome_tags,
     span_categorical_entropy,
+    sum_and_sample_advantages,
+    weighted_policy_gradient_loss,
 )
 
 DTYPES = [torch.float32, torch.float64]
@@ -120,3 +122,49 @@ def test_equal_outcomes_score_zero_and_give_log_2() -> None:
     assert float(sc) == float(sr) == 0.0
     loss, _, _ = dpo_loss(sc.view(1), sr.view(1), sc.view(1), sr.view(1), beta=0.1)
     assert abs(float(loss) - math.log(2)) < 1e-7
+
+
+# -- sum-and-sample (the operator's outcomes summed exactly, the rest sampled) ------------------
+
+def test_sum_and_sample_is_an_unbiased_policy_gradient() -> None:
+    # grad E_pi[R] over a six-outcome categorical, exactly, against the mean of the estimator
+    # over many independent groups (the loss averages its groups, so one backward gives it)
+    torch.manual_seed(0)
+    theta = torch.tensor([2.0, -1.0, 0.5, -3.0, 0.0, 1.0], requires_grad=True)
+    reward = torch.tensor([0.1, 0.9, 0.3, 1.0, 0.2, 0.6])
+    exact = torch.autograd.grad((theta.softmax(-1) * reward).sum(), theta)[0]
+
+    fixed = torch.tensor([3, 1])  # the operator's kept value (unlikely under pi) and a rejected one
+    groups, k = 40_000, 3
+    logpi = theta.log_softmax(-1)
+    rest = logpi.detach().exp().clone()
+    rest[fixed] = 0.0
+    draws = torch.multinomial(rest / rest.sum(), groups * k, replacement=True).view(groups, k)
+    p_fixed = logpi.detach().exp()[fixed].expand(groups, -1)
+    weights, adv = sum_and_sample_advantages(
+        p_fixed, torch.ones(groups, 2, dtype=torch.bool), reward[fixed].expand(groups, -1),
+        reward[draws])
+    logp = torch.cat([logpi[fixed].expand(groups, -1), logpi[draws]], dim=-1)
+    estimate = torch.autograd.grad(-weighted_policy_gradient_loss(logp, weights, adv), theta)[0]
+    assert torch.allclose(estimate, exact, atol=2e-3), (estimate, exact)
+    # the kept value's own term is there every step, at its exact probability
+    assert weights[0, 0] == pytest.approx(float(logpi[3].detach().exp()))
+
+
+def test_sum_and_sample_without_fixed_outcomes_is_rloo() -> None:
+    rewards = torch.tensor([[0.2, 0.9, 0.4, 0.4], [1.0, 0.0, 0.5, 0.5]])
+    logp = torch.randn(2, 5, requires_grad=True)
+    none = torch.zeros(2, 1, dtype=torch.bool)
+    weights, adv = sum_and_sample_advantages(torch.full((2, 1), 0.7), none, torch.ones(2, 1),
+                                             rewards)
+    assert torch.equal(weights[:, 0], torch.zeros(2)) and torch.equal(adv[:, 0], torch.zeros(2))
+    assert torch.allclose(adv[:, 1:], group_advantages(rewards, "rloo"))
+    ours = weighted_policy_gradient_loss(logp, weights, adv)
+    plain = policy_gradient_loss(logp[:, 1:].flatten(), group_advantages(rewards).flatten())
+    assert torch.allclose(ours, plain)
+
+
+def test_sum_and_sample_needs_two_draws() -> None:
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        sum_and_sample_advantages(torch.zeros(1, 1), torch.ones(1, 1, dtype=torch.bool),
+                                  torch.zeros(1, 1), torch.zeros(1, 1))

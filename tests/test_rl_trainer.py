@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,3 +371,31 @@ def test_new_version_parent_untouched_and_seeded(world: World) -> None:
         "parent_version"]
     with pytest.raises(FileExistsError):
         RLTrainer(_cfg(world, "seed-a"))
+
+
+def test_judged_outcomes_enter_every_group_at_their_probability(world: World) -> None:
+    tr = RLTrainer(_cfg(world, "judged", judged_outcomes=True, samples_per_field=4))
+    assert tr.judged  # the store's reviews name kept values
+    batch = tr.epoch_batches(1, random.Random(0))[0]
+    docs = [tr.docs[i] for i in batch.docs]
+    fields = [(p, f) for p, i in enumerate(batch.docs) for f in tr.fields_of[i]]
+    with torch.no_grad():
+        dists = tr.policy.distributions(docs, fields)
+        ro = tr._sample(batch, docs, fields, dists)
+    assert ro.weights is not None and ro.weights.shape == ro.rewards.shape
+    width = ro.weights.shape[1] - 4
+    for g, (p, f) in enumerate(fields):
+        judged = tr.judged.get((batch.docs[p], f), [])
+        assert ro.outcomes[g][:len(judged)] == judged
+        assert all(o not in judged for o in ro.outcomes[g][width:])  # drawn from the rest
+        p_judged = ro.old_logp[g, :len(judged)].exp()
+        assert torch.allclose(ro.weights[g, :len(judged)], p_judged, atol=1e-6)
+        assert float(ro.weights[g].sum()) == pytest.approx(1.0, abs=1e-5)  # a distribution
+    out = tr.train().out  # and it trains end to end, the oracle reward rising or not
+    steps, _ = _curves(out)
+    assert steps and all(math.isfinite(s["pg_loss"]) for s in steps)
+
+
+def test_judged_outcomes_are_an_rloo_estimator() -> None:
+    with pytest.raises(ValueError, match="judged_outcomes"):
+        RLConfig(algorithm="ppo", judged_outcomes=True)

@@ -18,6 +18,9 @@
   "Target-DPO", arXiv 2503.02783, which masks the tokens outside the edited region); here the
   "tokens" are the page's words and the score is a per-word likelihood, not the span
   categorical's normalised log-prob.
+* :func:`sum_and_sample_advantages` and :func:`weighted_policy_gradient_loss`: the
+  policy gradient of RLOO's objective with the outcomes the operator judged (the value they
+  kept, the ones they rejected) summed exactly and the rest sampled (module doc below).
 
   How it differs from DPO on the span categorical: there the margin ``log pi(c) - log pi(r)``
   already loses the normaliser and the shared words' ``B``/``I`` terms (a span's score is a
@@ -100,3 +103,56 @@ def differing_words_log_probs(word_lp: torch.Tensor, b_id: int, i_id: int,
         per_word = lp3.gather(-1, t.unsqueeze(-1)).squeeze(-1)  # [n]
         out.append(torch.where(diff, per_word, zero).sum())
     return out[0], out[1]
+
+
+def sum_and_sample_advantages(p_fixed: torch.Tensor, fixed_mask: torch.Tensor,
+                              r_fixed: torch.Tensor, r_sampled: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights and advantages of the sum-and-sample policy gradient (Liu et al. 2019,
+    "Rao-Blackwellized Stochastic Gradients for Discrete Distributions", Sec. 3).
+
+    A field's categorical ``pi`` is split into a fixed set ``C`` (here the outcomes an
+    operator judged) and the rest; ``K`` outcomes ``y_s`` are drawn from ``pi`` restricted to
+    the rest (``pi(y) / (1 - pi(C))`` off ``C``). Then
+
+        grad E_pi[R] = sum_{y in C} pi(y) (R(y) - b) grad log pi(y)
+                       + (1 - pi(C)) E_{y ~ pi | not C}[(R(y) - b) grad log pi(y)]
+
+    for any ``b`` that does not depend on the outcome it multiplies (the two ``b`` terms sum
+    to ``-b grad sum_y pi(y) = 0``). The sampled term is estimated by the mean over the ``K``
+    draws. ``b`` estimates ``E_pi[R]`` the same way: ``sum_C pi R + (1 - pi(C)) mean R(y_s)``,
+    with the draw's own reward left out for a sampled outcome (the leave-one-out baseline of
+    RLOO; Kool et al. 2019), so the estimator stays unbiased. Unlike plain RLOO, a right value
+    the policy gives little mass still enters every step, with its exact weight ``pi(y)``.
+
+    ``p_fixed``: [G, F] probabilities of the fixed outcomes (detached; padding anywhere,
+    masked); ``fixed_mask``: [G, F] bool, the real ones (distinct outcomes); ``r_fixed``:
+    [G, F]; ``r_sampled``: [G, K], ``K >= 2``. Returns ``(weights, advantages)``, both
+    [G, F + K]: the loss is ``-(weights * advantages * log pi).sum(-1).mean()``
+    (:func:`weighted_policy_gradient_loss`); padded entries have weight 0 and advantage 0.
+    """
+    k = r_sampled.shape[-1]
+    if k < 2:
+        raise ValueError("sum-and-sample needs at least 2 draws per field (a leave-one-out "
+                         "baseline)")
+    p = torch.where(fixed_mask, p_fixed.detach(), torch.zeros_like(p_fixed))  # [G, F]
+    rest = (1.0 - p.sum(-1)).clamp(min=0.0)  # [G]
+    summed = (p * r_fixed).sum(-1)  # [G]
+    total = r_sampled.sum(-1, keepdim=True)  # [G, 1]
+    b_fixed = summed + rest * r_sampled.mean(-1)  # [G]
+    b_sampled = summed.unsqueeze(-1) + rest.unsqueeze(-1) * (total - r_sampled) / (k - 1)
+    adv = torch.cat([torch.where(fixed_mask, r_fixed - b_fixed.unsqueeze(-1),
+                                 torch.zeros_like(r_fixed)),
+                     r_sampled - b_sampled], dim=-1)  # [G, F + K]
+    weights = torch.cat([p, (rest / k).unsqueeze(-1).expand_as(r_sampled)], dim=-1)
+    return weights.detach(), adv.detach()
+
+
+def weighted_policy_gradient_loss(logp: torch.Tensor, weights: torch.Tensor,
+                                  advantages: torch.Tensor) -> torch.Tensor:
+    """``-mean_g sum_i w_gi A_gi log pi(y_gi)`` (weights and advantages held constant).
+
+    ``logp``, ``weights``, ``advantages``: [G, N]. Returns []. With the weights of
+    :func:`sum_and_sample_advantages` each group's sum is an unbiased estimate of the
+    gradient of ``E_pi[R]`` (negated)."""
+    return -(weights.detach() * advantages.detach() * logp).sum(-1).mean()

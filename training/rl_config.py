@@ -8,7 +8,9 @@ Parameters, by group:
 * algorithm: ``algorithm`` (``rloo``: leave-one-out group baseline, Ahmadian et al. 2024;
   ``grpo``: group-standardised rewards, Shao et al. 2024; ``ppo``: clipped ratio, Schulman et
   al. 2017, ``ppo_epochs`` optimiser steps per batch of samples, whitened advantages),
-  ``samples_per_field`` (K outcomes drawn per document and field), ``ppo_clip``;
+  ``samples_per_field`` (K outcomes drawn per document and field), ``ppo_clip``,
+  ``judged_outcomes`` (RLOO's group also holds the outcomes the operator judged, summed
+  exactly: ``training.policy_losses.sum_and_sample_advantages``);
 * KL to the start model (exact over the span categorical): ``kl_coef`` (penalty coefficient,
   the start value when adaptive), ``adaptive_kl`` with ``kl_target`` and ``kl_horizon``
   (Ziegler et al. 2019), ``kl_stop`` (a bound: the first step that measures a larger mean KL
@@ -51,6 +53,12 @@ class RLConfig(FeedbackConfig):
     # 2, not the common 4: each step is a full encoder pass, and on 2 CPU cores 4 steps a
     # batch take a pass over 300 documents past 10 minutes (866 s; 2 steps: 403 s, dev F1
     # 0.618 against 0.647 with 4, one seed; BENCHMARKS.md)
+    judged_outcomes: bool = field(default=False, metadata={
+        "help": "rloo: the outcomes the operator judged on a reviewed field (the value kept, "
+                "the values rejected) enter every group, summed exactly with their "
+                "probabilities; the samples are drawn from the rest (sum-and-sample, Liu et "
+                "al. 2019: the same expected gradient, without waiting to sample a right "
+                "value the policy gives little mass)"})
     ppo_epochs: int = field(default=2, metadata={
         "help": "ppo: optimiser steps on each batch of samples (4: a little better, twice "
                 "the time)"})
@@ -91,6 +99,9 @@ class RLConfig(FeedbackConfig):
         if self.algorithm in ("rloo", "grpo") and self.samples_per_field < 2:
             raise ValueError(f"{self.algorithm} needs samples_per_field >= 2 (a group to "
                              "compare with); use ppo for single samples")
+        if self.judged_outcomes and self.algorithm != "rloo":
+            raise ValueError("judged_outcomes is an RLOO estimator (algorithm: rloo), got "
+                             f"{self.algorithm!r}")
         if self.ppo_epochs < 1 or self.ppo_clip <= 0:
             raise ValueError("ppo_epochs must be >= 1 and ppo_clip > 0")
         if self.kl_coef < 0 or self.kl_target <= 0 or self.kl_horizon < 1:

@@ -73,7 +73,11 @@ from training.losses import (
     ppo_clip_loss,
     span_categorical_kl,
 )
-from training.policy_losses import span_categorical_entropy
+from training.policy_losses import (
+    span_categorical_entropy,
+    sum_and_sample_advantages,
+    weighted_policy_gradient_loss,
+)
 from training.rewards import OracleReward, Reward, load_reward
 from training.rl_config import RLConfig
 
@@ -104,6 +108,7 @@ class Rollout:
     rewards: torch.Tensor  # [G, K]
     advantages: torch.Tensor  # [G, K]
     ref: list[tuple[torch.Tensor, torch.Tensor]]  # [G] (span_lp [n, M], absent_lp [])
+    weights: torch.Tensor | None = None  # [G, K]: sum-and-sample weights (judged_outcomes)
 
 
 def rollout_advantages(rewards: torch.Tensor, algorithm: str) -> torch.Tensor:
@@ -161,6 +166,7 @@ class RLTrainer(FeedbackTrainer):
         self.reward = reward if reward is not None else load_reward(
             cfg.reward, self.model.schema, cfg.reward_transform, resolve_device(cfg.device))
         self.docs, self.fields_of, self.n_reviewed = self._documents(pool_docs)
+        self.judged = self._judged() if cfg.judged_outcomes else {}
         n_pool = len(self.docs) - self.n_reviewed
         self.share = 1.0 if not self.n_reviewed else (cfg.pool_share if n_pool else 0.0)
         self.policy = BatchedPolicy(self.model)
@@ -201,6 +207,17 @@ class RLTrainer(FeedbackTrainer):
                   + [list(names)] * len(pool))
         return reviewed + pool, fields, len(reviewed)
 
+    def _judged(self) -> dict[tuple[int, str], list[list[int]]]:
+        """(reviewed document, field) -> the distinct outcomes the operator judged: the value
+        kept (a span, or absent) and the values rejected that sit on the page."""
+        out: dict[tuple[int, str], list[list[int]]] = {}
+        for e in self.feedback.examples:
+            spans = ([list(e.target)] if e.target is not None else []) + [
+                list(r.span) for r in e.rejected if r.span]
+            seen = out.setdefault((e.doc, e.field), [])
+            seen += [o for o in spans if o not in seen]
+        return out
+
     def _pool(self, given: Sequence[Document] | None, reviewed_ids: set[str]) -> list[Document]:
         cfg = self.cfg
         if cfg.pool_share == 0:
@@ -237,9 +254,47 @@ class RLTrainer(FeedbackTrainer):
         return out
 
     # -- one step --------------------------------------------------------------------------------
+    def _sample_judged(self, batch: RolloutBatch, docs: list[Document],
+                       fields: list[FieldKey], dists: dict[FieldKey, SpanDistribution]
+                       ) -> Rollout:
+        """Sum-and-sample (``judged_outcomes``): each field's judged outcomes, padded to the
+        batch's most with the absent outcome at weight 0, then ``K`` draws from the rest."""
+        k, device = self.cfg.samples_per_field, self.model.device
+        # only outcomes of the categorical (a span longer than it enumerates is not one)
+        fixed = [[o for o in self.judged.get((batch.docs[p], f), [])
+                  if len(o) <= dists[(p, f)].span_lp.shape[1]] for p, f in fields]
+        width = max(1, max(len(c) for c in fixed))
+        outcomes, p_fixed, mask = [], [], []
+        for key, c in zip(fields, fixed):
+            d = dists[key]
+            draws = decode.sample_spans(d.span_lp, d.absent_lp, k, self.generator, exclude=c)
+            padded = c + [[]] * (width - len(c))
+            outcomes.append(padded + draws)
+            p_fixed.append(outcome_log_probs(d, padded).detach().exp())
+            mask.append([True] * len(c) + [False] * (width - len(c)))
+        queries = [FieldOutcomes(p, f, o) for (p, f), o in zip(fields, outcomes)]
+        with torch.no_grad():
+            rewards = torch.stack([r.to(device, torch.float32)
+                                   for r in self.reward.score(docs, queries)])  # [G, F+K]
+            ref_dists = self.ref_policy.distributions(docs, fields)
+        weights, adv = sum_and_sample_advantages(
+            torch.stack(p_fixed), torch.tensor(mask, device=device), rewards[:, :width],
+            rewards[:, width:])
+        ref = [(ref_dists[key].span_lp.detach(), ref_dists[key].absent_lp.detach())
+               for key in fields]
+        mean = float((weights * rewards).sum(-1).mean())  # E_pi[R], estimated
+        self._epoch_rewards.append(mean)
+        if self._start_reward is None:
+            self._start_reward = mean
+        old = torch.stack([outcome_log_probs(dists[key], o).detach()
+                           for key, o in zip(fields, outcomes)])
+        return Rollout(batch.rollout, fields, outcomes, old, rewards, adv, ref, weights)
+
     def _sample(self, batch: RolloutBatch, docs: list[Document], fields: list[FieldKey],
                 dists: dict[FieldKey, SpanDistribution]) -> Rollout:
         """Draw ``K`` outcomes per field from ``dists`` (detached), score, advantages."""
+        if self.cfg.judged_outcomes:
+            return self._sample_judged(batch, docs, fields, dists)
         k, device = self.cfg.samples_per_field, self.model.device
         outcomes, old = [], []
         for key in fields:
@@ -285,6 +340,8 @@ class RLTrainer(FeedbackTrainer):
             pg, clip_frac, approx_kl = ppo_clip_loss(logp.flatten(), ro.old_logp.flatten(),
                                                      ro.advantages.flatten(), cfg.ppo_clip)
             parts.update(clip_frac=float(clip_frac), approx_kl=float(approx_kl))
+        elif ro.weights is not None:
+            pg = weighted_policy_gradient_loss(logp, ro.weights, ro.advantages)
         else:
             pg = policy_gradient_loss(logp.flatten(), ro.advantages.flatten())
         kl_mean = kl.mean()

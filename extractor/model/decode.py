@@ -126,12 +126,26 @@ def outcome_log_probs(span_lp: torch.Tensor, absent_lp: torch.Tensor, word_lp: t
 
 
 def sample_spans(span_lp: torch.Tensor, absent_lp: torch.Tensor, n: int,
-                 generator: torch.Generator | None = None) -> list[list[int]]:
-    """Draw ``n`` outcomes (word index lists; ``[]`` = absent) from the span categorical."""
+                 generator: torch.Generator | None = None,
+                 exclude: Sequence[Sequence[int]] = ()) -> list[list[int]]:
+    """Draw ``n`` outcomes (word index lists; ``[]`` = absent) from the span categorical;
+    with ``exclude``, from the categorical restricted to the other outcomes (renormalised;
+    spans past the enumerated length are never drawn anyway). Should the excluded outcomes
+    hold all the mass, the draws come from the whole categorical."""
     # Drawn on the CPU: a CPU generator then gives the same draws whatever the model's device.
     flat = torch.cat([span_lp.detach().flatten(), absent_lp.detach().view(1)]).float().cpu()
-    idx = torch.multinomial(flat.exp(), n, replacement=True, generator=generator)
     m = max(span_lp.shape[1], 1)
+    probs = flat.exp()
+    if exclude:
+        kept = probs.clone()
+        for o in exclude:
+            if not o:
+                kept[-1] = 0.0
+            elif len(o) <= m:
+                kept[int(o[0]) * m + len(o) - 1] = 0.0
+        if float(kept.sum()) > 0:
+            probs = kept
+    idx = torch.multinomial(probs, n, replacement=True, generator=generator)
     out: list[list[int]] = []
     for k in idx.tolist():
         if k == flat.numel() - 1:

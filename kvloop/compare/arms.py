@@ -246,6 +246,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
                      "update)"),
     RewardFeedbackArm("rl", "RLOO against the reward model on the reviewed documents", "rl",
                       {"algorithm": "rloo"}),
+    RewardFeedbackArm("rl-judged", "RLOO whose every group holds the values the operator "
+                                   "kept and rejected, summed exactly (sum-and-sample)", "rl",
+                      {"algorithm": "rloo", "judged_outcomes": True}),
     RewardFeedbackArm("rl-pool", "RLOO on reviewed plus unreviewed pool documents (half of "
                                  "each batch)", "rl", {"algorithm": "rloo", "pool_share": 0.5},
                       pool=True),
