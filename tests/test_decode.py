@@ -163,3 +163,31 @@ def test_typed_fields_offer_only_values_of_their_type() -> None:
     date = decode_field(words, lp, RECEIPT_SCHEMA, "date", k=3).candidates
     assert date[0].value == "04 JAN 2017"
     assert all(c.value not in ("04", "JAN", "2017", "JAN 2017") for c in date)
+
+
+def test_sampling_without_some_outcomes_draws_the_rest_in_proportion() -> None:
+    g = torch.Generator().manual_seed(4)
+    lp = torch.randn(5, len(LABELS), generator=g, dtype=torch.float64).log_softmax(-1)
+    b, i = field_label_ids(RECEIPT_SCHEMA, "total")
+    span_lp, absent = span_log_probs(lp, b, i, 3)
+    flat = torch.cat([span_lp.flatten(), absent.view(1)]).exp()
+    top = int(flat.argmax())
+    best = [] if top == flat.numel() - 1 else list(range(top // 3, top // 3 + top % 3 + 1))
+    excluded = [best, []] if best else [[], [0]]
+    draws = sample_spans(span_lp, absent, 3000, torch.Generator().manual_seed(0),
+                         exclude=excluded)
+    assert not any(d in excluded for d in draws)
+    rest = 1 - sum(span_index_log_prob(span_lp, absent, lp, b, i, o).exp().item()
+                   if o else absent.exp().item() for o in excluded)
+    some = next(d for d in draws)
+    p = span_index_log_prob(span_lp, absent, lp, b, i, some).exp().item() / rest
+    share = sum(d == some for d in draws) / 3000
+    assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / 3000) + 1e-3
+    # nothing left outside the excluded outcomes: drawn from the whole categorical
+    everything = [[]] + [list(range(s, s + d + 1)) for s in range(5) for d in range(3)
+                         if s + d < 5]
+    assert len(sample_spans(span_lp, absent, 5, torch.Generator().manual_seed(0),
+                            exclude=everything)) == 5
+    # no exclusion draws exactly as before
+    assert sample_spans(span_lp, absent, 50, torch.Generator().manual_seed(1)) == \
+        sample_spans(span_lp, absent, 50, torch.Generator().manual_seed(1), exclude=())
