@@ -223,6 +223,7 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
             if a not in ("none", "gold")]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
     marks = "osD^v<>ph*"
+    labelled: set[str] = set()
     for i, c in enumerate(cells):
         y = len(cells) - 1 - i
         for ref, style in (("none", ":"), ("gold", "--")):
@@ -231,7 +232,9 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
         for k, a in enumerate(arms):
             if a in c["f1"]:
                 ax.plot(c["f1"][a], y, marks[k % len(marks)], color=f"C{k}", ms=7,
-                        label=a if i == 0 else None, mfc="none" if a != c["winner"] else None)
+                        label=None if a in labelled else a,
+                        mfc="none" if a != c["winner"] else None)
+                labelled.add(a)
     ax.set_yticks(range(len(cells)))
     ax.set_yticklabels([f"{c['label']} · {c['regime']} · {c['eval_set']}"
                         for c in reversed(cells)], fontsize=8)
