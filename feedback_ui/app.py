@@ -326,7 +326,7 @@ def close_for_next(done: str) -> None:
     """After a save or a skip of ``done``: the page's run opens the next document. Not here:
     the run reads the queue once for the next document, the one to prepare after it and the
     sidebar's progress, after every callback of the click has written."""
-    ss.task, ss.active, ss.click_field, ss.click_words = None, None, None, {}
+    show_task(None)
     ss.queue_done, ss.open_after = False, (done,)
 
 

@@ -264,55 +264,53 @@ class RLTrainer(FeedbackTrainer):
         fixed = [[o for o in self.judged.get((batch.docs[p], f), [])
                   if len(o) <= dists[(p, f)].span_lp.shape[1]] for p, f in fields]
         width = max(1, max(len(c) for c in fixed))
-        outcomes, p_fixed, mask = [], [], []
+        outcomes, mask = [], []
         for key, c in zip(fields, fixed):
             d = dists[key]
             draws = decode.sample_spans(d.span_lp, d.absent_lp, k, self.generator, exclude=c)
-            padded = c + [[]] * (width - len(c))
-            outcomes.append(padded + draws)
-            p_fixed.append(outcome_log_probs(d, padded).detach().exp())
+            outcomes.append(c + [[]] * (width - len(c)) + draws)
             mask.append([True] * len(c) + [False] * (width - len(c)))
+        old = torch.stack([outcome_log_probs(dists[key], o).detach()
+                           for key, o in zip(fields, outcomes)])  # [G, F+K]
+        rewards, ref = self._score(docs, fields, outcomes)
+        weights, adv = sum_and_sample_advantages(
+            old[:, :width].exp(), torch.tensor(mask, device=device), rewards[:, :width],
+            rewards[:, width:])
+        self._record_reward(float((weights * rewards).sum(-1).mean()))  # E_pi[R], estimated
+        return Rollout(batch.rollout, fields, outcomes, old, rewards, adv, ref, weights)
+
+    def _score(self, docs: list[Document], fields: list[FieldKey],
+               outcomes: list[list[list[int]]]
+               ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The outcomes' rewards [G, N] and the start model's categoricals of the fields."""
         queries = [FieldOutcomes(p, f, o) for (p, f), o in zip(fields, outcomes)]
         with torch.no_grad():
-            rewards = torch.stack([r.to(device, torch.float32)
-                                   for r in self.reward.score(docs, queries)])  # [G, F+K]
+            rewards = torch.stack([r.to(self.model.device, torch.float32)
+                                   for r in self.reward.score(docs, queries)])
             ref_dists = self.ref_policy.distributions(docs, fields)
-        weights, adv = sum_and_sample_advantages(
-            torch.stack(p_fixed), torch.tensor(mask, device=device), rewards[:, :width],
-            rewards[:, width:])
-        ref = [(ref_dists[key].span_lp.detach(), ref_dists[key].absent_lp.detach())
-               for key in fields]
-        mean = float((weights * rewards).sum(-1).mean())  # E_pi[R], estimated
+        return rewards, [(ref_dists[key].span_lp.detach(), ref_dists[key].absent_lp.detach())
+                         for key in fields]
+
+    def _record_reward(self, mean: float) -> None:
+        """A batch's mean reward, for the epoch's hacking check."""
         self._epoch_rewards.append(mean)
         if self._start_reward is None:
             self._start_reward = mean
-        old = torch.stack([outcome_log_probs(dists[key], o).detach()
-                           for key, o in zip(fields, outcomes)])
-        return Rollout(batch.rollout, fields, outcomes, old, rewards, adv, ref, weights)
 
     def _sample(self, batch: RolloutBatch, docs: list[Document], fields: list[FieldKey],
                 dists: dict[FieldKey, SpanDistribution]) -> Rollout:
         """Draw ``K`` outcomes per field from ``dists`` (detached), score, advantages."""
         if self.cfg.judged_outcomes:
             return self._sample_judged(batch, docs, fields, dists)
-        k, device = self.cfg.samples_per_field, self.model.device
+        k = self.cfg.samples_per_field
         outcomes, old = [], []
         for key in fields:
             d = dists[key]
             draws = decode.sample_spans(d.span_lp, d.absent_lp, k, self.generator)
             outcomes.append(draws)
             old.append(outcome_log_probs(d, draws).detach())
-        queries = [FieldOutcomes(p, f, o) for (p, f), o in zip(fields, outcomes)]
-        with torch.no_grad():
-            rewards = torch.stack([r.to(device, torch.float32)
-                                   for r in self.reward.score(docs, queries)])  # [G, K]
-            ref_dists = self.ref_policy.distributions(docs, fields)
-        ref = [(ref_dists[key].span_lp.detach(), ref_dists[key].absent_lp.detach())
-               for key in fields]
-        mean = float(rewards.mean())
-        self._epoch_rewards.append(mean)
-        if self._start_reward is None:
-            self._start_reward = mean
+        rewards, ref = self._score(docs, fields, outcomes)  # [G, K]
+        self._record_reward(float(rewards.mean()))
         return Rollout(batch.rollout, fields, outcomes, torch.stack(old), rewards,
                        rollout_advantages(rewards, self.cfg.algorithm), ref)
 

@@ -14,11 +14,12 @@ one's regimes and evaluation sets become cells. For each cell, from the folder's
 * **what the RL stage adds**: ``sft-rl`` minus ``sft-long`` (SFT alone for as many epochs as
   ``sft-rl``'s SFT stage), the contrast that isolates the reward model and the policy update;
 * **training core-minutes per seed** of each arm over all rounds (median over seeds of its
-  training wall time times the threads it ran on, plus the round's reward model for the arms that need one;
-  scoring excluded).
+  training wall time times the threads it ran on, plus the round's reward model for the arms
+  that need one; scoring excluded).
 
-The two contrasts of a cell are Holm-adjusted together; "significant" needs the adjusted
-McNemar p below ``alpha`` and the interval on the same side of 0, as in the reports.
+A cell's distinct contrasts (the winner's runner-up is often ``sft-long`` itself) are
+Holm-adjusted together; "significant" needs the adjusted McNemar p below ``alpha`` and the
+interval on the same side of 0, as in the reports.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from eval.bootstrap import f1_of_counts
 from eval.significance import holm
-from kvloop.compare.analysis import _judge, compare, group_cells, last_rounds
+from kvloop.compare.analysis import _judge, compare, group_cells, last_rounds, pooled_doc_counts
 from kvloop.compare.arms import ARMS
 from kvloop.compare.records import ArmResult, read_results
 
@@ -95,6 +97,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
         cells = group_cells(results)
         rewards = _reward_seconds(src.folder)
         last = last_rounds(cells, "sft")
+        costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
         rounds = sorted((g, e, r) for (g, e), end in last.items()
                         for r in (range(1, end + 1) if every_round else [end]))
         for regime, es, rnd in rounds:
@@ -114,8 +117,6 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 contrasts.append(("winner", shippable[1], shippable[0]))
             if SFT_CONTROL in arms and RL_AFTER_SFT in arms:
                 contrasts.append(("rl_stage", SFT_CONTROL, RL_AFTER_SFT))
-            # one test per distinct pair (the winner's runner-up is often sft-long itself),
-            # Holm-adjusted over the distinct ones
             distinct = {(ref, arm): {"reference": ref, "arm": arm,
                                      **compare(arms[ref], arms[arm], n_boot, seed, alpha)}
                         for _, ref, arm in contrasts}
@@ -133,17 +134,14 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                                       for r in arms[a].values()), default=0),
                 "f1": f1, "winner": shippable[0] if shippable else None,
                 "tests": tests,
-                "core_minutes": _core_minutes_by_arm(cells, regime, rewards),
+                "core_minutes": costs[regime],
             })
     return out
 
 
 def _pooled_f1(rows: dict[int, ArmResult]) -> float:
-    tp = fp = fn = 0
-    for r in rows.values():
-        for c in r.counts:
-            tp, fp, fn = tp + c[0], fp + c[1], fn + c[2]
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    """Micro F1 over every seed's documents, as the report's cells pool it."""
+    return float(f1_of_counts(pooled_doc_counts(rows.values())[1].sum(0)))
 
 
 def _core_minutes_by_arm(cells: Any, regime: str,
