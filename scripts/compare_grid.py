@@ -6,7 +6,8 @@
 
 Each LABEL=FOLDER contributes one row per feedback regime and evaluation set, at its last
 round (kvloop.compare.grid: every arm's pooled F1, the winner and its paired margin over the
-runner-up, what the RL stage adds over SFT trained as long, training core-minutes per arm).
+runner-up, what the RL stage adds over SFT trained as long (or over the tuned SFT in a
+comparison whose arms were tuned alike), training core-minutes per arm).
 """
 
 from __future__ import annotations

@@ -15,14 +15,15 @@ FIELDS = ["company", "date", "address", "total"]
 
 
 def _row(arm: str, seed: int, rnd: int, right: np.ndarray, train_s: float = 0.0,
-         regime: str = "full", reviewed: int | None = None) -> ArmResult:
+         regime: str = "full", reviewed: int | None = None,
+         extras: dict | None = None) -> ArmResult:
     """A row whose documents are right on the fields ``right`` (docs x fields) marks."""
     counts = [[int(r.sum()), int((~r).sum()), int((~r).sum())] for r in right]
     return ArmResult(arm=arm, seed=seed, round=rnd, eval_set="dev", fields=FIELDS,
                      doc_ids=[f"d{i}" for i in range(len(right))],
                      correct=right.astype(int).tolist(), counts=counts,
                      reviewed_docs=30 * rnd if reviewed is None else reviewed, operator_seconds=0.0, train_seconds=train_s,
-                     extras={"regime": regime, "threads": 2})
+                     extras={"regime": regime, "threads": 2, **(extras or {})})
 
 
 def _folder(tmp: Path) -> Path:
@@ -67,6 +68,28 @@ def test_the_winner_ships_and_the_rl_stage_is_tested_against_sft_trained_as_long
     assert "| CORD, weak | full | dev | 2 | 30 |" in table
     assert f"| **{cell['f1']['sft-rl']:.3f}** | {cell['f1']['gold']:.3f} |" in table
     assert "sft-rl − sft-long +0." in table and "▲" in table
+
+
+@pytest.mark.parametrize("tuned", [True, False])
+def test_with_every_arm_tuned_the_rl_stage_is_tested_against_the_tuned_sft(
+        tmp_path: Path, tuned: bool) -> None:
+    """Tuned SFT searches the epochs sft-long adds; untuned 2-epoch SFT is no control (it
+    would credit the RL stage with SFT's extra epoch)."""
+    rng = np.random.default_rng(1)
+    out = tmp_path / "run"
+    tuning = {"tuning": {"trials": 4, "on_seed": 0}} if tuned else {}
+    for seed in (0, 1):
+        base = rng.random((60, len(FIELDS)))
+        append_result(out / "results.jsonl", _row("none", seed, 0, base < 0.5))
+        for arm, rate in (("sft", 0.7), ("sft-rl", 0.72)):
+            append_result(out / "results.jsonl", _row(arm, seed, 1, base < rate, extras=tuning))
+    [cell] = grid_cells([GridSource(label="tuned", folder=out)], n_boot=100)
+    if tuned:
+        stage = cell["tests"]["rl_stage"]
+        assert (stage["arm"], stage["reference"]) == ("sft-rl", "sft")
+        assert "sft-rl − sft +0." in grid_markdown([cell])
+    else:
+        assert "rl_stage" not in cell["tests"]
 
 
 def test_no_rl_stage_contrast_without_both_arms(tmp_path: Path) -> None:
