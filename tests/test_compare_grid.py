@@ -126,3 +126,24 @@ def test_the_figure_has_a_row_per_cell(tmp_path: Path) -> None:
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a · full · dev"] * 2
     fig.savefig(tmp_path / "grid.png")
     assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_a_start_model_per_seed_widens_the_intervals_to_the_seeds(tmp_path: Path) -> None:
+    """With start_per_seed the grid draws seeds too (as the folder's own report does): two
+    seeds whose gains differ a lot give a wider interval than documents alone."""
+    rng = np.random.default_rng(2)
+    out = tmp_path / "run"
+    for seed, gain in ((0, 0.05), (1, 0.3), (2, 0.0)):
+        base = rng.random((60, len(FIELDS)))
+        append_result(out / "results.jsonl", _row("none", seed, 0, base < 0.5))
+        append_result(out / "results.jsonl", _row("sft-long", seed, 1, base < 0.6))
+        append_result(out / "results.jsonl", _row("sft-rl", seed, 1, base < 0.6 + gain))
+    widths = {}
+    for per_seed in (False, True):
+        (out / "config.json").write_text(json.dumps({"start_per_seed": per_seed}))
+        [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=300)
+        d = cell["tests"]["rl_stage"]["f1_diff"]
+        widths[per_seed] = d["high"] - d["low"]
+        assert cell["start_per_seed"] is per_seed
+    assert widths[True] > 1.5 * widths[False]
+    assert "| x | full | dev | 3 (a start each) |" in grid_markdown([cell])

@@ -32,8 +32,8 @@ from kvloop.compare.arms import ARMS, Arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
 PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full",
-                             "cord-tiny", "cord-quick", "cord-quick-tuned", "deployment",
-                             "deployment-quick", "cord-deployed-quick")
+                             "cord-tiny", "cord-quick", "cord-quick-tuned", "cord-quick-starts",
+                             "deployment", "deployment-quick", "cord-deployed-quick")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,10 @@ one's regimes and evaluation sets become cells. For each cell, from the folder's
   training wall time times the threads it ran on, plus the round's reward model for the arms
   that need one; scoring excluded).
 
+A comparison with a start model per seed (``start_per_seed``) draws seeds as well as documents
+in its intervals (the crossed bootstrap its own report uses), so they include the start
+model's variance; the table's seeds column says "(a start each)".
+
 A cell's distinct contrasts (the winner's runner-up is often ``sft-long`` itself) are
 Holm-adjusted together; "significant" needs the adjusted McNemar p below ``alpha`` and the
 interval on the same side of 0, as in the reports.
@@ -37,7 +41,14 @@ import numpy as np
 
 from eval.bootstrap import f1_of_counts
 from eval.significance import holm
-from kvloop.compare.analysis import _judge, compare, group_cells, last_rounds, pooled_doc_counts
+from kvloop.compare.analysis import (
+    _judge,
+    ci_variance,
+    compare,
+    group_cells,
+    last_rounds,
+    pooled_doc_counts,
+)
 from kvloop.compare.arms import ARMS
 from kvloop.compare.records import ArmResult, read_results
 
@@ -77,6 +88,13 @@ class GridSource:
         return cls(label.strip(), path)
 
 
+def start_per_seed(folder: Path) -> bool:
+    """Whether the comparison trained a start model per seed (its ``config.json``)."""
+    cfg = folder / "config.json"
+    return bool(cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get(
+        "start_per_seed"))
+
+
 def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
     """(regime, seed, round) -> seconds of that round's reward model, from the run's steps."""
     out: dict[tuple[str, int, int], float] = {}
@@ -112,6 +130,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
         results = read_results(src.folder / "results.jsonl")
         cells = group_cells(results)
         rewards = _reward_seconds(src.folder)
+        resample_seeds = start_per_seed(src.folder)
         last = last_rounds(cells, "sft")
         costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
         rounds = sorted((g, e, r) for (g, e), end in last.items()
@@ -135,7 +154,8 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             if control and RL_AFTER_SFT in arms:
                 contrasts.append(("rl_stage", control, RL_AFTER_SFT))
             distinct = {(ref, arm): {"reference": ref, "arm": arm,
-                                     **compare(arms[ref], arms[arm], n_boot, seed, alpha)}
+                                     **compare(arms[ref], arms[arm], n_boot, seed, alpha,
+                                               resample_seeds=resample_seeds)}
                         for _, ref, arm in contrasts}
             for c, p in zip(distinct.values(), holm([c["mcnemar"]["p_value"]
                                                      for c in distinct.values()])):
@@ -146,6 +166,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             out.append({
                 "label": src.label, "folder": str(src.folder), "regime": regime,
                 "eval_set": es, "round": rnd, "seeds": seeds,
+                "ci_variance": ci_variance(resample_seeds), "start_per_seed": resample_seeds,
                 # what the operators reviewed (the gold ceiling's rows count the whole pool)
                 "reviewed_docs": max((r.reviewed_docs for a in shippable
                                       for r in arms[a].values()), default=0),
@@ -203,7 +224,8 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
         f1 = [(f"**{c['f1'][a]:.3f}**" if a == c["winner"] else f"{c['f1'][a]:.3f}")
               if a in c["f1"] else "\u2013" for a in arms]
         lines.append("| " + " | ".join(
-            [c["label"], c["regime"], c["eval_set"], str(len(c["seeds"])),
+            [c["label"], c["regime"], c["eval_set"],
+             f"{len(c['seeds'])}" + (" (a start each)" if c.get("start_per_seed") else ""),
              f"{c['reviewed_docs']:.0f}", *f1,
              _test_text(c["tests"].get("winner"), True),
              _test_text(c["tests"].get("rl_stage"), True)]) + " |")
