@@ -20,8 +20,9 @@ from eval.bootstrap import (
     f1_of_counts,
 )
 from kvloop.compare.analysis import analyse
-from kvloop.compare.arms import ARMS
+from kvloop.compare.arms import ARMS, arm_named, references
 from kvloop.compare.config import CompareConfig, load_config
+from kvloop.compare.grid import GridSource, grid_cells, grid_markdown
 from kvloop.compare.records import read_results
 from kvloop.compare.runner import Comparison
 from kvloop.compare.search import IntRange, Scale, best_trial, draw_trials
@@ -227,3 +228,59 @@ def test_trials_run_as_ray_tasks_on_a_local_ray(tmp_path: Path) -> None:
             if r.arm == "sft" and r.round == 1]
     assert rows and all(r.extras["executor"] == "ray" and r.extras["tuning"]["trials"] == 2
                         for r in rows)
+
+
+# -- one arm tuned beside its defaults (X+tuned) ----------------------------------------------
+
+
+def test_a_tuned_arm_name_is_its_base_arm_tuned_and_refused_where_nothing_trains() -> None:
+    tuned = arm_named("sft-rl+tuned")
+    assert tuned.tuned and tuned.trainer == ARMS["sft-rl"].trainer
+    assert tuned.needs_reward() and tuned.settings()["tuned"] is True
+    assert "tuned" not in ARMS["sft-rl"].settings()  # the defaults' finished steps still match
+    assert "gold+tuned" in references(["sft", "gold+tuned"])
+    assert "sft+tuned" not in references(["sft+tuned"])
+    for bad in ("none+tuned", "vendor-memory+tuned", "sft+tuned+tuned", "nope+tuned"):
+        with pytest.raises(KeyError, match="X\\+tuned"):
+            arm_named(bad)
+    with pytest.raises(ValueError, match="none\\+tuned"):
+        CompareConfig(arms=["none", "none+tuned"])
+    # its trials are its base arm's draws: the same settings a run tuning every arm tries
+    cfg = CompareConfig(arms=["sft", "sft+tuned"], epochs=2)
+    sft, sft_tuned = cfg.arms_to_run
+    assert trial_settings(sft_tuned, cfg, TuningConfig()) == trial_settings(sft, cfg,
+                                                                            TuningConfig())
+
+
+@pytest.mark.slow
+def test_a_tuned_arm_joins_a_finished_comparison_and_trains_only_itself(tmp_path: Path) -> None:
+    """Default and tuned in one run: adding ``sft+tuned`` to a finished comparison leaves
+    every finished step as it is, tunes only that arm (on the first seed, scored on the
+    selection pages; ``tuning:`` then sets its trials, and ``sft`` keeps its defaults), and
+    pairs it with ``sft`` on the same documents."""
+    path = _config(tmp_path, "run", arms=["none", "sft"], seeds=[0, 1])
+    Comparison(load_config(str(path))).run()
+    out = tmp_path / "run"
+    before = _step_files(out)
+    path = _config(tmp_path, "run", arms=["none", "sft", "sft+tuned"], seeds=[0, 1],
+                   tuning={"trials": 2, "seed": 0})
+    got = Comparison(load_config(str(path))).run()
+    after = _step_files(out)
+    assert {k: v for k, v in after.items() if k in before} == before
+    new = sorted(set(after) - set(before))
+    assert [p for p in new if "tune-" in p] == [
+        "steps/full/seed-0/round-1/tune-sft+tuned/trial-0.json",
+        "steps/full/seed-0/round-1/tune-sft+tuned/trial-1.json"]
+    assert {p for p in new if "tune-" not in p} == {
+        "steps/full/seed-0/round-1/arm-sft+tuned.json",
+        "steps/full/seed-1/round-1/arm-sft+tuned.json"}
+    rows = [r for r in read_results(out / "results.jsonl") if r.round == 1]
+    by = {(r.arm, r.seed, r.eval_set): r for r in rows}
+    assert all("tuning" in by[("sft+tuned", s, "dev")].extras for s in (0, 1))
+    assert "tuning" not in by[("sft", 0, "dev")].extras
+    assert by[("sft+tuned", 0, "dev")].doc_ids == by[("sft", 0, "dev")].doc_ids
+    report = json.loads(Path(got["paths"]["json"]).read_text(encoding="utf-8"))
+    assert {r["arm"] for r in report["analysis"]["tuning"]} == {"sft+tuned"}
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
+    assert cell["tests"]["tuned:sft"]["reference"] == "sft"
+    assert "| x | full | dev | sft |" in grid_markdown([cell])

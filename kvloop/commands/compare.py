@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="dataset spec (overrides the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides the config)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run")
-    parser.add_argument("--arms", nargs="+", default=None, help="arms to run")
+    parser.add_argument("--arms", nargs="+", default=None, help="arms to run (X+tuned: arm X tuned alike beside its defaults)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of review")
     parser.add_argument("--baseline", default=None,
                         help="the arm every other is tested against (default: the config's, "
@@ -68,13 +68,15 @@ def regime_overrides(args: argparse.Namespace, operator: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kvloop.compare.arms import ARMS
+    from kvloop.compare.arms import ARMS, TUNED
     from kvloop.compare.config import load_config
     from training.cli import ConfigError
 
     if args.list_arms:
         for a in ARMS.values():
             print(f"{a.name:14s} {a.help}")
+        print(f"{'X' + TUNED:14s} arm X (one that trains) tuned alike on the selection split, "
+              "beside X at its defaults in the same run")
         return 0
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     overrides = {"data": args.data, "out": args.out, "seeds": args.seeds, "arms": args.arms,

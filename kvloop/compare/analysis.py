@@ -61,7 +61,7 @@ from eval.bootstrap import (
     paired_bootstrap,
 )
 from eval.significance import bootstrap_ci, holm, mcnemar
-from kvloop.compare.arms import ARMS, ceiling_arm
+from kvloop.compare.arms import arm_order_key, ceiling_arm
 from kvloop.compare.arms import references as arm_references
 from kvloop.compare.forgetting import SEEN, forgetting, forgetting_sentence
 from kvloop.compare.records import ArmResult
@@ -87,9 +87,9 @@ def group_cells(results: Iterable[ArmResult]) -> Cells:
 
 
 def arm_order(arms: Iterable[str]) -> list[str]:
-    """Arms in the order ``kvloop.compare.arms.ARMS`` lists them, unknown ones after."""
-    known = list(ARMS)
-    return sorted(set(arms), key=lambda a: (known.index(a) if a in known else len(known), a))
+    """Arms in the order ``kvloop.compare.arms.ARMS`` lists them (``X+tuned`` after ``X``),
+    unknown ones after."""
+    return sorted(set(arms), key=arm_order_key)
 
 
 def eval_set_order(names: Iterable[str]) -> list[str]:

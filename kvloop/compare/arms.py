@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,9 @@ class Arm:
     reference: bool = False
     """Compared like every arm but never named the best: it uses gold the reviews do not
     give (the ceiling, the exact-reward ablation)."""
+    tuned: bool = False
+    """Tuned alike (``kvloop.compare.tuning``) even when the run's other arms keep their
+    defaults: ``sft+tuned`` beside ``sft`` (:func:`arm_named`)."""
 
     # -- what it needs --------------------------------------------------------------------------
     def needs_reward(self) -> bool:
@@ -133,7 +136,8 @@ class Arm:
         arm's options and what it reads; the keys of the run folders already written."""
         return {"name": self.name, "trainer": self.trainer, "options": dict(self.options),
                 "needs_reward": self.needs_reward(), "rerank": False, "vendor_memory": False,
-                "gold": False, "pool": False, "help": self.help}
+                "gold": False, "pool": False, "help": self.help,
+                **({"tuned": True} if self.tuned else {})}
 
 
 @dataclass(frozen=True)
@@ -279,14 +283,54 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
 )}
 
 
+TUNED = "+tuned"
+
+
+def arm_named(name: str) -> Arm:
+    """The arm called ``name``: one of :data:`ARMS`, or ``X+tuned``, arm ``X`` given equal
+    tuning (its trials of its own settings on the selection split, ``kvloop.compare.tuning``)
+    while ``X`` itself keeps its defaults in the same run, so default and tuned are paired on
+    the same start model, reviews and documents. ``KeyError`` naming the valid names."""
+    if name in ARMS:
+        return ARMS[name]
+    base = base_name(name)
+    if base != name and base in ARMS and ARMS[base].search_space():
+        return dataclasses.replace(ARMS[base], name=name, tuned=True)
+    raise KeyError(f"unknown arm {name!r}; choose from {list(ARMS)}, or X{TUNED} for an arm X "
+                   f"that trains ({', '.join(a for a in ARMS if ARMS[a].search_space())})")
+
+
+def is_arm(name: str) -> bool:
+    try:
+        arm_named(name)
+    except KeyError:
+        return False
+    return True
+
+
+def base_name(name: str) -> str:
+    """``sft`` for ``sft+tuned``; the name itself otherwise."""
+    return name.removesuffix(TUNED)
+
+
+def arm_order_key(name: str) -> tuple[int, bool, str]:
+    """Arms in the order :data:`ARMS` lists them, ``X+tuned`` right after ``X``, unknown
+    names last."""
+    known = list(ARMS)
+    base = base_name(name)
+    return (known.index(base) if base in known else len(known), name != base, name)
+
+
 def floor_arm() -> str:
     """The arm every other is compared with to ask "does it learn at all?"."""
     return next(a.name for a in ARMS.values() if a.from_start_model())
 
 
-def references() -> tuple[str, ...]:
-    """The arms never named the best, the ceiling (:func:`ceiling_arm`) first."""
+def references(names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The arms never named the best, the ceiling (:func:`ceiling_arm`) first; tuned
+    variants among ``names`` (``gold+tuned``) are references as their base arms are."""
     refs = [a for a in ARMS.values() if a.reference]
+    refs += [arm_named(n) for n in names if n not in ARMS and is_arm(n) and arm_named(n).reference]
     return tuple(a.name for a in sorted(refs, key=lambda a: not isinstance(a, GoldArm)))
 
 

@@ -8,7 +8,9 @@ packaged presets by name (``demo``, ``quick``, ``quick-tuned``, ``full``, ...;
 maps an arm name to trainer config fields that override the arm's defaults (for example
 ``{rl: {kl_coef: 0.1}}``; the arms are ``kvloop.compare.arms.ARMS``). ``tuning`` (``{trials: N,
 seed: S}``, ``kvloop.compare.tuning``) gives every arm that trains N trials of its own main
-settings, chosen on the selection split; absent, every arm runs its defaults. An option key no
+settings, chosen on the selection split; absent, every arm runs its defaults. An arm named
+``X+tuned`` in ``arms`` is ``X`` tuned that way beside ``X`` at its defaults (then only the
+``+tuned`` arms are tuned, ``tuning`` giving their trials). An option key no
 config of the run has is an error naming the valid ones, never dropped. Flags of ``kvloop
 compare`` override the file (``--seeds``, ``--out``, ``--arms``, ...).
 
@@ -28,11 +30,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kvloop.compare.arms import ARMS, Arm
+from kvloop.compare.arms import ARMS, TUNED, Arm, arm_named, is_arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
 PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full",
-                             "cord-tiny", "cord-quick", "cord-quick-tuned", "cord-quick-starts",
+                             "cord-tiny", "cord-quick", "cord-quick-starts",
                              "deployment", "deployment-quick", "cord-deployed-quick")
 
 
@@ -100,7 +102,8 @@ class CompareConfig:
     """More evaluation sets: name -> dataset spec (every document of it is scored)."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """Equal tuning of every arm that trains (``kvloop.compare.tuning``): ``{trials: N,
-    seed: S}``; empty: every arm runs its default settings."""
+    seed: S}``; empty: every arm runs its default settings. With ``X+tuned`` arms, only they
+    are tuned, with these trials (empty: the defaults)."""
     baseline: str = "sft"
     n_boot: int = 1000
     keep_models: bool = False
@@ -112,12 +115,13 @@ class CompareConfig:
     cpus_per_task: int = 1
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.arms if a not in ARMS]
+        unknown = [a for a in self.arms if not is_arm(a)]
         if unknown:
-            raise ValueError(f"arms: unknown {unknown}; choose from {list(ARMS)}")
+            raise ValueError(f"arms: unknown {unknown}; choose from {list(ARMS)}, or "
+                             f"X{TUNED} for an arm X that trains (X tuned alike)")
         if len(set(self.arms)) != len(self.arms):
             raise ValueError(f"arms: listed twice: {self.arms}")
-        bad_opts = [a for a in self.arm_options if a not in ARMS]
+        bad_opts = [a for a in self.arm_options if not is_arm(a)]
         if bad_opts:
             raise ValueError(f"arm_options: unknown arms {bad_opts}; choose from {list(ARMS)}")
         if self.strategy not in STRATEGIES:
@@ -167,7 +171,7 @@ class CompareConfig:
     @property
     def arms_to_run(self) -> list[Arm]:
         """The arms to run, with ``arm_options`` merged into their trainer options."""
-        return [ARMS[a].with_options(self.arm_options.get(a, {})) for a in self.arms]
+        return [arm_named(a).with_options(self.arm_options.get(a, {})) for a in self.arms]
 
     @property
     def operators(self) -> list[dict[str, Any]]:

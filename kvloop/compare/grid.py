@@ -49,7 +49,7 @@ from kvloop.compare.analysis import (
     last_rounds,
     pooled_doc_counts,
 )
-from kvloop.compare.arms import ARMS
+from kvloop.compare.arms import TUNED, arm_named, arm_order_key, base_name, is_arm
 from kvloop.compare.records import ArmResult, read_results
 
 SFT_CONTROL = "sft-long"
@@ -112,7 +112,7 @@ def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], 
     stretched when another job shares the cores, and one seed's unit slowed that way should
     not move an arm's cost."""
     per_seed: dict[int, float] = {}
-    needs_reward = ARMS[rows[0].arm].needs_reward() if rows[0].arm in ARMS else False
+    needs_reward = is_arm(rows[0].arm) and arm_named(rows[0].arm).needs_reward()
     for r in rows:
         threads = float(r.extras.get("threads") or 1)
         s = r.train_seconds + (rewards.get((r.regime, r.seed, r.round), 0.0)
@@ -145,7 +145,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             if "none" not in arms and "none" in floor:
                 arms["none"] = floor["none"]
             f1 = {a: _pooled_f1(rows) for a, rows in arms.items()}
-            shippable = sorted((a for a in arms if not (a in ARMS and ARMS[a].reference)),
+            shippable = sorted((a for a in arms if not (is_arm(a) and arm_named(a).reference)),
                                key=lambda a: -f1[a])
             contrasts = []
             if len(shippable) >= 2:
@@ -153,6 +153,10 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             control = rl_stage_control(arms)
             if control and RL_AFTER_SFT in arms:
                 contrasts.append(("rl_stage", control, RL_AFTER_SFT))
+            if RL_AFTER_SFT + TUNED in arms and TUNED_SFT + TUNED in arms:
+                contrasts.append(("rl_stage_tuned", TUNED_SFT + TUNED, RL_AFTER_SFT + TUNED))
+            contrasts += [(f"tuned:{base_name(a)}", base_name(a), a) for a in _order(arms)
+                          if a != base_name(a) and base_name(a) in arms]
             distinct = {(ref, arm): {"reference": ref, "arm": arm,
                                      **compare(arms[ref], arms[arm], n_boot, seed, alpha,
                                                resample_seeds=resample_seeds)}
@@ -229,6 +233,21 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
              f"{c['reviewed_docs']:.0f}", *f1,
              _test_text(c["tests"].get("winner"), True),
              _test_text(c["tests"].get("rl_stage"), True)]) + " |")
+    tuned = [(c, name[len("tuned:"):], t) for c in cells for name, t in c["tests"].items()
+             if name.startswith("tuned:")]
+    if tuned or any("rl_stage_tuned" in c["tests"] for c in cells):
+        lines += ["", ("Each arm tuned alike (`X+tuned`: its trials of its own settings on the "
+                  "selection split) against its defaults, in the same run (paired):"), "",
+                  ("| condition | regime | evaluated on | arm | tuned \u2212 default [95% CI] "
+                  "(Holm p) |"), "|---|---|---|---|---|"]
+        for c, arm, t in tuned:
+            lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | {arm} | "
+                         f"{_test_text(t, False)} |")
+        for c in cells:
+            if "rl_stage_tuned" in c["tests"]:
+                lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | the RL "
+                             f"stage, both tuned | "
+                             f"{_test_text(c['tests']['rl_stage_tuned'], True)} |")
     costs: dict[tuple[str, str], dict[str, float]] = {}
     for c in cells:
         costs.setdefault((c["label"], c["regime"]), c["core_minutes"])
@@ -244,8 +263,7 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
 
 
 def _order(names: Any) -> list[str]:
-    order = list(ARMS)
-    return sorted(names, key=lambda a: order.index(a) if a in order else len(order))
+    return sorted(names, key=arm_order_key)
 
 
 def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> Any:
@@ -257,7 +275,7 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
     import matplotlib.pyplot as plt
 
     arms = [a for a in (arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
-            if a not in ("none", "gold")]
+            if base_name(a) not in ("none", "gold")]
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
     marks = "osD^v<>ph*"
     labelled: set[str] = set()

@@ -76,7 +76,12 @@ class Comparison:
         cfg.check_options()
         self.cfg, self.command = cfg, command
         self.arms = self.base_arms = cfg.arms_to_run
-        self.tuning = TuningConfig.from_dict(cfg.tuning) if cfg.tuning else None
+        # with X+tuned arms only they are tuned (``tuning:`` sets their trials and seed);
+        # without, ``tuning:`` tunes every arm (kvloop.compare.tuning)
+        tuned_only = any(a.tuned for a in self.base_arms)
+        self.tuning = (TuningConfig.from_dict(cfg.tuning or {}) if cfg.tuning or tuned_only
+                       else None)
+        self.tune_every_arm = bool(cfg.tuning) and not tuned_only
         self.tuning_extras: dict[str, dict[str, Any]] = {}  # the round's tuned arms' rows
         self.out = Path(cfg.out).resolve()
         self.steps = StepCache(self.out / "steps")
@@ -436,7 +441,7 @@ class Comparison:
         return {"paths": paths, "seconds": round(time.perf_counter() - t0, 1)}
 
     def tune(self, rnd: int, rewards: dict[int, dict[str, Any]] | None = None) -> None:
-        """With ``tuning``: the round's arms with their chosen settings
+        """With ``tuning`` or ``X+tuned`` arms: the round's arms with their chosen settings
         (``kvloop.compare.tuning``), the trials not yet run run first when ``rewards`` is
         given."""
         if self.tuning is not None:
@@ -452,10 +457,10 @@ class Comparison:
                                     "(without --report-only) first")
         analysis = analyse(results, baseline=self.cfg.baseline, floor=floor_arm(),
                            n_boot=self.cfg.n_boot, seed=self.cfg.seeds[0],
-                           references=references(), ceiling=ceiling_arm(),
+                           references=references(self.cfg.arms), ceiling=ceiling_arm(),
                            resample_seeds=self.cfg.start_per_seed)
         analysis["command"] = self.command
-        if self.cfg.tuning:
+        if self.tuning is not None:
             analysis["tuning"] = tuning_table(results)
         return write_report(analysis, results, self.cfg.export(), self.out)
 

@@ -2,7 +2,10 @@
 settings, and keeps the one that scores best on the selection split.
 
 ``tuning: {trials: N, seed: S}`` in a comparison's config turns it on (absent: every arm runs
-its default settings, as before). Each arm's settings and ranges are its trainer's space
+its default settings, as before). An arm named ``X+tuned`` (``--arms sft sft+tuned``) is arm
+``X`` tuned this way while ``X`` and the other arms keep their defaults: default and tuned in
+one run, paired on the same start model, reviews and documents (its trials are ``X``'s draws;
+``tuning:`` sets their number and seed, else the defaults). Each arm's settings and ranges are its trainer's space
 (``kvloop.compare.arms.SEARCH_SPACES``: epochs and learning rate for SFT and the gold
 ceiling; plus KL coefficient and samples per field for RL and SFT-then-RL; plus beta for
 DPO). Trial 0 is the arm's default settings; trials 1..N-1 are seeded draws
@@ -33,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from kvloop.compare.arms import ARMS, Arm
+from kvloop.compare.arms import Arm, arm_order_key, base_name
 from kvloop.compare.search import best_trial, draw_trials, tied_defaults
 
 if TYPE_CHECKING:
@@ -88,11 +91,13 @@ def default_settings(arm: Arm, cfg: CompareConfig) -> dict[str, Any]:
 def trial_settings(arm: Arm, cfg: CompareConfig, tuning: TuningConfig) -> list[dict[str, Any]]:
     """The arm's trials: its defaults first, then seeded draws of its space."""
     return draw_trials(arm.search_space(), default_settings(arm, cfg), tuning.trials,
-                       tuning.seed, arm.name)
+                       tuning.seed, base_name(arm.name))  # sft+tuned draws sft's trials
 
 
-def tunable(arm: Arm, rnd: int, rounds: int) -> bool:
-    return bool(arm.search_space()) and arm.runs_at(rnd, rounds)
+def tunable(arm: Arm, rnd: int, rounds: int, every_arm: bool = True) -> bool:
+    """Whether ``arm`` is tuned at round ``rnd``: it has settings to tune, runs then, and the
+    run tunes every arm or this one is an ``X+tuned`` arm."""
+    return (every_arm or arm.tuned) and bool(arm.search_space()) and arm.runs_at(rnd, rounds)
 
 
 def _select_f1(scores: Mapping[str, Any]) -> float:
@@ -126,7 +131,7 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
     todo: list[tuple[str, int, str, dict[str, Any]]] = []
     payloads = []
     for arm in run.base_arms:
-        if not tunable(arm, rnd, cfg.rounds):
+        if not tunable(arm, rnd, cfg.rounds, run.tune_every_arm):
             continue
         trials = trial_settings(arm, cfg, tuning)
         scores: list[float | None] = []
@@ -187,9 +192,8 @@ def tuning_table(results: Sequence[ArmResult]) -> list[dict[str, Any]]:
         if t and r.seed == t["on_seed"]:
             seen.setdefault((r.regime, r.round, r.arm), t)
     rows = []
-    order = list(ARMS)
     for (regime, rnd, arm), t in sorted(seen.items(), key=lambda kv: (
-            kv[0][0], kv[0][1], order.index(kv[0][2]) if kv[0][2] in order else len(order))):
+            kv[0][0], kv[0][1], arm_order_key(kv[0][2]))):
         for setting in t.get("settings", t["default"]):  # tied fields (head_lr) move with it
             rows.append({"regime": regime, "round": rnd, "arm": arm, "setting": setting,
                          "default": t["default"][setting], "tuned": t["tuned"][setting],
