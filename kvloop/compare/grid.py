@@ -276,6 +276,7 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
 
     arms = [a for a in (arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
             if base_name(a) not in ("none", "gold")]
+    bases = list(dict.fromkeys(base_name(a) for a in arms))
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
     marks = "osD^v<>ph*"
     labelled: set[str] = set()
@@ -284,16 +285,19 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
         for ref, style in (("none", ":"), ("gold", "--")):
             if ref in c["f1"]:
                 ax.plot([c["f1"][ref]] * 2, [y - 0.35, y + 0.35], style, color="grey", lw=1)
-        for k, a in enumerate(arms):
+        for a in arms:
             if a in c["f1"]:
-                ax.plot(c["f1"][a], y, marks[k % len(marks)], color=f"C{k}", ms=7,
-                        label=None if a in labelled else a,
+                k = bases.index(base_name(a))  # X+tuned: X's colour, a cross, a little lower
+                tuned = a != base_name(a)
+                ax.plot(c["f1"][a], y - 0.2 * tuned, "x" if tuned else marks[k % len(marks)],
+                        color=f"C{k}", ms=7, label=None if a in labelled else a,
                         mfc="none" if a != c["winner"] else None)
                 labelled.add(a)
     ax.set_yticks(range(len(cells)))
     ax.set_yticklabels([f"{c['label']} · {c['regime']} · {c['eval_set']}"
                         for c in reversed(cells)], fontsize=8)
-    ax.set_xlabel("F1 after the last round (filled: the winner; dotted: start, dashed: gold)")
+    ax.set_xlabel("F1 after the last round (filled: the winner; x: tuned alike; dotted: start, "
+                  "dashed: gold)")
     ax.legend(fontsize=7, ncol=min(len(arms), 4), loc="lower left",
               bbox_to_anchor=(0, 1.01), frameon=False)
     ax.grid(axis="x", alpha=0.3)
