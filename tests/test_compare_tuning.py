@@ -246,8 +246,10 @@ def test_a_tuned_arm_name_is_its_base_arm_tuned_and_refused_where_nothing_trains
     with pytest.raises(ValueError, match="none\\+tuned"):
         CompareConfig(arms=["none", "none+tuned"])
     # its trials are its base arm's draws: the same settings a run tuning every arm tries
-    cfg = CompareConfig(arms=["sft", "sft+tuned"], epochs=2)
+    cfg = CompareConfig(arms=["sft", "sft+tuned"], epochs=2,
+                        arm_options={"sft": {"unlikelihood_weight": 0.5}})
     sft, sft_tuned = cfg.arms_to_run
+    assert sft_tuned.options == sft.options  # X+tuned starts from X's options
     assert trial_settings(sft_tuned, cfg, TuningConfig()) == trial_settings(sft, cfg,
                                                                             TuningConfig())
 

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kvloop.compare.arms import ARMS, TUNED, Arm, arm_named, is_arm
+from kvloop.compare.arms import ARMS, TUNED, Arm, arm_named, base_name, is_arm
 
 STRATEGIES: tuple[str, ...] = ("random", "least-confident", "expected-error")
 PRESETS: tuple[str, ...] = ("demo", "quick", "quick-choice", "quick-tuned", "full",
@@ -171,7 +171,9 @@ class CompareConfig:
     @property
     def arms_to_run(self) -> list[Arm]:
         """The arms to run, with ``arm_options`` merged into their trainer options."""
-        return [arm_named(a).with_options(self.arm_options.get(a, {})) for a in self.arms]
+        return [arm_named(a).with_options({**self.arm_options.get(base_name(a), {}),
+                                           **self.arm_options.get(a, {})})
+                for a in self.arms]  # X+tuned starts from X's options
 
     @property
     def operators(self) -> list[dict[str, Any]]:
