@@ -285,4 +285,5 @@ def test_a_tuned_arm_joins_a_finished_comparison_and_trains_only_itself(tmp_path
     assert {r["arm"] for r in report["analysis"]["tuning"]} == {"sft+tuned"}
     [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
     assert cell["tests"]["tuned:sft"]["reference"] == "sft"
-    assert "| x | full | dev | sft |" in grid_markdown([cell])
+    assert cell["tuning_core_minutes"]["sft+tuned"] > 0  # the two trials, paid once
+    assert "| x | full | dev | 4 | sft | " in grid_markdown([cell])

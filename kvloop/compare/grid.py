@@ -105,6 +105,21 @@ def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
     return out
 
 
+def tuning_core_minutes(folder: Path) -> dict[tuple[str, str], float]:
+    """(regime, arm) -> core-minutes of the arm's tuning trials over all rounds (run once, on
+    the first seed, for every seed: a cost on top of the arm's own per-seed training)."""
+    cfg = folder / "config.json"
+    threads = (float(json.loads(cfg.read_text(encoding="utf-8")).get("threads") or 1)
+               if cfg.is_file() else 1.0)
+    out: dict[tuple[str, str], float] = {}
+    for f in (folder / "steps").glob("*/seed-*/round-*/tune-*/trial-*.json"):
+        regime, arm = f.parts[-5], f.parts[-2].removeprefix("tune-")
+        result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
+        out[(regime, arm)] = out.get((regime, arm), 0.0) + float(
+            result.get("train_seconds") or 0.0) * threads / 60
+    return out
+
+
 def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], float]
                  ) -> float:
     """Median over seeds of an arm's training core-minutes summed over its rounds (rows of one
@@ -133,6 +148,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
         resample_seeds = start_per_seed(src.folder)
         last = last_rounds(cells, "sft")
         costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
+        tuning_costs = tuning_core_minutes(src.folder)
         rounds = sorted((g, e, r) for (g, e), end in last.items()
                         for r in (range(1, end + 1) if every_round else [end]))
         for regime, es, rnd in rounds:
@@ -177,6 +193,8 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 "f1": f1, "winner": shippable[0] if shippable else None,
                 "tests": tests,
                 "core_minutes": costs[regime],
+                "tuning_core_minutes": {a: m for (g, a), m in tuning_costs.items()
+                                        if g == regime},
             })
     return out
 
@@ -233,21 +251,25 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
              f"{c['reviewed_docs']:.0f}", *f1,
              _test_text(c["tests"].get("winner"), True),
              _test_text(c["tests"].get("rl_stage"), True)]) + " |")
-    tuned = [(c, name[len("tuned:"):], t) for c in cells for name, t in c["tests"].items()
-             if name.startswith("tuned:")]
+    tuned = [(c, name.removeprefix("tuned:"), t) for c in cells
+             for name, t in c["tests"].items() if name.startswith("tuned:")]
     if tuned or any("rl_stage_tuned" in c["tests"] for c in cells):
         lines += ["", ("Each arm tuned alike (`X+tuned`: its trials of its own settings on the "
-                  "selection split) against its defaults, in the same run (paired):"), "",
-                  ("| condition | regime | evaluated on | arm | tuned \u2212 default [95% CI] "
-                  "(Holm p) |"), "|---|---|---|---|---|"]
+                       "selection split) against its defaults, in the same run (paired); the "
+                       "trials' cost is paid once for every seed:"), "",
+                  ("| condition | regime | evaluated on | reviewed | arm | tuned \u2212 default "
+                   "[95% CI] (Holm p) | tuning core-minutes, all rounds |"),
+                  "|---|---|---|---:|---|---|---:|"]
         for c, arm, t in tuned:
-            lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | {arm} | "
-                         f"{_test_text(t, False)} |")
+            cost = c.get("tuning_core_minutes", {}).get(arm + TUNED)
+            lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | "
+                         f"{c['reviewed_docs']:.0f} | {arm} | {_test_text(t, False)} | "
+                         + ("\u2013" if cost is None else f"{cost:.1f}") + " |")
         for c in cells:
             if "rl_stage_tuned" in c["tests"]:
-                lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | the RL "
-                             f"stage, both tuned | "
-                             f"{_test_text(c['tests']['rl_stage_tuned'], True)} |")
+                lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | "
+                             f"{c['reviewed_docs']:.0f} | the RL stage, both tuned | "
+                             f"{_test_text(c['tests']['rl_stage_tuned'], True)} | |")
     costs: dict[tuple[str, str], dict[str, float]] = {}
     for c in cells:
         costs.setdefault((c["label"], c["regime"]), c["core_minutes"])
