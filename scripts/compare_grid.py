@@ -29,6 +29,8 @@ def main() -> int:
     ap.add_argument("--every-round", action="store_true",
                     help="a row per round with reviews (the answer per budget), not only the "
                          "last")
+    ap.add_argument("--unfinished", action="store_true",
+                    help="also show cells of a comparison still running (marked)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write every number here")
     ap.add_argument("--plot", type=Path, default=None,
@@ -41,6 +43,13 @@ def main() -> int:
         return 2
     cells = grid_cells(sources, n_boot=args.n_boot, seed=args.seed,
                        every_round=args.every_round)
+    for c in cells:
+        if not c["complete"]:
+            print(f"compare_grid: {c['label']}, {c['regime']}, {c['eval_set']}, round "
+                  f"{c['round']}: unfinished (seeds missing: {c['missing_seeds'] or 'none'}; "
+                  f"{'shown' if args.unfinished else 'left out'})", file=sys.stderr)
+    if not args.unfinished:
+        cells = [c for c in cells if c["complete"]]
     print(grid_markdown(cells))
     if args.json:
         args.json.write_text(json.dumps(cells, indent=1), encoding="utf-8")

@@ -147,3 +147,21 @@ def test_a_start_model_per_seed_widens_the_intervals_to_the_seeds(tmp_path: Path
         assert cell["start_per_seed"] is per_seed
     assert widths[True] > 1.5 * widths[False]
     assert "| x | full | dev | 3 (a start each) |" in grid_markdown([cell])
+
+
+def test_a_cell_of_a_comparison_still_running_is_marked_unfinished(tmp_path: Path) -> None:
+    """The folder's config plans 3 seeds and 2 rounds: a cell short of either is never read
+    as the finished answer."""
+    out = _folder(tmp_path)  # seeds 0 and 1, round 1
+    (out / "config.json").write_text(json.dumps({"seeds": [0, 1], "rounds": 1}))
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
+    assert cell["complete"] and cell["missing_seeds"] == {}
+    (out / "config.json").write_text(json.dumps({"seeds": [0, 1, 2], "rounds": 1}))
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
+    assert not cell["complete"] and cell["missing_seeds"]["sft"] == [2]
+    assert "| x (unfinished) | full | dev |" in grid_markdown([cell])
+    (out / "config.json").write_text(json.dumps({"seeds": [0, 1], "rounds": 2}))
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50)
+    assert not cell["complete"]  # its last round is round 1 of 2
+    [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50, every_round=True)
+    assert cell["complete"]  # round 1 as a budget of its own is finished

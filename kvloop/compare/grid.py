@@ -20,6 +20,10 @@ one's regimes and evaluation sets become cells. For each cell, from the folder's
   training wall time times the threads it ran on, plus the round's reward model for the arms
   that need one; scoring excluded).
 
+A cell of a comparison still running (an arm short of the seeds its ``config.json`` plans, or
+a last round short of its rounds) is marked ``complete: False``; ``scripts/compare_grid.py``
+leaves such cells out unless asked (``--unfinished``), saying which.
+
 A comparison with a start model per seed (``start_per_seed``) draws seeds as well as documents
 in its intervals (the crossed bootstrap its own report uses), so they include the start
 model's variance; the table's seeds column says "(a start each)".
@@ -95,6 +99,15 @@ def start_per_seed(folder: Path) -> bool:
         "start_per_seed"))
 
 
+def planned_runs(folder: Path) -> tuple[list[int], int] | None:
+    """The seeds and rounds the folder's last command asked for (its ``config.json``)."""
+    cfg = folder / "config.json"
+    if not cfg.is_file():
+        return None
+    c = json.loads(cfg.read_text(encoding="utf-8"))
+    return [int(x) for x in c.get("seeds") or []], int(c.get("rounds") or 0)
+
+
 def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
     """(regime, seed, round) -> seconds of that round's reward model, from the run's steps."""
     out: dict[tuple[str, int, int], float] = {}
@@ -149,6 +162,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
         last = last_rounds(cells, "sft")
         costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
         tuning_costs = tuning_core_minutes(src.folder)
+        plan = planned_runs(src.folder)
         rounds = sorted((g, e, r) for (g, e), end in last.items()
                         for r in (range(1, end + 1) if every_round else [end]))
         for regime, es, rnd in rounds:
@@ -160,6 +174,11 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                      if (g, e, r, a) == (regime, es, 0, "none")}
             if "none" not in arms and "none" in floor:
                 arms["none"] = floor["none"]
+            # a comparison still running (or killed) leaves cells short of seeds or rounds:
+            # said, so that a table is never read as the finished answer
+            missing = {a: sorted(set(plan[0]) - set(rows)) for a, rows in arms.items()
+                       if plan and set(plan[0]) - set(rows)}
+            complete = not missing and not (plan and not every_round and rnd < plan[1])
             f1 = {a: _pooled_f1(rows) for a, rows in arms.items()}
             shippable = sorted((a for a in arms if not (is_arm(a) and arm_named(a).reference)),
                                key=lambda a: -f1[a])
@@ -186,6 +205,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             out.append({
                 "label": src.label, "folder": str(src.folder), "regime": regime,
                 "eval_set": es, "round": rnd, "seeds": seeds,
+                "complete": complete, "missing_seeds": missing,
                 "ci_variance": ci_variance(resample_seeds), "start_per_seed": resample_seeds,
                 # what the operators reviewed (the gold ceiling's rows count the whole pool)
                 "reviewed_docs": max((r.reviewed_docs for a in shippable
@@ -246,7 +266,8 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
         f1 = [(f"**{c['f1'][a]:.3f}**" if a == c["winner"] else f"{c['f1'][a]:.3f}")
               if a in c["f1"] else "\u2013" for a in arms]
         lines.append("| " + " | ".join(
-            [c["label"], c["regime"], c["eval_set"],
+            [c["label"] + ("" if c.get("complete", True) else " (unfinished)"), c["regime"],
+             c["eval_set"],
              f"{len(c['seeds'])}" + (" (a start each)" if c.get("start_per_seed") else ""),
              f"{c['reviewed_docs']:.0f}", *f1,
              _test_text(c["tests"].get("winner"), True),
