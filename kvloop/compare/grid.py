@@ -257,7 +257,7 @@ def _test_text(t: dict[str, Any] | None, with_names: bool) -> str:
 def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> str:
     """The cells as one markdown table: F1 per arm (the winner in bold), the winner's margin
     over the runner-up, what the RL stage adds, and training core-minutes per arm."""
-    arms = list(arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
+    arms = list(arms or _order({a for c in cells for a in c["f1"]}))
     head = (["condition", "regime", "evaluated on", "seeds", "reviewed"] + arms
             + ["winner \u2212 runner-up [95% CI] (Holm p)",
                "the RL stage: sft-rl \u2212 its SFT control [95% CI] (Holm p)"])
@@ -317,7 +317,7 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = [a for a in (arms or dict.fromkeys(a for c in cells for a in _order(c["f1"])))
+    arms = [a for a in (arms or _order({a for c in cells for a in c["f1"]}))
             if base_name(a) not in ("none", "gold")]
     bases = list(dict.fromkeys(base_name(a) for a in arms))
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
@@ -339,8 +339,8 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
     ax.set_yticks(range(len(cells)))
     ax.set_yticklabels([f"{c['label']} · {c['regime']} · {c['eval_set']}"
                         for c in reversed(cells)], fontsize=8)
-    ax.set_xlabel("F1 after the last round (filled: the winner; x: tuned alike; dotted: start, "
-                  "dashed: gold)")
+    ax.set_xlabel("F1 after the last round (filled: the winner; x: tuned alike;\n"
+                  "dotted line: the start model; dashed: the gold ceiling)")
     ax.legend(fontsize=7, ncol=min(len(arms), 4), loc="lower left",
               bbox_to_anchor=(0, 1.01), frameon=False)
     ax.grid(axis="x", alpha=0.3)
