@@ -47,13 +47,14 @@ from eval.bootstrap import f1_of_counts
 from eval.significance import holm
 from kvloop.compare.analysis import (
     _judge,
+    arm_order,
     ci_variance,
     compare,
     group_cells,
     last_rounds,
     pooled_doc_counts,
 )
-from kvloop.compare.arms import TUNED, arm_named, arm_order_key, base_name, is_arm
+from kvloop.compare.arms import TUNED, arm_named, base_name, is_arm
 from kvloop.compare.records import ArmResult, read_results
 
 SFT_CONTROL = "sft-long"
@@ -190,7 +191,7 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 contrasts.append(("rl_stage", control, RL_AFTER_SFT))
             if RL_AFTER_SFT + TUNED in arms and TUNED_SFT + TUNED in arms:
                 contrasts.append(("rl_stage_tuned", TUNED_SFT + TUNED, RL_AFTER_SFT + TUNED))
-            contrasts += [(f"tuned:{base_name(a)}", base_name(a), a) for a in _order(arms)
+            contrasts += [(f"tuned:{base_name(a)}", base_name(a), a) for a in arm_order(arms)
                           if a != base_name(a) and base_name(a) in arms]
             distinct = {(ref, arm): {"reference": ref, "arm": arm,
                                      **compare(arms[ref], arms[arm], n_boot, seed, alpha,
@@ -257,7 +258,7 @@ def _test_text(t: dict[str, Any] | None, with_names: bool) -> str:
 def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> str:
     """The cells as one markdown table: F1 per arm (the winner in bold), the winner's margin
     over the runner-up, what the RL stage adds, and training core-minutes per arm."""
-    arms = list(arms or _order({a for c in cells for a in c["f1"]}))
+    arms = list(arms or arm_order({a for c in cells for a in c["f1"]}))
     head = (["condition", "regime", "evaluated on", "seeds", "reviewed"] + arms
             + ["winner \u2212 runner-up [95% CI] (Holm p)",
                "the RL stage: sft-rl \u2212 its SFT control [95% CI] (Holm p)"])
@@ -305,10 +306,6 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
     return "\n".join(lines) + "\n"
 
 
-def _order(names: Any) -> list[str]:
-    return sorted(names, key=arm_order_key)
-
-
 def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = None) -> Any:
     """One row of dots per cell: each arm's F1 (the start model and the gold ceiling as
     lines), so where the answer changes shows at a glance."""
@@ -317,7 +314,7 @@ def grid_figure(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = [a for a in (arms or _order({a for c in cells for a in c["f1"]}))
+    arms = [a for a in (arms or arm_order({a for c in cells for a in c["f1"]}))
             if base_name(a) not in ("none", "gold")]
     bases = list(dict.fromkeys(base_name(a) for a in arms))
     fig, ax = plt.subplots(figsize=(8, 0.55 * len(cells) + 1.4))
