@@ -330,7 +330,7 @@ def references(names: Iterable[str] = ()) -> tuple[str, ...]:
     """The arms never named the best, the ceiling (:func:`ceiling_arm`) first; tuned
     variants among ``names`` (``gold+tuned``) are references as their base arms are."""
     refs = [a for a in ARMS.values() if a.reference]
-    refs += [arm_named(n) for n in names if n not in ARMS and is_arm(n) and arm_named(n).reference]
+    refs += [a for a in map(arm_named, set(names) - set(ARMS)) if a.reference]
     return tuple(a.name for a in sorted(refs, key=lambda a: not isinstance(a, GoldArm)))
 
 

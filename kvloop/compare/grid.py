@@ -93,20 +93,11 @@ class GridSource:
         return cls(label.strip(), path)
 
 
-def start_per_seed(folder: Path) -> bool:
-    """Whether the comparison trained a start model per seed (its ``config.json``)."""
+def run_config(folder: Path) -> dict[str, Any]:
+    """The folder's ``config.json`` (what its last command asked for; empty if absent): read
+    once per folder for its seeds, rounds, threads and start model per seed."""
     cfg = folder / "config.json"
-    return bool(cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get(
-        "start_per_seed"))
-
-
-def planned_runs(folder: Path) -> tuple[list[int], int] | None:
-    """The seeds and rounds the folder's last command asked for (its ``config.json``)."""
-    cfg = folder / "config.json"
-    if not cfg.is_file():
-        return None
-    c = json.loads(cfg.read_text(encoding="utf-8"))
-    return [int(x) for x in c.get("seeds") or []], int(c.get("rounds") or 0)
+    return json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
 
 
 def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
@@ -119,12 +110,9 @@ def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
     return out
 
 
-def tuning_core_minutes(folder: Path) -> dict[tuple[str, str], float]:
+def tuning_core_minutes(folder: Path, threads: float) -> dict[tuple[str, str], float]:
     """(regime, arm) -> core-minutes of the arm's tuning trials over all rounds (run once, on
     the first seed, for every seed: a cost on top of the arm's own per-seed training)."""
-    cfg = folder / "config.json"
-    threads = (float(json.loads(cfg.read_text(encoding="utf-8")).get("threads") or 1)
-               if cfg.is_file() else 1.0)
     out: dict[tuple[str, str], float] = {}
     for f in (folder / "steps").glob("*/seed-*/round-*/tune-*/trial-*.json"):
         regime, arm = f.parts[-5], f.parts[-2].removeprefix("tune-")
@@ -159,11 +147,12 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
         results = read_results(src.folder / "results.jsonl")
         cells = group_cells(results)
         rewards = _reward_seconds(src.folder)
-        resample_seeds = start_per_seed(src.folder)
+        run_cfg = run_config(src.folder)
+        resample_seeds = bool(run_cfg.get("start_per_seed"))
         last = last_rounds(cells, "sft")
         costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
-        tuning_costs = tuning_core_minutes(src.folder)
-        plan = planned_runs(src.folder)
+        tuning_costs = tuning_core_minutes(src.folder, float(run_cfg.get("threads") or 1))
+        planned_seeds, planned_rounds = run_cfg.get("seeds") or [], run_cfg.get("rounds") or 0
         rounds = sorted((g, e, r) for (g, e), end in last.items()
                         for r in (range(1, end + 1) if every_round else [end]))
         for regime, es, rnd in rounds:
@@ -177,9 +166,9 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 arms["none"] = floor["none"]
             # a comparison still running (or killed) leaves cells short of seeds or rounds:
             # said, so that a table is never read as the finished answer
-            missing = {a: sorted(set(plan[0]) - set(rows)) for a, rows in arms.items()
-                       if plan and set(plan[0]) - set(rows)}
-            complete = not missing and not (plan and not every_round and rnd < plan[1])
+            missing = {a: sorted(set(planned_seeds) - set(rows)) for a, rows in arms.items()
+                       if set(planned_seeds) - set(rows)}
+            complete = not missing and (every_round or rnd >= planned_rounds)
             f1 = {a: _pooled_f1(rows) for a, rows in arms.items()}
             shippable = sorted((a for a in arms if not (is_arm(a) and arm_named(a).reference)),
                                key=lambda a: -f1[a])
