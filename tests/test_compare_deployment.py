@@ -199,7 +199,16 @@ def test_dry_run_prints_the_split_and_trains_nothing(tmp_path: Path,
 def test_deployment_presets_split_by_vendor_with_the_asked_arms(name: str) -> None:
     cfg = load_config(name)
     assert cfg.vendor_split and cfg.rounds * cfg.docs_per_round <= 150
-    assert set(cfg.arms) == {"none", "sft", "sft-ul", "sft-rl", "rl", "dpo", "gold"}
+    assert set(cfg.arms) == {"none", "sft", "sft-long", "sft-ul", "sft-rl", "rl", "dpo", "gold"}
+
+
+@pytest.mark.parametrize("name", ["deployment", "deployment-quick", "cord-quick",
+                                  "cord-deployed-quick", "cord-quick-starts"])
+def test_the_grid_presets_run_the_rl_stage_with_its_control(name: str) -> None:
+    """The grid's RL stage is sft-rl minus sft-long (SFT alone for sft-rl's SFT epochs); a
+    preset that runs sft-rl without sft-long leaves that cell without its answer."""
+    arms = load_config(name).arms
+    assert "sft-rl" in arms and "sft-long" in arms
 
 
 @pytest.mark.slow
