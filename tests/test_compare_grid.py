@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvloop.compare.grid import GridSource, core_minutes, grid_cells, grid_markdown
+from kvloop.compare.grid import (
+    GridSource,
+    core_minutes,
+    grid_cells,
+    grid_markdown,
+    tuning_core_minutes,
+)
 from kvloop.compare.records import ArmResult, append_result
 
 FIELDS = ["company", "date", "address", "total"]
@@ -43,6 +49,7 @@ def _folder(tmp: Path) -> Path:
         step = out / "steps" / "full" / f"seed-{seed}" / "round-1" / "reward.json"
         step.parent.mkdir(parents=True)
         step.write_text(json.dumps({"settings": {}, "result": {"seconds": 15.0}}))
+    (out / "config.json").write_text(json.dumps({"threads": 2}))  # what its units ran on
     return out
 
 
@@ -109,6 +116,25 @@ def test_core_minutes_take_the_median_seed_and_sum_rounds() -> None:
     rows.append(_row("sft", 2, 1, right, train_s=6000.0))  # slowed by another job
     rows.append(_row("sft", 2, 2, right, train_s=60.0))
     assert core_minutes(rows, {}) == pytest.approx(4.0)  # the median seed
+
+
+def test_costs_count_the_threads_each_unit_ran_on(tmp_path: Path) -> None:
+    """A folder run locally on 2 threads, then given tuned arms on Ray (one CPU a task): each
+    trial and reward model counts the threads it ran on, not the folder's last config."""
+    def step(rel: str, result: dict) -> None:
+        f = tmp_path / "steps" / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps({"settings": {}, "result": result}))
+    cfg = {"threads": 2, "ray": True, "cpus_per_task": 1}
+    trials = "full/seed-0/round-1/tune-sft+tuned"
+    step(f"{trials}/trial-0.json", {"train_seconds": 60.0, "executor": "ray"})  # before threads
+    step(f"{trials}/trial-1.json", {"train_seconds": 60.0, "executor": "local"})
+    step(f"{trials}/trial-2.json", {"train_seconds": 60.0, "executor": "ray", "threads": 4})
+    assert tuning_core_minutes(tmp_path, cfg)[("full", "sft+tuned")] == pytest.approx(1 + 2 + 4)
+    # a reward model trained locally (2 threads), reused by an arm that ran on Ray (1 thread)
+    right = np.ones((2, 4), dtype=bool)
+    rows = [_row("sft-rl+tuned", 0, 1, right, train_s=60.0, extras={"threads": 1})]
+    assert core_minutes(rows, {("full", 0, 1): 30.0 * 2}) == pytest.approx(1 + 1)
 
 
 @pytest.mark.parametrize("spec, problem", [("nolabel", "LABEL=FOLDER"),

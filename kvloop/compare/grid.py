@@ -100,17 +100,32 @@ def run_config(folder: Path) -> dict[str, Any]:
     return json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
 
 
-def _reward_seconds(folder: Path) -> dict[tuple[str, int, int], float]:
-    """(regime, seed, round) -> seconds of that round's reward model, from the run's steps."""
+def unit_threads(result: dict[str, Any], run_cfg: dict[str, Any]) -> float:
+    """The CPU threads a recorded step ran on: its own record, else what the folder's config
+    gave a unit on its executor (a Ray task ``cpus_per_task``, a local unit ``threads``); steps
+    recorded before units kept their threads."""
+    if result.get("threads"):
+        return float(result["threads"])
+    if result.get("executor") == "ray":
+        return float(run_cfg.get("cpus_per_task") or 1)
+    return float(run_cfg.get("threads") or 1)
+
+
+def _reward_core_seconds(folder: Path, run_cfg: dict[str, Any]
+                         ) -> dict[tuple[str, int, int], float]:
+    """(regime, seed, round) -> core-seconds of that round's reward model, from the run's
+    steps (its wall time times the threads it ran on, which may differ from the arms' that
+    reuse it: a tuned arm added on Ray to a folder run locally)."""
     out: dict[tuple[str, int, int], float] = {}
     for f in (folder / "steps").glob("*/seed-*/round-*/reward.json"):
         regime, seed, rnd = f.parts[-4], int(f.parts[-3][5:]), int(f.parts[-2][6:])
         result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
-        out[(regime, seed, rnd)] = float(result.get("seconds") or 0.0)
+        out[(regime, seed, rnd)] = (float(result.get("seconds") or 0.0)
+                                    * unit_threads(result, run_cfg))
     return out
 
 
-def tuning_core_minutes(folder: Path, threads: float) -> dict[tuple[str, str], float]:
+def tuning_core_minutes(folder: Path, run_cfg: dict[str, Any]) -> dict[tuple[str, str], float]:
     """(regime, arm) -> core-minutes of the arm's tuning trials over all rounds (run once, on
     the first seed, for every seed: a cost on top of the arm's own per-seed training)."""
     out: dict[tuple[str, str], float] = {}
@@ -118,23 +133,23 @@ def tuning_core_minutes(folder: Path, threads: float) -> dict[tuple[str, str], f
         regime, arm = f.parts[-5], f.parts[-2].removeprefix("tune-")
         result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
         out[(regime, arm)] = out.get((regime, arm), 0.0) + float(
-            result.get("train_seconds") or 0.0) * threads / 60
+            result.get("train_seconds") or 0.0) * unit_threads(result, run_cfg) / 60
     return out
 
 
 def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], float]
                  ) -> float:
     """Median over seeds of an arm's training core-minutes summed over its rounds (rows of one
-    evaluation set: the same model is scored on every set). The median: a wall time is
-    stretched when another job shares the cores, and one seed's unit slowed that way should
-    not move an arm's cost."""
+    evaluation set: the same model is scored on every set). ``rewards``: each round's reward
+    model in core-seconds. The median: a wall time is stretched when another job shares the
+    cores, and one seed's unit slowed that way should not move an arm's cost."""
     per_seed: dict[int, float] = {}
     needs_reward = is_arm(rows[0].arm) and arm_named(rows[0].arm).needs_reward()
     for r in rows:
         threads = float(r.extras.get("threads") or 1)
-        s = r.train_seconds + (rewards.get((r.regime, r.seed, r.round), 0.0)
-                               if needs_reward and r.train_seconds else 0.0)
-        per_seed[r.seed] = per_seed.get(r.seed, 0.0) + s * threads / 60
+        reward = (rewards.get((r.regime, r.seed, r.round), 0.0)
+                  if needs_reward and r.train_seconds else 0.0)
+        per_seed[r.seed] = per_seed.get(r.seed, 0.0) + (r.train_seconds * threads + reward) / 60
     return float(np.median(list(per_seed.values()))) if per_seed else 0.0
 
 
@@ -146,12 +161,12 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
     for src in sources:
         results = read_results(src.folder / "results.jsonl")
         cells = group_cells(results)
-        rewards = _reward_seconds(src.folder)
         run_cfg = run_config(src.folder)
+        rewards = _reward_core_seconds(src.folder, run_cfg)
         resample_seeds = bool(run_cfg.get("start_per_seed"))
         last = last_rounds(cells, "sft")
         costs = {g: _core_minutes_by_arm(cells, g, rewards) for g, _ in last}
-        tuning_costs = tuning_core_minutes(src.folder, float(run_cfg.get("threads") or 1))
+        tuning_costs = tuning_core_minutes(src.folder, run_cfg)
         planned_seeds, planned_rounds = run_cfg.get("seeds") or [], run_cfg.get("rounds") or 0
         rounds = sorted((g, e, r) for (g, e), end in last.items()
                         for r in (range(1, end + 1) if every_round else [end]))

@@ -276,6 +276,7 @@ class Comparison:
                                        dict(cfg.reward_options)))
         for i, got in self.executor.run(units.train_reward, payloads):
             seed = todo[i]
+            got = {**got, "executor": self.executor.name, "threads": self.threads}
             self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/reward",
                            self.unit_settings(seed, rnd, "reward"), got)
             out[seed] = got

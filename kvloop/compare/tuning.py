@@ -154,7 +154,7 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
                                        "train_seconds": got["train_seconds"],
                                        "model_version": got["model_version"],
                                        "executor": run.executor.name,
-                                       "extras": got["extras"]})
+                                       "threads": run.threads, "extras": got["extras"]})
         plans[arm_name][1][i] = f1
         print(f"  seed {seed} round {rnd} tuning {arm_name} trial {i} "
               f"({settings_text(plans[arm_name][0][i])}): selection F1 {f1:.3f}, "
