@@ -330,7 +330,9 @@ def references(names: Iterable[str] = ()) -> tuple[str, ...]:
     """The arms never named the best, the ceiling (:func:`ceiling_arm`) first; tuned
     variants among ``names`` (``gold+tuned``) are references as their base arms are."""
     refs = [a for a in ARMS.values() if a.reference]
-    refs += [a for a in map(arm_named, set(names) - set(ARMS)) if a.reference]
+    # in the order named (a set's order changes with the process: the report lists these)
+    refs += [a for a in map(arm_named, dict.fromkeys(n for n in names if n not in ARMS))
+             if a.reference]
     return tuple(a.name for a in sorted(refs, key=lambda a: not isinstance(a, GoldArm)))
 
 

@@ -36,7 +36,7 @@ interval on the same side of 0, as in the reports.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +100,13 @@ def run_config(folder: Path) -> dict[str, Any]:
     return json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
 
 
+def _step_results(folder: Path, pattern: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Each recorded step under the folder's ``steps/`` matching ``pattern``, with its result
+    (``kvloop.compare.steps.StepCache`` writes them; read here without their settings)."""
+    for f in (folder / "steps").glob(pattern):
+        yield f, json.loads(f.read_text(encoding="utf-8")).get("result") or {}
+
+
 def unit_threads(result: dict[str, Any], run_cfg: dict[str, Any]) -> float:
     """The CPU threads a recorded step ran on: its own record, else what the folder's config
     gave a unit on its executor (a Ray task ``cpus_per_task``, a local unit ``threads``); steps
@@ -117,9 +124,8 @@ def _reward_core_seconds(folder: Path, run_cfg: dict[str, Any]
     steps (its wall time times the threads it ran on, which may differ from the arms' that
     reuse it: a tuned arm added on Ray to a folder run locally)."""
     out: dict[tuple[str, int, int], float] = {}
-    for f in (folder / "steps").glob("*/seed-*/round-*/reward.json"):
+    for f, result in _step_results(folder, "*/seed-*/round-*/reward.json"):
         regime, seed, rnd = f.parts[-4], int(f.parts[-3][5:]), int(f.parts[-2][6:])
-        result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
         out[(regime, seed, rnd)] = (float(result.get("seconds") or 0.0)
                                     * unit_threads(result, run_cfg))
     return out
@@ -129,9 +135,8 @@ def tuning_core_minutes(folder: Path, run_cfg: dict[str, Any]) -> dict[tuple[str
     """(regime, arm) -> core-minutes of the arm's tuning trials over all rounds (run once, on
     the first seed, for every seed: a cost on top of the arm's own per-seed training)."""
     out: dict[tuple[str, str], float] = {}
-    for f in (folder / "steps").glob("*/seed-*/round-*/tune-*/trial-*.json"):
+    for f, result in _step_results(folder, "*/seed-*/round-*/tune-*/trial-*.json"):
         regime, arm = f.parts[-5], f.parts[-2].removeprefix("tune-")
-        result = json.loads(f.read_text(encoding="utf-8")).get("result") or {}
         out[(regime, arm)] = out.get((regime, arm), 0.0) + float(
             result.get("train_seconds") or 0.0) * unit_threads(result, run_cfg) / 60
     return out
