@@ -207,8 +207,10 @@ def test_deployment_presets_split_by_vendor_with_the_asked_arms(name: str) -> No
 def test_the_grid_presets_run_the_rl_stage_with_its_control(name: str) -> None:
     """The grid's RL stage is sft-rl minus sft-long (SFT alone for sft-rl's SFT epochs); a
     preset that runs sft-rl without sft-long leaves that cell without its answer."""
-    arms = load_config(name).arms
-    assert "sft-rl" in arms and "sft-long" in arms
+    cfg = load_config(name)
+    assert "sft-rl" in cfg.arms and "sft-long" in cfg.arms
+    # the grid's cells grow by arms added later: they must read the same reward models
+    assert cfg.keep_reward_models
 
 
 @pytest.mark.slow

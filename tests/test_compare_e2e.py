@@ -169,3 +169,23 @@ def test_an_arm_added_later_gets_its_start_rows_and_the_reward_model_a_finished_
     assert len(lines) == len(rows)
     assert dev["rl"].extras["reward_pair_acc"] == dev["rerank"].extras["reward_pair_acc"]
     assert not list((tmp_path / "added").glob("full/seed-0/round-1/reward/*.safetensors"))
+
+
+@pytest.mark.slow
+def test_kept_reward_models_are_what_an_arm_added_later_reads(tmp_path: Path) -> None:
+    path = _config(tmp_path, "kept", arms=["none", "rerank"], baseline="none",
+                   keep_reward_models=True)
+    Comparison(load_config(str(path))).run()
+    weights = list((tmp_path / "kept").glob("full/seed-0/round-1/reward/*.safetensors"))
+    assert weights  # kept, while the arms' own weights are dropped
+    assert not list((tmp_path / "kept").glob("full/seed-0/round-1/rerank/*.safetensors"))
+    before = {p: p.stat().st_mtime_ns for p in weights}
+    step = next((tmp_path / "kept").glob("steps/full/seed-0/round-1/reward*"))
+    recorded = step.read_bytes()
+    Comparison(load_config(str(path), {"arms": ["none", "rerank", "rl"]})).run()
+    # not trained again: the same files, untouched, and the same step record
+    assert {p: p.stat().st_mtime_ns for p in weights} == before
+    assert step.read_bytes() == recorded
+    dev = {r.arm: r for r in read_results(tmp_path / "kept" / "results.jsonl")
+           if r.eval_set == "dev" and r.round == 1}
+    assert set(dev) == {"none", "rerank", "rl"}

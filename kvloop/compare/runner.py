@@ -262,9 +262,10 @@ class Comparison:
             settings = self.unit_settings(seed, rnd, "reward")
             name = f"{self.regime}/seed-{seed}/round-{rnd}/reward"
             got = self.steps.get(name, settings)
-            # A finished round drops the reward model's weights (keep_models off); an arm added
-            # to the run later that reads them gets the model trained again (same seed, same
-            # model) instead of a missing file.
+            # A finished round drops the reward model's weights (unless keep_models or
+            # keep_reward_models); an arm added to the run later that reads them gets the model
+            # trained again (same seed; the same model on the same threads) instead of a
+            # missing file.
             if got is not None and (units.has_weights(Path(got["dir"]))
                                     or not any(a.needs_reward()
                                                for a in self.pending_arms(seed, rnd))):
@@ -395,7 +396,7 @@ class Comparison:
                            dev["counts"], 0, 0.0).f1
             print(f"  seed {seed} round {rnd} {arm.name}: {got['train_seconds']:.0f} s, "
                   f"F1 {f1:.3f} on {next(iter(got['scores']))}", flush=True)
-        if not cfg.keep_models:
+        if not (cfg.keep_models or cfg.keep_reward_models):
             for seed, rm in rewards.items():
                 units.drop_weights(Path(rm["dir"]))
 
