@@ -82,8 +82,8 @@ def straight_through_metrics(docs: Sequence[Document], results: Sequence[Extract
     every_s = [s for f in names for s in scores[f]]
     every_c = [c for f in names for c in correct[f]]
     accepted = sum(fields[f]["certified"]["accepted"] for f in names)
-    right = sum(c for f in names for s, c in zip(scores[f], correct[f])
-                if thresholds[f] is not None and s >= thresholds[f])
+    right = sum(c for f in names if (thr := thresholds[f]) is not None
+                for s, c in zip(scores[f], correct[f]) if s >= thr)
     overall = {**savings(every_s, every_c, targets),
                "certified": {"accepted": accepted,
                              "coverage": accepted / len(every_s) if every_s else 0.0,

@@ -50,7 +50,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def make_parser(cls: type[Any], prog: str | None = None,
                 description: str | None = None) -> HfArgumentParser:
     """The flags of ``cls``'s fields, plus ``--config FILE``."""
-    parser = HfArgumentParser(cls, prog=prog, description=description)
+    parser = HfArgumentParser(cls, prog=prog, description=description)  # type: ignore[arg-type]
     parser.add_argument("--config", default=None, metavar="FILE",
                         help="JSON or YAML file of field values (flags override it)")
     return parser

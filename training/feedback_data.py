@@ -82,6 +82,7 @@ def examples_of(doc_index: int, fb: DocumentFeedback) -> list[FieldExample]:
     n = len(fb.document.words)
     out = []
     for name, f in sorted(fb.fields.items()):
+        target: tuple[int, ...] | None
         if not f.has_final:
             target = None
         elif f.final_value is None:

@@ -187,7 +187,7 @@ class FeedbackArm(Arm):
     def train(self, ctx: UnitContext, out: Path, reward_dir: str | None) -> dict[str, Any]:
         spec = get_trainer(self.trainer)
         values = self.trainer_values(ctx, out, reward_dir)
-        cfg = make_config(spec.config_class(), values, f"arm {self.name}")
+        cfg: Any = make_config(spec.config_class(), values, f"arm {self.name}")
         if values.get("reward") == "oracle":
             spec.trainer_class()(cfg, gold_feedback(ctx, cfg)).train()
         else:

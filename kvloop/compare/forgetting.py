@@ -12,6 +12,7 @@ set (no ``vendor_split``) have no forgetting rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kvloop.compare.vendor_split import NEW, SEEN
@@ -68,7 +69,7 @@ def forgetting_rows(rows: list[dict], regime: str) -> list[list[str]]:
 
 
 def forgetting_sentence(rows: list[dict], regime: str, last: int | None,
-                        references: tuple[str, ...] | list[str] = ()) -> str | None:
+                        references: Sequence[str] = ()) -> str | None:
     """One plain-words sentence for the last round: who forgot seen vendors significantly."""
     here = [r for r in rows if r["regime"] == regime and r["round"] == last
             and r["arm"] not in references]

@@ -219,8 +219,8 @@ class Comparison:
         got = self.steps.get(name, settings)
         if got is not None:
             return got
-        prev = self.review_round(seed, rnd - 1) if rnd > 1 else {"shown": [], "seconds": 0.0,
-                                                                  "reviewed": 0}
+        prev: dict[str, Any] = (self.review_round(seed, rnd - 1) if rnd > 1
+                                else {"shown": [], "seconds": 0.0, "reviewed": 0})
         results = [ExtractionResult.from_dict(d)
                    for d in read_jsonl(str(self.pool_results(seed)))]
         picked = pick_next(cfg.strategy, results, set(prev["shown"]), cfg.docs_per_round,
@@ -331,8 +331,8 @@ class Comparison:
             if self.steps.get(f"start/{key}-scores", self.start_settings(key)) is None:
                 todo.append(key)
                 payloads.append(ArmUnit(self.context(seed), "", ARMS[floor_arm()]))
-        for i, got in self.executor.run(units.run_arm, payloads):
-            self.steps.put(f"start/{todo[i]}-scores", self.start_settings(todo[i]), got)
+        for i, scored in self.executor.run(units.run_arm, payloads):
+            self.steps.put(f"start/{todo[i]}-scores", self.start_settings(todo[i]), scored)
         # Round 0 of each arm is written once per start model, and for an arm added to the
         # run later too (so every arm's curve starts at the start model): the results file says
         # which rows are there.
@@ -361,6 +361,7 @@ class Comparison:
         for seed in self.cfg.seeds:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
+            assert got is not None  # score_start ran first
             name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}"
             settings = {"version": got["model_version"], "review": self.reviews[seed][rnd]["picked"]}
             if self.steps.get(name, settings) is not None:

@@ -165,14 +165,14 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
         if plan is None or any(s is None for s in plan[1]):
             arms.append(arm)
             continue
-        trials, scores = plan[0], [float(s) for s in plan[1] if s is not None]
-        best = best_trial(scores)
+        trials, trial_f1 = plan[0], [float(s) for s in plan[1] if s is not None]
+        best = best_trial(trial_f1)
         arms.append(arm.with_options(trials[best]))
         extras[arm.name] = {"tuning": {
             "trials": len(trials), "on_seed": seed, "chosen_trial": best,
             "settings": list(arm.search_space()),
-            "default": trials[0], "tuned": trials[best], "select_f1_trials": scores,
-            "select_f1_default": scores[0], "select_f1_tuned": scores[best]}}
+            "default": trials[0], "tuned": trials[best], "select_f1_trials": trial_f1,
+            "select_f1_default": trial_f1[0], "select_f1_tuned": trial_f1[best]}}
     return arms, extras
 
 
