@@ -99,6 +99,28 @@ def test_with_every_arm_tuned_the_rl_stage_is_tested_against_the_tuned_sft(
         assert "rl_stage" not in cell["tests"]
 
 
+def test_the_tuned_rl_stage_is_also_tested_against_sft_as_long(tmp_path: Path) -> None:
+    """Tuned SFT can choose 2 epochs where sft-rl's SFT stage runs 3: sft-rl+tuned against
+    sft+tuned then mixes the RL stage with an epoch; sft-long is the matched control."""
+    rng = np.random.default_rng(2)
+    out = tmp_path / "run"
+    tuning = {"tuning": {"trials": 4, "on_seed": 0}}
+    for seed in (0, 1):
+        base = rng.random((60, len(FIELDS)))
+        append_result(out / "results.jsonl", _row("none", seed, 0, base < 0.5))
+        for arm, rate in (("sft+tuned", 0.6), ("sft-long", 0.75), ("sft-rl+tuned", 0.76)):
+            append_result(out / "results.jsonl",
+                          _row(arm, seed, 1, base < rate, extras=tuning if "+" in arm else {}))
+    [cell] = grid_cells([GridSource(label="t", folder=out)], n_boot=200)
+    both, matched = cell["tests"]["rl_stage_tuned"], cell["tests"]["rl_stage_tuned_control"]
+    assert (both["arm"], both["reference"]) == ("sft-rl+tuned", "sft+tuned")
+    assert (matched["arm"], matched["reference"]) == ("sft-rl+tuned", "sft-long")
+    assert both["direction"] == "better" and matched["direction"] == "not significant"
+    table = grid_markdown([cell])
+    assert "| the RL stage, both tuned | sft-rl+tuned − sft+tuned +0." in table
+    assert "| the tuned RL stage against SFT as long | sft-rl+tuned − sft-long +0." in table
+
+
 def test_no_rl_stage_contrast_without_both_arms(tmp_path: Path) -> None:
     out = tmp_path / "run"
     right = np.ones((10, 4), dtype=bool)

@@ -200,6 +200,10 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                 contrasts.append(("rl_stage", control, RL_AFTER_SFT))
             if RL_AFTER_SFT + TUNED in arms and TUNED_SFT + TUNED in arms:
                 contrasts.append(("rl_stage_tuned", TUNED_SFT + TUNED, RL_AFTER_SFT + TUNED))
+            # Tuned SFT may choose fewer epochs than sft-rl's SFT stage runs; then the pair
+            # above credits the RL stage with SFT's extra epoch, and only sft-long isolates it.
+            if RL_AFTER_SFT + TUNED in arms and SFT_CONTROL in arms:
+                contrasts.append(("rl_stage_tuned_control", SFT_CONTROL, RL_AFTER_SFT + TUNED))
             contrasts += [(f"tuned:{base_name(a)}", base_name(a), a) for a in arm_order(arms)
                           if a != base_name(a) and base_name(a) in arms]
             distinct = {(ref, arm): {"reference": ref, "arm": arm,
@@ -284,7 +288,9 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
              _test_text(c["tests"].get("rl_stage"), True)]) + " |")
     tuned = [(c, name.removeprefix("tuned:"), t) for c in cells
              for name, t in c["tests"].items() if name.startswith("tuned:")]
-    if tuned or any("rl_stage_tuned" in c["tests"] for c in cells):
+    stage_rows = {"rl_stage_tuned": "the RL stage, both tuned",
+                  "rl_stage_tuned_control": "the tuned RL stage against SFT as long"}
+    if tuned or any(name in c["tests"] for c in cells for name in stage_rows):
         lines += ["", ("Each arm tuned alike (`X+tuned`: its trials of its own settings on the "
                        "selection split) against its defaults, in the same run (paired); the "
                        "trials' cost is paid once for every seed:"), "",
@@ -297,10 +303,11 @@ def grid_markdown(cells: Sequence[dict[str, Any]], arms: Sequence[str] | None = 
                          f"{c['reviewed_docs']:.0f} | {arm} | {_test_text(t, False)} | "
                          + ("\u2013" if cost is None else f"{cost:.1f}") + " |")
         for c in cells:
-            if "rl_stage_tuned" in c["tests"]:
-                lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | "
-                             f"{c['reviewed_docs']:.0f} | the RL stage, both tuned | "
-                             f"{_test_text(c['tests']['rl_stage_tuned'], True)} | |")
+            for name, what in stage_rows.items():
+                if name in c["tests"]:
+                    lines.append(f"| {c['label']} | {c['regime']} | {c['eval_set']} | "
+                                 f"{c['reviewed_docs']:.0f} | {what} | "
+                                 f"{_test_text(c['tests'][name], True)} | |")
     costs: dict[tuple[str, str], dict[str, float]] = {}
     for c in cells:
         costs.setdefault((c["label"], c["regime"]), c["core_minutes"])
