@@ -153,8 +153,7 @@ def test_a_second_regime_into_the_same_folder_shares_the_start_and_the_report(
 @pytest.mark.slow
 def test_an_arm_added_later_gets_its_start_rows_and_the_reward_model_a_finished_round_dropped(
         tmp_path: Path) -> None:
-    path = _config(tmp_path, "added", arms=["none", "rerank"], baseline="none",
-                   keep_reward_models=False)
+    path = _config(tmp_path, "added", arms=["none", "rerank"], baseline="none")
     Comparison(load_config(str(path))).run()
     assert not list((tmp_path / "added").glob("full/seed-0/round-1/reward/*.safetensors"))
     # the same folder, one more arm reading the round's reward model: trained again, not a

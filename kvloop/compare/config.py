@@ -108,11 +108,11 @@ class CompareConfig:
     n_boot: int = 1000
     keep_models: bool = False
     """Keep every arm's weights (GBs); by default only cards and curves stay once scored."""
-    keep_reward_models: bool = True
+    keep_reward_models: bool = False
     """Keep each round's reward model (about 90 MB a seed and round with MiniLM) even when
     ``keep_models`` is off, so that arms added to the folder later read the very model the
-    others did; ``false`` saves the disk and trains it again for them (bit-identical on the
-    same threads, not across thread counts or executors: BENCHMARKS.md)."""
+    others did instead of one trained again (bit-identical on the same threads, not across
+    thread counts or executors: BENCHMARKS.md)."""
     device: str = "cpu"
     threads: int = 2
     ray: bool = False
