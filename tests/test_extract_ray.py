@@ -15,6 +15,7 @@ import concurrent.futures
 import json
 import os
 import re
+import shutil
 import signal
 import threading
 from pathlib import Path
@@ -57,12 +58,20 @@ def scans(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def shared_ray(tmp_path_factory: pytest.TempPathFactory):
+def shared_ray_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The OCR cache of the shared Ray's workers: they took ``$KVLOOP_CACHE`` when it started,
+    so a test's own ``KVLOOP_CACHE`` reaches only its driver, and pages an earlier test read
+    are cache hits here."""
+    return tmp_path_factory.mktemp("shared-cache")
+
+
+@pytest.fixture(scope="module")
+def shared_ray(shared_ray_cache: Path):
     """One local Ray of 2 CPUs for the tests after the first (a run finds it and uses it)."""
     from extractor.model.ray_engine import RayEngine, ray_session
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("KVLOOP_CACHE", str(tmp_path_factory.mktemp("shared-cache")))
+        mp.setenv("KVLOOP_CACHE", str(shared_ray_cache))
         with ray_session(RayEngine(cpus=2)) as ray:
             yield ray
 
@@ -78,7 +87,8 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _extract(model: Path, spec: Path, out: Path, cache: Path, monkeypatch: pytest.MonkeyPatch,
              *extra: str) -> int:
-    # Each run its own OCR cache, so that the Ray run reads every page itself.
+    # Each run its own OCR cache, so that a Ray run that starts its own Ray reads every page
+    # itself; the shared Ray's workers keep theirs (``shared_ray_cache``).
     monkeypatch.setenv("KVLOOP_CACHE", str(cache))
     return main(["extract", str(model), str(spec), "--out", str(out), "--threads", "1",
                  "--device", "cpu", "--k", "3", "--batch-size", "2", *extra])
@@ -227,11 +237,17 @@ def _kill_first_worker_running(marker: bytes, stop: threading.Event) -> int | No
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
-def test_a_killed_ocr_worker_loses_no_document_silently(model_dir, scans, shared_ray, tmp_path,
-                                                       capsys, monkeypatch):
+def test_a_killed_ocr_worker_loses_no_document_silently(model_dir, scans, shared_ray,
+                                                       shared_ray_cache, tmp_path, capsys,
+                                                       monkeypatch):
     """An OCR worker SIGKILLed mid-page: Ray retries its task or the run names the page lost
     (exit 1, counted with the other failures); nothing vanishes, and a second run finishes
     exactly what the first did not, giving the local engine's lines."""
+    # The workers' cache emptied, so every page is read by tesseract while the killer looks:
+    # pages an earlier test cached (its psm6 pass) came back in milliseconds, and the killer
+    # then found no task running on a loaded machine (CI, once).
+    shutil.rmtree(shared_ray_cache)
+    shared_ray_cache.mkdir()
     reference = tmp_path / "reference.jsonl"
     assert _extract(model_dir, scans, reference, tmp_path / "cache-local", monkeypatch) == 1
     expected = _lines(reference)
