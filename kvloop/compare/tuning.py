@@ -150,7 +150,11 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
     for k, got in run.executor.run(units.run_arm, payloads):
         arm_name, i, name, settings = todo[k]
         f1 = _select_f1(got["scores"])
+        # the per-page counts too: a rule that asks whether a trial beat the default beyond
+        # the selection split's noise needs them paired by page
         run.steps.put(name, settings, {"select_f1": f1, "eval_sets": list(got["scores"]),
+                                       "select_counts": got["scores"][SELECT_SET]["counts"],
+                                       "select_doc_ids": got["scores"][SELECT_SET]["doc_ids"],
                                        "train_seconds": got["train_seconds"],
                                        "model_version": got["model_version"],
                                        "executor": run.executor.name,
