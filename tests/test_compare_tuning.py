@@ -26,7 +26,13 @@ from kvloop.compare.grid import GridSource, grid_cells, grid_markdown
 from kvloop.compare.records import read_results
 from kvloop.compare.runner import Comparison
 from kvloop.compare.search import IntRange, Scale, best_trial, draw_trials
-from kvloop.compare.tuning import TuningConfig, default_settings, trial_settings
+from kvloop.compare.tuning import (
+    TuningConfig,
+    choose_trial,
+    default_settings,
+    gain_text,
+    trial_settings,
+)
 from training.config import ConfigError
 
 # -- search spaces and trials -----------------------------------------------------------------
@@ -52,6 +58,36 @@ def test_the_best_trial_is_the_highest_score_and_a_tie_keeps_the_earlier() -> No
     assert best_trial([0.5, 0.7, 0.6]) == 1
     assert best_trial([0.5, 0.5, 0.4]) == 0  # the default wins ties
     assert best_trial([0.4, 0.6, 0.6]) == 1
+
+
+def _pages(right: int, wrong: int) -> list[list[int]]:
+    """Per-page [tp, fp, fn] counts as a unit's scores keep them: ``right`` pages with one
+    right field, ``wrong`` with one wrong (a false positive and a miss)."""
+    return [[1, 0, 0]] * right + [[0, 1, 1]] * wrong
+
+
+def test_the_significant_rule_runs_a_trial_only_where_it_beats_the_default_beyond_noise() -> None:
+    """30 pages: a trial one page better than the default is within the noise (its CI holds
+    zero), so ``significant`` keeps the default where ``best`` takes it; ten pages better is
+    beyond it, and both rules take it. The gain is the best trial's, whichever runs."""
+    default = _pages(15, 15)
+    one_better, ten_better = _pages(16, 14), _pages(25, 5)
+    f1 = [0.5, 16 / 30, 25 / 30]
+    counts = [default, one_better, None]
+    chosen, best, gain = choose_trial(f1[:2], counts[:2], "best", 1000, 0)
+    assert (chosen, best) == (1, 1) and gain is not None
+    assert gain["diff"] == pytest.approx(1 / 30) and gain["low"] <= 0 < gain["high"]
+    assert choose_trial(f1[:2], counts[:2], "significant", 1000, 0)[:2] == (0, 1)
+    row = {"chosen_trial": 0, "best_trial": 1, "select_gain_best": gain}
+    assert gain_text(row).endswith("(kept default)") and gain_text(row).startswith("+0.033 [")
+    counts = [default, one_better, ten_better]
+    chosen, best, gain = choose_trial(f1, counts, "significant", 1000, 0)
+    assert (chosen, best) == (2, 2) and gain is not None and gain["low"] > 0
+    # the default best: nothing to test, and both rules keep it
+    assert choose_trial([0.6, 0.5], [default, one_better], "significant", 1000, 0) == (0, 0, None)
+    # a trial recorded without its counts: ``best`` still takes it, ``significant`` cannot
+    assert choose_trial(f1[:2], [default, None], "best", 1000, 0) == (1, 1, None)
+    assert choose_trial(f1[:2], [default, None], "significant", 1000, 0) == (0, 1, None)
 
 
 def test_every_arm_that_trains_gets_the_same_number_of_trials_of_its_own_settings() -> None:
@@ -81,6 +117,8 @@ def test_a_bad_tuning_key_is_refused_by_name(tmp_path: Path) -> None:
         CompareConfig(tuning={"trails": 3})
     with pytest.raises(ValueError, match="trials must be >= 2"):
         CompareConfig(tuning={"trials": 1})
+    with pytest.raises(ValueError, match=r"tuning.rule must be one of \['best', 'significant'\]"):
+        CompareConfig(tuning={"rule": "luckiest"})
     assert "tuning" not in CompareConfig().export()  # an untuned run's config as before
 
 
@@ -168,8 +206,18 @@ def test_tuned_comparison_chooses_on_selection_reports_and_resumes(tmp_path: Pat
         assert t["default"] == default_settings(arms[arm], cfg)  # trial 0 is the default
         assert trials[0]["settings"]["options"]["options"] == {**arms[arm].options,
                                                                **t["default"]}
-        assert t["chosen_trial"] == best_trial(scores)
-        assert t["select_f1_tuned"] == max(scores)
+        assert t["chosen_trial"] == best_trial(scores) == t["best_trial"]
+        assert t["select_f1_tuned"] == max(scores) and t["rule"] == "best"
+        # each trial kept its per-page selection counts, paired by page with the default's
+        pages = trials[0]["result"]["select_doc_ids"]
+        assert all(trial["result"]["select_doc_ids"] == pages for trial in trials)
+        assert all(np.shape(trial["result"]["select_counts"]) == (len(pages), 3)
+                   for trial in trials)
+        gain = t["select_gain_best"]
+        if t["best_trial"] == 0:
+            assert gain is None
+        else:
+            assert gain["diff"] == pytest.approx(t["select_f1_tuned"] - t["select_f1_default"])
         # the arm ran with the chosen settings, at every seed
         for seed in (0, 1):
             step = json.loads((out / "steps" / "full" / f"seed-{seed}" / "round-1" /
@@ -184,12 +232,39 @@ def test_tuned_comparison_chooses_on_selection_reports_and_resumes(tmp_path: Pat
         ("dpo", "beta")}
     md = Path(got["paths"]["md"]).read_text(encoding="utf-8")
     assert "**Tuning (selection split)**" in md and "| dpo | beta |" in md
+    assert "best − default [95% CI]" in md
     assert "Tuning (selection split)" in Path(got["paths"]["html"]).read_text(encoding="utf-8")
     # the same command again trains nothing: every step is found finished
     before, results = _step_files(out), (out / "results.jsonl").read_bytes()
     Comparison(load_config(str(path))).run()
     assert _step_files(out) == before
     assert (out / "results.jsonl").read_bytes() == results
+
+
+@pytest.mark.slow
+def test_the_significant_rule_runs_the_default_unless_a_trial_wins_beyond_noise(
+        tmp_path: Path) -> None:
+    path = _config(tmp_path, "significant", arms=["none", "sft", "dpo"],
+                   tuning={"trials": 3, "seed": 1, "rule": "significant"})
+    got = Comparison(load_config(str(path))).run()
+    out = tmp_path / "significant"
+    rows = [r for r in read_results(out / "results.jsonl") if r.round == 1 and r.arm != "none"]
+    assert {r.arm for r in rows} == {"sft", "dpo"}
+    for r in rows:
+        t = r.extras["tuning"]
+        gain = t["select_gain_best"]
+        beyond_noise = gain is not None and gain["low"] > 0
+        assert t["rule"] == "significant"
+        assert t["chosen_trial"] == (t["best_trial"] if beyond_noise else 0)
+        step = json.loads((out / "steps" / "full" / "seed-0" / "round-1" /
+                           f"arm-{r.arm}.json").read_text(encoding="utf-8"))
+        assert step["settings"]["options"]["options"]  # the chosen trial's settings ran
+        chosen = json.loads((out / "steps" / "full" / "seed-0" / "round-1" / f"tune-{r.arm}" /
+                             f"trial-{t['chosen_trial']}.json").read_text(encoding="utf-8"))
+        assert (step["settings"]["options"]["options"]
+                == chosen["settings"]["options"]["options"])
+    md = Path(got["paths"]["md"]).read_text(encoding="utf-8")
+    assert "where its gain over the default was significant on the selection pages" in md
 
 
 @pytest.mark.slow

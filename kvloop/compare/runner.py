@@ -51,7 +51,7 @@ from kvloop.compare.operator import regime_label
 from kvloop.compare.records import ArmResult, append_result, read_results
 from kvloop.compare.specs import PoolUnit, RewardUnit, StartUnit, UnitContext
 from kvloop.compare.steps import StepCache
-from kvloop.compare.tuning import TuningConfig, tuned_arms, tuning_table
+from kvloop.compare.tuning import TuningConfig, gain_from_steps, tuned_arms, tuning_table
 from kvloop.compare.units import ArmUnit
 
 log = logging.getLogger(__name__)
@@ -464,7 +464,8 @@ class Comparison:
                            resample_seeds=self.cfg.start_per_seed)
         analysis["command"] = self.command
         if self.tuning is not None:
-            analysis["tuning"] = tuning_table(results)
+            analysis["tuning"] = tuning_table(
+                results, gain_from_steps(self.steps, self.cfg.n_boot, self.tuning.seed))
         return write_report(analysis, results, self.cfg.export(), self.out)
 
 
