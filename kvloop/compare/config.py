@@ -102,8 +102,8 @@ class CompareConfig:
     """More evaluation sets: name -> dataset spec (every document of it is scored)."""
     tuning: dict[str, Any] = field(default_factory=dict)
     """Equal tuning of every arm that trains (``kvloop.compare.tuning``): ``{trials: N,
-    seed: S, rule: best|significant}``; empty: every arm runs its default settings. With ``X+tuned`` arms, only they
-    are tuned, with these trials (empty: the defaults)."""
+    seed: S, rule: best|significant}``; empty: every arm runs its default settings. With
+    ``X+tuned`` arms, only they are tuned, with these trials (empty: the defaults)."""
     baseline: str = "sft"
     n_boot: int = 1000
     keep_models: bool = False
