@@ -56,6 +56,7 @@ from kvloop.compare.analysis import (
 )
 from kvloop.compare.arms import TUNED, arm_named, base_name, is_arm
 from kvloop.compare.records import ArmResult, read_results
+from kvloop.compare.steps import StepCache
 
 SFT_CONTROL = "sft-long"
 TUNED_SFT = "sft"
@@ -102,9 +103,8 @@ def run_config(folder: Path) -> dict[str, Any]:
 
 def _step_results(folder: Path, pattern: str) -> Iterator[tuple[Path, dict[str, Any]]]:
     """Each recorded step under the folder's ``steps/`` matching ``pattern``, with its result
-    (``kvloop.compare.steps.StepCache`` writes them; read here without their settings)."""
-    for f in (folder / "steps").glob(pattern):
-        yield f, json.loads(f.read_text(encoding="utf-8")).get("result") or {}
+    (read without their settings)."""
+    return StepCache(folder / "steps").recorded_matching(pattern)
 
 
 def unit_threads(result: dict[str, Any], run_cfg: dict[str, Any]) -> float:

@@ -10,6 +10,7 @@ other settings is an error (``SettingsMismatch``) rather than a silently stale r
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,17 @@ class StepCache:
                                    f"use another output folder or delete {p}")
         return rec["result"]
 
+    def recorded(self, name: str) -> dict[str, Any] | None:
+        """The result of finished step ``name`` as recorded, its settings not checked (for
+        reports that read what a run did); ``None`` if unfinished."""
+        p = self.path(name)
+        return _result(p) if p.is_file() else None
+
+    def recorded_matching(self, pattern: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Each finished step whose record matches the glob ``pattern``, with its result."""
+        for p in self.folder.glob(pattern):
+            yield p, _result(p)
+
     def put(self, name: str, settings: dict[str, Any], result: dict[str, Any]) -> None:
         p = self.path(name)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -50,3 +62,7 @@ class StepCache:
 
     def drop(self, name: str) -> None:
         self.path(name).unlink(missing_ok=True)
+
+
+def _result(p: Path) -> dict[str, Any]:
+    return json.loads(p.read_text(encoding="utf-8")).get("result") or {}

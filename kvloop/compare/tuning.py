@@ -197,17 +197,18 @@ def tuned_arms(run: Comparison, rnd: int, rewards: Mapping[int, Mapping[str, Any
     for k, got in run.executor.run(units.run_arm, payloads):
         arm_name, i, name, settings = todo[k]
         f1 = _select_f1(got["scores"])
+        select = got["scores"][SELECT_SET]
         # the per-page counts too: a rule that asks whether a trial beat the default beyond
         # the selection split's noise needs them paired by page
         run.steps.put(name, settings, {"select_f1": f1, "eval_sets": list(got["scores"]),
-                                       "select_counts": got["scores"][SELECT_SET]["counts"],
-                                       "select_doc_ids": got["scores"][SELECT_SET]["doc_ids"],
+                                       "select_counts": select["counts"],
+                                       "select_doc_ids": select["doc_ids"],
                                        "train_seconds": got["train_seconds"],
                                        "model_version": got["model_version"],
                                        "executor": run.executor.name,
                                        "threads": run.threads, "extras": got["extras"]})
         plans[arm_name][1][i] = f1
-        plans[arm_name][2][i] = got["scores"][SELECT_SET]["counts"]
+        plans[arm_name][2][i] = select["counts"]
         print(f"  seed {seed} round {rnd} tuning {arm_name} trial {i} "
               f"({settings_text(plans[arm_name][0][i])}): selection F1 {f1:.3f}, "
               f"{got['train_seconds']:.0f} s", flush=True)
@@ -245,21 +246,16 @@ default, for rows written before the gain was recorded in them (read from the tr
 def gain_from_steps(steps: StepCache, n_boot: int, seed: int) -> GainLookup:
     """A ``GainLookup`` reading the trial steps' per-page selection counts (``None`` where a
     step has none: recorded before they were kept)."""
-    import json
 
     def gain_of(regime: str, rnd: int, arm: str, t: Mapping[str, Any]) -> dict[str, Any] | None:
         if t["chosen_trial"] == 0:
             return None
-        counts = []
-        for i in (0, t["chosen_trial"]):
-            p = steps.path(f"{regime}/seed-{t['on_seed']}/round-{rnd}/tune-{arm}/trial-{i}")
-            if not p.is_file():
-                return None
-            counts.append(json.loads(p.read_text(encoding="utf-8"))["result"]
-                          .get("select_counts"))
-        if counts[0] is None or counts[1] is None:
+        default, chosen = ((steps.recorded(f"{regime}/seed-{t['on_seed']}/round-{rnd}/"
+                                           f"tune-{arm}/trial-{i}") or {}).get("select_counts")
+                           for i in (0, t["chosen_trial"]))
+        if default is None or chosen is None:
             return None
-        return selection_gain(counts[0], counts[1], n_boot, seed)
+        return selection_gain(default, chosen, n_boot, seed)
 
     return gain_of
 
