@@ -362,3 +362,50 @@ def test_a_tuned_arm_joins_a_finished_comparison_and_trains_only_itself(tmp_path
     assert cell["tests"]["tuned:sft"]["reference"] == "sft"
     assert cell["tuning_core_minutes"]["sft+tuned"] > 0  # the two trials, paid once
     assert "| x | full | dev | 4 | sft | " in grid_markdown([cell])
+
+
+@pytest.mark.slow
+def test_a_tuned_arm_that_chose_its_defaults_is_its_default_arm_not_trained_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ``sft+tuned``'s trials choose the default (trial 0), it would train exactly what
+    ``sft`` trains: its rows and step are ``sft``'s, marked ``same_as``, and no unit trains it;
+    where they choose another trial it trains."""
+    from kvloop.compare import runner, tuning, units
+
+    choose = tuning.choose_trial
+    monkeypatch.setattr(tuning, "choose_trial",  # the rule is tested above; here: "the default"
+                        lambda *a, **k: (0, *choose(*a, **k)[1:]))
+    trained: list[str] = []
+    run_arm = units.run_arm
+
+    def counting(unit):  # type: ignore[no-untyped-def]
+        if unit.arm.trainer:  # the start model is scored through run_arm too
+            trained.append(unit.arm.name)
+        return run_arm(unit)
+
+    monkeypatch.setattr(runner.units, "run_arm", counting)
+    path = _config(tmp_path, "twin", arms=["none", "sft", "sft+tuned"], seeds=[0, 1],
+                   tuning={"trials": 2, "seed": 0})
+    Comparison(load_config(str(path))).run()
+    out = tmp_path / "twin"
+    assert sorted(trained) == ["sft", "sft", "sft+tuned", "sft+tuned"]  # trials only
+    rows = {(r.arm, r.seed, r.eval_set): r for r in read_results(out / "results.jsonl")
+            if r.round == 1}
+    for (arm, seed, es), row in rows.items():
+        if arm != "sft+tuned":
+            continue
+        twin = rows[("sft", seed, es)]
+        assert (row.counts, row.correct, row.model_version) == (
+            twin.counts, twin.correct, twin.model_version)
+        assert row.extras["same_as"] == "sft" and row.extras["tuning"]["chosen_trial"] == 0
+        step = json.loads((out / "steps" / "full" / f"seed-{seed}" / "round-1" /
+                           "arm-sft+tuned.json").read_text(encoding="utf-8"))
+        assert step["result"]["same_as"] == "sft"
+    assert {k[1] for k in rows if k[0] == "sft+tuned"} == {0, 1}
+    # another trial chosen: the tuned arm trains
+    monkeypatch.setattr(tuning, "choose_trial", lambda *a, **k: (1, 1, None))
+    trained.clear()
+    path = _config(tmp_path, "other", arms=["none", "sft", "sft+tuned"], seeds=[0],
+                   tuning={"trials": 2, "seed": 0})
+    Comparison(load_config(str(path))).run()
+    assert sorted(trained) == ["sft", "sft+tuned", "sft+tuned", "sft+tuned"]

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from kvloop.compare import units
-from kvloop.compare.arms import ARMS, Arm, ceiling_arm, floor_arm, references
+from kvloop.compare.arms import ARMS, Arm, base_name, ceiling_arm, floor_arm, references
 from kvloop.compare.config import CompareConfig
 from kvloop.compare.data import CompareData, prepare, read_docs
 from kvloop.compare.executors import LocalExecutor, RayExecutor
@@ -370,17 +370,66 @@ class Comparison:
                 append_result(self.results_file, row)
             self.steps.put(name, settings, {})
 
+    def default_twin(self, arm: Arm) -> Arm | None:
+        """The run's default arm that tuned ``arm`` is this round: its trials chose the default
+        (trial 0), so it would train exactly what ``X`` trains (the same start, reviews, seed
+        and settings; ``rl+tuned`` and ``rl`` scored the same to the document when both ran).
+        ``None`` when it chose other settings or ``X`` is not in the run."""
+        tuning = self.tuning_extras.get(arm.name, {}).get("tuning")
+        if not arm.tuned or tuning is None or tuning["chosen_trial"] != 0:
+            return None
+        untuned = next(a for a in self.base_arms if a.name == arm.name)
+        return next((a for a in self.arms if a.name == base_name(arm.name) and not a.tuned
+                     and a.trainer == arm.trainer and dict(a.options) == dict(untuned.options)),
+                    None)
+
     def arms_round(self, rnd: int, rewards: dict[int, dict[str, Any]]) -> None:
         cfg = self.cfg
         self.floor_rows(rnd)
         todo: list[tuple[Arm, int]] = []
-        payloads = []
+        twins: list[tuple[Arm, Arm, int]] = []
         for seed in cfg.seeds:
             for arm in self.pending_arms(seed, rnd):
-                todo.append((arm, seed))
-                payloads.append(ArmUnit(self.round_context(seed, rnd),
-                                        str(self.unit_dir(seed, rnd, arm.name)), arm,
-                                        rewards.get(seed, {}).get("dir")))
+                twin = self.default_twin(arm)
+                if twin is None:
+                    todo.append((arm, seed))
+                else:
+                    twins.append((arm, twin, seed))
+        self.run_arms(rnd, rewards, todo)
+        # a tuned arm that chose its defaults takes its default arm's rows (trained above or
+        # before) instead of training the same model again; without them it trains
+        self.run_arms(rnd, rewards, [(arm, seed) for arm, twin, seed in twins
+                                     if not self.copy_twin(arm, twin, seed, rnd)])
+        if not (cfg.keep_models or cfg.keep_reward_models):
+            for seed, rm in rewards.items():
+                units.drop_weights(Path(rm["dir"]))
+
+    def copy_twin(self, arm: Arm, twin: Arm, seed: int, rnd: int) -> bool:
+        """``arm``'s rows and step at (``seed``, ``rnd``) from its default twin's (relabelled,
+        its tuning record added, ``same_as`` naming the twin); False if the twin has none."""
+        step = self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{twin.name}",
+                              self.unit_settings(seed, rnd, twin.name))
+        rows = [r for r in read_results(self.results_file)
+                if (r.regime, r.arm, r.seed, r.round) == (self.regime, twin.name, seed, rnd)]
+        if step is None or not rows:
+            return False
+        extras = {**self.tuning_extras.get(arm.name, {}), "same_as": twin.name}
+        for row in rows:
+            append_result(self.results_file,
+                          replace(row, arm=arm.name, extras={**row.extras, **extras}))
+        self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
+                       self.unit_settings(seed, rnd, arm.name),
+                       {**step, "same_as": twin.name})
+        print(f"  seed {seed} round {rnd} {arm.name}: its trials chose the default, so it is "
+              f"{twin.name} (F1 {rows[0].f1:.3f} on {rows[0].eval_set})", flush=True)
+        return True
+
+    def run_arms(self, rnd: int, rewards: dict[int, dict[str, Any]],
+                 todo: list[tuple[Arm, int]]) -> None:
+        """Train and score each (arm, seed) of ``todo`` at round ``rnd``; rows and steps
+        recorded as each finishes."""
+        payloads = [ArmUnit(self.round_context(seed, rnd), str(self.unit_dir(seed, rnd, arm.name)),
+                            arm, rewards.get(seed, {}).get("dir")) for arm, seed in todo]
         for i, got in self.executor.run(units.run_arm, payloads):
             arm, seed = todo[i]
             review = arm.budget(self.reviews[seed][rnd], len(self.data.pool))
@@ -397,9 +446,6 @@ class Comparison:
                            dev["counts"], 0, 0.0).f1
             print(f"  seed {seed} round {rnd} {arm.name}: {got['train_seconds']:.0f} s, "
                   f"F1 {f1:.3f} on {next(iter(got['scores']))}", flush=True)
-        if not (cfg.keep_models or cfg.keep_reward_models):
-            for seed, rm in rewards.items():
-                units.drop_weights(Path(rm["dir"]))
 
     # -- the whole run ------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

@@ -31,7 +31,9 @@ the settings that won on its own selection pages: a best-of-N there, never on de
 Trials are units like the arms' (``kvloop.compare.units.run_arm``, on the run's executor, so
 Ray runs them too), each recorded as a step when finished (``kvloop.compare.steps``):
 running again trains only the trials not yet finished. The rows of a tuned arm carry
-``extras["tuning"]``; :func:`tuning_table` turns them into the report's table.
+``extras["tuning"]``; :func:`tuning_table` turns them into the report's table. An ``X+tuned``
+arm whose trials chose the default takes ``X``'s rows (``same_as``) rather than training the
+same model again (``Comparison.default_twin``).
 """
 
 from __future__ import annotations
