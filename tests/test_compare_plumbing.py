@@ -215,3 +215,17 @@ def test_regime_flags_choose_the_regimes_and_each_gets_its_operator() -> None:
         CompareConfig(data="demo", regimes=["full", "full"])
     with pytest.raises(ValueError, match="regimes"):
         CompareConfig(data="demo", regimes=["typed"])
+
+
+def test_a_thread_limit_below_the_units_threads_is_warned_of() -> None:
+    """OMP_THREAD_LIMIT=1 (what tesseract wants) left in a comparison's environment runs every
+    unit on one core while its rows count two: said, with the fix."""
+    from kvloop.compare.runner import thread_limit_warning
+
+    warning = thread_limit_warning(2, {"OMP_THREAD_LIMIT": "1"})
+    assert warning is not None
+    assert "OMP_THREAD_LIMIT=1" in warning and "overstate" in warning and "unset it" in warning
+    assert thread_limit_warning(2, {"OMP_THREAD_LIMIT": "2"}) is None
+    assert thread_limit_warning(2, {"OMP_THREAD_LIMIT": "4"}) is None
+    assert thread_limit_warning(2, {}) is None
+    assert thread_limit_warning(1, {"OMP_THREAD_LIMIT": "1"}) is None

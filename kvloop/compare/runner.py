@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,8 @@ class Comparison:
         self.results_file = self.out / "results.jsonl"
         self.executor: LocalExecutor | RayExecutor = LocalExecutor()  # Ray starts in run()
         self.threads = cfg.cpus_per_task if cfg.ray else cfg.threads
+        if not cfg.ray and (warning := thread_limit_warning(self.threads, os.environ)):
+            log.warning(warning)
         self.use_operator(cfg.operators[0])
 
     def use_operator(self, operator: dict[str, Any]) -> None:
@@ -513,6 +517,19 @@ class Comparison:
             analysis["tuning"] = tuning_table(
                 results, gain_from_steps(self.steps, self.cfg.n_boot, self.tuning.seed))
         return write_report(analysis, results, self.cfg.export(), self.out)
+
+
+def thread_limit_warning(threads: int, env: Mapping[str, str]) -> str | None:
+    """What to tell when ``OMP_THREAD_LIMIT`` (set for tesseract) caps torch below the threads
+    a local unit is given: the units then run on fewer cores than their rows record, so their
+    core-minutes (wall time x threads) overstate the cost; ``None`` when it does not."""
+    limit = env.get("OMP_THREAD_LIMIT", "")
+    if not limit.isdigit() or int(limit) >= threads:
+        return None
+    return (f"OMP_THREAD_LIMIT={limit} caps torch at {limit} thread(s) of the {threads} each "
+            f"unit is given: units run slower and the core-minutes recorded (wall time x "
+            f"{threads}) overstate their cost; unset it for a comparison (tesseract sets its "
+            f"own)")
 
 
 def remove_run(out: Path) -> None:
