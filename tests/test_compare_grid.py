@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from kvloop.compare.grid import (
     grid_markdown,
     tuning_core_minutes,
 )
-from kvloop.compare.records import ArmResult, append_result
+from kvloop.compare.records import ArmResult, append_result, read_results
 
 FIELDS = ["company", "date", "address", "total"]
 
@@ -213,3 +214,18 @@ def test_a_cell_of_a_comparison_still_running_is_marked_unfinished(tmp_path: Pat
     assert not cell["complete"]  # its last round is round 1 of 2
     [cell] = grid_cells([GridSource(label="x", folder=out)], n_boot=50, every_round=True)
     assert cell["complete"]  # round 1 as a budget of its own is finished
+
+
+def test_the_runner_up_is_another_model_not_the_winners_tuned_twin(tmp_path: Path) -> None:
+    """``sft-rl+tuned`` that kept its defaults carries ``sft-rl``'s rows (``same_as``): the
+    winner's margin is over ``sft-long``, the next other model, never an exact 0 over itself."""
+    folder = _folder(tmp_path)
+    for row in [r for r in read_results(folder / "results.jsonl") if r.arm == "sft-rl"]:
+        append_result(folder / "results.jsonl",
+                      replace(row, arm="sft-rl+tuned", extras={**row.extras, "same_as": "sft-rl"}))
+    [cell] = grid_cells([GridSource.parse("x=" + str(folder))], n_boot=200)
+    assert cell["f1"]["sft-rl+tuned"] == cell["f1"]["sft-rl"]
+    win = cell["tests"]["winner"]
+    assert {win["arm"], win["reference"]} & {"sft-rl", "sft-rl+tuned"}
+    assert "sft-long" in (win["arm"], win["reference"])
+    assert win["f1_diff"]["low"] > 0

@@ -158,6 +158,13 @@ def core_minutes(rows: Sequence[ArmResult], rewards: dict[tuple[str, int, int], 
     return float(np.median(list(per_seed.values()))) if per_seed else 0.0
 
 
+def _same_model(arms: dict[str, dict[int, ArmResult]], a: str, b: str) -> bool:
+    """Whether arm ``a``'s rows are ``b``'s, or ``b``'s are ``a``'s, at every seed (``same_as``:
+    a tuned arm whose trials chose the default)."""
+    return any(all(r.extras.get("same_as") == y for r in arms[x].values())
+               for x, y in ((a, b), (b, a)))
+
+
 def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
                alpha: float = 0.05, every_round: bool = False) -> list[dict[str, Any]]:
     """One record per (source, regime, evaluation set) at its last round (module docstring);
@@ -193,8 +200,12 @@ def grid_cells(sources: Sequence[GridSource], n_boot: int = 1000, seed: int = 0,
             shippable = sorted((a for a in arms if not (is_arm(a) and arm_named(a).reference)),
                                key=lambda a: -f1[a])
             contrasts = []
-            if len(shippable) >= 2:
-                contrasts.append(("winner", shippable[1], shippable[0]))
+            # the runner-up is another model: a tuned arm that kept its defaults is its
+            # default arm's rows (``same_as``), a margin of exactly 0 that says nothing
+            runner_up = next((a for a in shippable[1:]
+                              if not _same_model(arms, a, shippable[0])), None)
+            if runner_up is not None:
+                contrasts.append(("winner", runner_up, shippable[0]))
             control = rl_stage_control(arms)
             if control and RL_AFTER_SFT in arms:
                 contrasts.append(("rl_stage", control, RL_AFTER_SFT))
