@@ -290,12 +290,16 @@ class Comparison:
                   f"pair accuracy {'—' if acc is None else f'{acc:.3f}'})", flush=True)
         return out
 
+    def arm_step(self, seed: int, rnd: int, name: str) -> str:
+        """The step name of arm ``name`` at (``seed``, ``rnd``) in the current regime."""
+        return f"{self.regime}/seed-{seed}/round-{rnd}/arm-{name}"
+
     def pending_arms(self, seed: int, rnd: int) -> list[Arm]:
         """The arms that train or score at round ``rnd`` of ``seed`` (``Arm.runs_at``) and
         have not finished."""
         return [a for a in self.arms
                 if a.runs_at(rnd, self.cfg.rounds)
-                and self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{a.name}",
+                and self.steps.get(self.arm_step(seed, rnd, a.name),
                                    self.unit_settings(seed, rnd, a.name)) is None]
 
     def round_context(self, seed: int, rnd: int) -> UnitContext:
@@ -366,7 +370,7 @@ class Comparison:
             got = self.steps.get(f"start/{self.start_key(seed)}-scores",
                                  self.start_settings(self.start_key(seed)))
             assert got is not None  # score_start ran first
-            name = f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}"
+            name = self.arm_step(seed, rnd, arm.name)
             settings = {"version": got["model_version"], "review": self.reviews[seed][rnd]["picked"]}
             if self.steps.get(name, settings) is not None:
                 continue
@@ -402,18 +406,21 @@ class Comparison:
         self.run_arms(rnd, rewards, todo)
         # a tuned arm that chose its defaults takes its default arm's rows (trained above or
         # before) instead of training the same model again; without them it trains
+        recorded = read_results(self.results_file) if twins else []
         self.run_arms(rnd, rewards, [(arm, seed) for arm, twin, seed in twins
-                                     if not self.copy_twin(arm, twin, seed, rnd)])
+                                     if not self.copy_twin(arm, twin, seed, rnd, recorded)])
         if not (cfg.keep_models or cfg.keep_reward_models):
             for seed, rm in rewards.items():
                 units.drop_weights(Path(rm["dir"]))
 
-    def copy_twin(self, arm: Arm, twin: Arm, seed: int, rnd: int) -> bool:
-        """``arm``'s rows and step at (``seed``, ``rnd``) from its default twin's (relabelled,
-        its tuning record added, ``same_as`` naming the twin); False if the twin has none."""
-        step = self.steps.get(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{twin.name}",
+    def copy_twin(self, arm: Arm, twin: Arm, seed: int, rnd: int,
+                  recorded: list[ArmResult]) -> bool:
+        """``arm``'s rows and step at (``seed``, ``rnd``) from its default twin's among
+        ``recorded`` (relabelled, its tuning record added, ``same_as`` naming the twin); False
+        if the twin has none."""
+        step = self.steps.get(self.arm_step(seed, rnd, twin.name),
                               self.unit_settings(seed, rnd, twin.name))
-        rows = [r for r in read_results(self.results_file)
+        rows = [r for r in recorded
                 if (r.regime, r.arm, r.seed, r.round) == (self.regime, twin.name, seed, rnd)]
         if step is None or not rows:
             return False
@@ -421,7 +428,7 @@ class Comparison:
         for row in rows:
             append_result(self.results_file,
                           replace(row, arm=arm.name, extras={**row.extras, **extras}))
-        self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
+        self.steps.put(self.arm_step(seed, rnd, arm.name),
                        self.unit_settings(seed, rnd, arm.name),
                        {**step, "same_as": twin.name})
         print(f"  seed {seed} round {rnd} {arm.name}: its trials chose the default, so it is "
@@ -441,7 +448,7 @@ class Comparison:
                       **self.tuning_extras.get(arm.name, {})}
             for row in self.arm_rows(arm, seed, rnd, got, review, extras):
                 append_result(self.results_file, row)
-            self.steps.put(f"{self.regime}/seed-{seed}/round-{rnd}/arm-{arm.name}",
+            self.steps.put(self.arm_step(seed, rnd, arm.name),
                            self.unit_settings(seed, rnd, arm.name),
                            {"train_seconds": got["train_seconds"],
                             "model_version": got["model_version"], "extras": got["extras"]})
